@@ -1,0 +1,255 @@
+"""Chapter 1 — CNN basics: convolution arithmetic, receptive fields and a ResNet baseline.
+
+Everything the CNN chapter shows is defined here: the explicit sliding-window convolution
+(checked against :func:`torch.nn.functional.conv2d`), the output-size formula, receptive-field
+arithmetic and :class:`ResNet`, the CIFAR-style baseline every later chapter builds on.
+
+:class:`ResNet` has two extension points so that the fusion chapters never copy it:
+
+* ``block_factory(stage, index, in_channels, out_channels, stride)`` returns the residual block
+  at that position (chapter 5 swaps in SE/CBAM/BoTNet blocks);
+* ``insert_after(stage, index, channels)`` may return a module placed *after* that block
+  (chapter 3 inserts Non-local blocks, as the paper does after res3/res4 blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "BasicBlock",
+    "BlockFactory",
+    "InsertFactory",
+    "ResNet",
+    "ReceptiveField",
+    "check_image_batch",
+    "conv2d_sliding",
+    "conv_output_size",
+    "receptive_field",
+]
+
+BlockFactory = Callable[[int, int, int, int, int], nn.Module]
+"""``(stage, index, in_channels, out_channels, stride) -> residual block``."""
+InsertFactory = Callable[[int, int, int], "nn.Module | None"]
+"""``(stage, index, channels) -> module inserted after that block, or None``."""
+
+
+def check_image_batch(x: torch.Tensor, channels: int | None, where: str) -> None:
+    """Raise a clear error unless ``x`` is a (B, C, H, W) float tensor with ``channels`` channels."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where} expects a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{where} expects a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{where} expects {channels} input channels (B, {channels}, H, W), "
+            f"got {x.shape[1]} in shape {tuple(x.shape)}"
+        )
+    if not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(f"{where} expects a floating-point tensor, got {x.dtype}; convert images with .float()")
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Spatial output size of a convolution or pooling layer along one axis.
+
+    ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1`` — the formula
+    PyTorch documents for :class:`torch.nn.Conv2d`.
+    """
+    for name, value, low in (("size", size, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                             ("padding", padding, 0), ("dilation", dilation, 1)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"conv_output_size: {name} must be an int >= {low}, got {value!r}")
+    effective = dilation * (kernel_size - 1) + 1
+    if size + 2 * padding < effective:
+        raise ValueError(
+            f"conv_output_size: kernel of effective size {effective} does not fit an input of size {size} "
+            f"with padding {padding}"
+        )
+    return (size + 2 * padding - effective) // stride + 1
+
+
+def conv2d_sliding(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1, padding: int = 0
+) -> torch.Tensor:
+    """Convolution written as what it is: a dot product of the kernel with every window.
+
+    Slow and for teaching only; equals ``F.conv2d(x, weight, bias, stride, padding)``.
+    """
+    check_image_batch(x, weight.shape[1], "conv2d_sliding")
+    out_c, in_c, kh, kw = weight.shape
+    x = F.pad(x, (padding, padding, padding, padding))
+    b, _, h, w = x.shape
+    oh = (h - kh) // stride + 1
+    ow = (w - kw) // stride + 1
+    out = x.new_zeros(b, out_c, oh, ow)
+    for i in range(oh):
+        for j in range(ow):
+            window = x[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]  # (B, C, kh, kw)
+            # one dot product per output channel: sum over (C, kh, kw)
+            out[:, :, i, j] = torch.einsum("bchw,ochw->bo", window, weight)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field after a layer: its size ``r`` (pixels), cumulative stride ``jump``."""
+
+    name: str
+    size: int
+    jump: int
+
+
+def receptive_field(layers: Sequence[tuple[str, int, int]]) -> list[ReceptiveField]:
+    """Receptive field after each layer of a chain of ``(name, kernel_size, stride)`` layers.
+
+    Uses the recurrence r_l = r_{l-1} + (k_l - 1) * j_{l-1}, j_l = j_{l-1} * s_l with r_0 = j_0 = 1.
+    """
+    r, j = 1, 1
+    out = []
+    for name, k, s in layers:
+        if k < 1 or s < 1:
+            raise ValueError(f"receptive_field: layer {name!r} needs kernel_size >= 1 and stride >= 1, got {k}, {s}")
+        r = r + (k - 1) * j
+        j = j * s
+        out.append(ReceptiveField(name, r, j))
+    return out
+
+
+class BasicBlock(nn.Module):
+    """The two-3×3-convolution residual block of He et al. (2016).
+
+    ``attention`` (optional) is applied to the residual branch before the addition — the place
+    SE and CBAM put their gates.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.attention = attention if attention is not None else nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+        self.reset_parameters()
+
+    def reset_parameters(self, zero_init_residual: bool = False) -> None:
+        """He-normal (fan-out) convolutions, unit BatchNorms; optionally a zero last BatchNorm."""
+        for m in (self.conv1, self.conv2, *self.shortcut.modules()):
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in (self.bn1, self.bn2, *self.shortcut.modules()):
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+        if zero_init_residual:
+            nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.attention(self.bn2(self.conv2(out)))
+        return F.relu(out + self.shortcut(x))
+
+
+def _basic_block(stage: int, index: int, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return BasicBlock(in_channels, out_channels, stride)
+
+
+class ResNet(nn.Module):
+    """A ResNet for small (e.g. 32×32) images: 3×3 stem, stages of residual blocks, global pooling.
+
+    Args:
+        num_classes: output logits.
+        in_channels: image channels (3 for RGB).
+        widths: channels of each stage; stage ``s > 0`` halves the resolution.
+        depths: residual blocks per stage (``(2, 2, 2, 2)`` with widths ``(64, 128, 256, 512)`` is
+            the CIFAR ResNet-18).
+        block_factory: builds the block at ``(stage, index, in, out, stride)``; default :class:`BasicBlock`.
+        insert_after: optional ``(stage, index, channels) -> module`` placed after a block.
+        zero_init_residual: start each residual branch's last BatchNorm at zero so every block
+            begins as the identity (Goyal et al., 2017) — helps short training runs.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        block_factory: BlockFactory | None = None,
+        insert_after: InsertFactory | None = None,
+        zero_init_residual: bool = True,
+    ):
+        super().__init__()
+        widths, depths = tuple(widths), tuple(depths)
+        if len(widths) == 0 or len(widths) != len(depths):
+            raise ValueError(f"ResNet: widths and depths need the same non-zero length, got {widths} and {depths}")
+        if any(w < 1 for w in widths) or any(d < 1 for d in depths):
+            raise ValueError(f"ResNet: widths and depths must be positive, got {widths} and {depths}")
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(f"ResNet: num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+        self.in_channels = in_channels
+        self.widths, self.depths = widths, depths
+        block_factory = block_factory or _basic_block
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
+        stages = []
+        channels = widths[0]
+        for s, (width, depth) in enumerate(zip(widths, depths)):
+            layers: list[nn.Module] = []
+            for i in range(depth):
+                stride = 2 if (s > 0 and i == 0) else 1
+                layers.append(block_factory(s, i, channels, width, stride))
+                channels = width
+                extra = insert_after(s, i, channels) if insert_after is not None else None
+                if extra is not None:
+                    layers.append(extra)
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.num_features = channels
+        self.head = nn.Linear(channels, num_classes)
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # Only the layers this class builds itself (stem, BasicBlocks, head) are initialised here:
+        # inserted or factory-built modules (a Non-local block's zero BatchNorm, say) keep their own.
+        for m in self.stem.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if isinstance(m, BasicBlock):
+                m.reset_parameters(zero_init_residual)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map, (B, widths[-1], H / 2**(len(widths)-1), ...)."""
+        check_image_batch(x, self.in_channels, type(self).__name__)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x).mean(dim=(2, 3)))
+
+    def receptive_field(self) -> int:
+        """Theoretical receptive field (pixels) of one output position of the last stage.
+
+        Counts the 3×3 convolutions along the main path; inserted modules that mix all positions
+        (attention) make the effective receptive field the whole image, which this does not count.
+        """
+        layers = [("stem", 3, 1)]
+        for s, depth in enumerate(self.depths):
+            for i in range(depth):
+                stride = 2 if (s > 0 and i == 0) else 1
+                layers += [(f"s{s}b{i}c1", 3, stride), (f"s{s}b{i}c2", 3, 1)]
+        return receptive_field(layers)[-1].size

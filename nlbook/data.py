@@ -1,0 +1,287 @@
+"""Datasets as device-resident uint8 tensors, and a loader that augments whole batches on the device.
+
+Which dataset runs is always explicit — an argument, or ``$NLBOOK_DATASET`` — and printed by
+:func:`nlbook.setup`:
+
+* ``cifar10`` (default): CIFAR-10 through torchvision, downloaded (and MD5-checked by torchvision) into
+  ``$NLBOOK_DATA`` (default ``~/.cache/nlbook``). If it is missing and cannot be downloaded you get an
+  error that says what to do — never a silent switch to other data.
+* ``digits``: scikit-learn's 1,797 handwritten digits (shipped inside the package, no network), brought to
+  3×32×32 by bilinear upsampling. Used by CI and offline builds.
+* ``longrange``: the generated long-range-dependency task of :mod:`nlbook.longrange` (default settings).
+
+Why device-resident: on a 2-vCPU Colab machine, per-image augmentation in DataLoader workers starves a
+GPU. Keeping the whole uint8 dataset on the device (CIFAR-10 is 150 MB) and cropping/flipping a batch at a
+time with tensor ops removes the data pipeline as a bottleneck.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DATASETS",
+    "DeviceLoader",
+    "ImageDataset",
+    "DatasetUnavailableError",
+    "data_root",
+    "load_dataset",
+    "random_crop_flip",
+    "resolve_dataset_name",
+]
+
+DATASETS = ("cifar10", "digits", "longrange")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The requested dataset is not on disk and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A train/test split held as tensors: images uint8 (N, C, H, W), labels int64 (N,)."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    mean: tuple[float, ...]  # per-channel, in [0, 1] units, from the training images
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_images.shape[-1]
+
+    def to(self, device: torch.device | str) -> ImageDataset:
+        return replace(
+            self,
+            train_images=self.train_images.to(device),
+            train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device),
+            test_labels=self.test_labels.to(device),
+        )
+
+    def subset(self, max_train: int | None, max_test: int | None) -> ImageDataset:
+        """The first ``max_train`` / ``max_test`` examples (the splits are stored shuffled)."""
+        return replace(
+            self,
+            train_images=self.train_images[:max_train],
+            train_labels=self.train_labels[:max_train],
+            test_images=self.test_images[:max_test],
+            test_labels=self.test_labels[:max_test],
+        )
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images → float, standardised per channel (on the images' device)."""
+        return _normalize(images, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset({self.name!r}, train={tuple(self.train_images.shape)}, "
+            f"test={tuple(self.test_images.shape)}, classes={self.num_classes}, device={self.train_images.device})"
+        )
+
+
+def resolve_dataset_name(name: str | None = None) -> str:
+    """``name``, else ``$NLBOOK_DATASET``, else ``cifar10``; raise on unknown names."""
+    name = name or os.environ.get("NLBOOK_DATASET") or "cifar10"
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} (argument or NLBOOK_DATASET)")
+    return name
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where downloads go: ``root``, else ``$NLBOOK_DATA``, else ``~/.cache/nlbook``."""
+    return Path(root or os.environ.get("NLBOOK_DATA") or Path.home() / ".cache" / "nlbook").expanduser()
+
+
+def load_dataset(
+    name: str | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Load a dataset by name (see module docstring) onto ``device`` (default CPU)."""
+    name = resolve_dataset_name(name)
+    if name == "cifar10":
+        ds = _load_cifar10(data_root(root), download)
+    elif name == "digits":
+        ds = _load_digits()
+    else:
+        from nlbook.longrange import longrange_dataset
+
+        ds = longrange_dataset()
+    return ds.to(device) if device is not None else ds
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images.double() / 255.0
+    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())
+
+
+def _load_cifar10(root: Path, download: bool) -> ImageDataset:
+    import torchvision
+
+    try:
+        # torchvision verifies the archive's MD5 (c58f30108f718f92721af3b95e74349a) before extracting.
+        train = torchvision.datasets.CIFAR10(str(root), train=True, download=download)
+        test = torchvision.datasets.CIFAR10(str(root), train=False, download=download)
+    except (RuntimeError, OSError) as err:  # not found / no network / checksum mismatch
+        raise DatasetUnavailableError(
+            f"CIFAR-10 is not in {root} and could not be downloaded ({type(err).__name__}: {err}).\n"
+            "Do one of:\n"
+            "  * connect to the internet and run again (it downloads 163 MB once), or\n"
+            f"  * put cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html in {root} "
+            "(or point NLBOOK_DATA at its folder), or\n"
+            "  * run offline on the bundled data: set NLBOOK_DATASET=digits (or pass dataset='digits')."
+        ) from err
+
+    def to_tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW
+        return images, torch.tensor(split.targets, dtype=torch.int64)
+
+    tr_x, tr_y = to_tensors(train)
+    te_x, te_y = to_tensors(test)
+    # CIFAR's stored order is not class-sorted, but shuffle once (fixed seed) so subsets are balanced.
+    g = torch.Generator().manual_seed(0)
+    p_tr, p_te = torch.randperm(len(tr_y), generator=g), torch.randperm(len(te_y), generator=g)
+    mean, std = _channel_stats(tr_x)
+    return ImageDataset("cifar10", CIFAR10_CLASSES, tr_x[p_tr], tr_y[p_tr], te_x[p_te], te_y[p_te], mean, std)
+
+
+def _load_digits(test_fraction: float = 0.2) -> ImageDataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
+        raise DatasetUnavailableError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from err
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(bunch.target).long()
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(labels), generator=g)
+    n_test = int(round(len(labels) * test_fraction))
+    te, tr = perm[:n_test], perm[n_test:]
+    mean, std = _channel_stats(images[tr])
+    classes = tuple(str(i) for i in range(10))
+    return ImageDataset("digits", classes, images[tr], labels[tr], images[te], labels[te], mean, std)
+
+
+def _normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    m = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - m) / s
+
+
+def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop after zero padding, and random horizontal flip, for a whole (B, C, H, W) batch at once.
+
+    The random numbers come from ``generator`` (a CPU generator, so a seed gives the same crops on every
+    device); the pixels never leave their device.
+    """
+    b, c, h, w = images.shape
+    dev = images.device
+    flip = torch.rand(b, generator=generator) < 0.5
+    if padding > 0:
+        padded = F.pad(images, (padding, padding, padding, padding))
+        oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(dev)
+        ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(dev)
+        rows = (oy[:, None] + torch.arange(h, device=dev)).view(b, 1, h, 1)
+        cols = (ox[:, None] + torch.arange(w, device=dev)).view(b, 1, 1, w)
+        bidx = torch.arange(b, device=dev).view(b, 1, 1, 1)
+        cidx = torch.arange(c, device=dev).view(1, c, 1, 1)
+        images = padded[bidx, cidx, rows, cols]
+    return torch.where(flip.to(dev).view(b, 1, 1, 1), images.flip(-1), images)
+
+
+class DeviceLoader:
+    """Iterate (normalised float images, labels) batches from device-resident uint8 tensors.
+
+    ``batch_size`` is the *global* batch. With ``world_size > 1`` (see the scale-out appendix) every rank
+    draws the same permutation and takes its contiguous share of each global batch, so N processes see
+    exactly the images one process would.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        shuffle: bool = False,
+        augment: bool = False,
+        padding: int = 4,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ):
+        if images.dim() != 4 or images.dtype != torch.uint8:
+            raise ValueError(f"DeviceLoader expects uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"DeviceLoader: labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        if batch_size < 1 or batch_size % world_size:
+            raise ValueError(f"DeviceLoader: batch_size must be a positive multiple of world_size={world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"DeviceLoader: rank must be in [0, {world_size}), got {rank}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.augment, self.padding = batch_size, shuffle, augment, padding
+        self.mean, self.std = mean, std
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.channels_last = channels_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def train(cls, ds: ImageDataset, batch_size: int, **kw) -> DeviceLoader:
+        """Shuffled, augmented batches from the training split."""
+        kw = {"shuffle": True, "augment": True, "drop_last": True, **kw}
+        return cls(ds.train_images, ds.train_labels, batch_size, mean=ds.mean, std=ds.std, **kw)
+
+    @classmethod
+    def test(cls, ds: ImageDataset, batch_size: int, **kw) -> DeviceLoader:
+        """Ordered, un-augmented batches from the test split."""
+        return cls(ds.test_images, ds.test_labels, batch_size, mean=ds.mean, std=ds.std, **kw)
+
+    def __len__(self) -> int:
+        n = self.images.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.images.shape[0]
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.images.device)
+        share = self.batch_size // self.world_size
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            if self.world_size > 1:
+                share = -(-idx.numel() // self.world_size)
+                idx = idx[self.rank * share : (self.rank + 1) * share]
+            x = self.images[idx]
+            if self.augment:
+                x = random_crop_flip(x, self.padding, self.generator)
+            x = _normalize(x, self.mean, self.std)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]

@@ -1,0 +1,120 @@
+"""Where and how big a run is: device choice, run profile, seeding, and the line every notebook prints.
+
+Two environment variables make a run explicit (each notebook prints both at the top):
+
+* ``NLBOOK_PROFILE`` — ``quick`` (CI on 2 CPU cores: about a minute per notebook) or ``full`` (the real
+  experiment on a GPU). Default: ``full`` when CUDA is available, else ``quick``.
+* ``NLBOOK_DATASET`` — see :mod:`nlbook.data` (``cifar10`` by default; ``digits`` offline).
+* ``NLBOOK_DEVICE`` — optional override of the automatic choice (CUDA, then MPS, then CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["PROFILES", "Profile", "RunContext", "device_name", "get_profile", "pick_device", "seed_everything", "setup"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A training budget. Chapters scale their models and runs from these numbers, never ad hoc."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    max_train: int | None  # cap on training images (None: all)
+    max_test: int | None  # cap on test images (None: all)
+    width: int  # base channel width for CNNs (stage widths are multiples of it)
+    embed_dim: int  # token width for transformers
+    depth: int  # transformer blocks
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", epochs=3, batch_size=64, max_train=1200, max_test=400, width=16, embed_dim=64, depth=2),
+    "full": Profile("full", epochs=30, batch_size=256, max_train=None, max_test=None, width=64, embed_dim=192, depth=6),
+}
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """``prefer`` or ``$NLBOOK_DEVICE`` if given, else CUDA, then Apple MPS, then CPU."""
+    prefer = prefer or os.environ.get("NLBOOK_DEVICE")
+    if prefer:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {prefer!r} requested but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the hardware behind ``device`` (GPU model, or CPU and thread count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {torch.get_num_threads()} threads"
+
+
+def get_profile(name: str | None = None, device: torch.device | None = None) -> Profile:
+    """The named profile, else ``$NLBOOK_PROFILE``, else ``full`` on CUDA and ``quick`` elsewhere."""
+    name = name or os.environ.get("NLBOOK_PROFILE")
+    if name is None:
+        device = device or pick_device()
+        name = "full" if device.type == "cuda" else "quick"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)} (set NLBOOK_PROFILE)")
+    return PROFILES[name]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a notebook runs on: printed at its top and passed to data loading and training."""
+
+    device: torch.device
+    profile: Profile
+    dataset: str
+    seed: int
+
+    @property
+    def hardware(self) -> str:
+        return device_name(self.device)
+
+    def describe(self) -> str:
+        import nlbook
+
+        return (
+            f"nlbook {nlbook.__version__} | torch {torch.__version__} | device {self.device.type} "
+            f"({self.hardware}) | profile {self.profile.name} | dataset {self.dataset} | seed {self.seed}"
+        )
+
+
+def setup(
+    seed: int = 0, profile: str | None = None, dataset: str | None = None, device: str | None = None
+) -> RunContext:
+    """Choose device, profile and dataset (arguments win over environment variables), seed, print them."""
+    from nlbook.data import resolve_dataset_name
+
+    dev = pick_device(device)
+    ctx = RunContext(dev, get_profile(profile, dev), resolve_dataset_name(dataset), seed)
+    seed_everything(seed)
+    print(ctx.describe())
+    return ctx
