@@ -56,6 +56,7 @@ class ImageDataset:
     test_labels: torch.Tensor
     mean: tuple[float, ...]  # per-channel, in [0, 1] units, from the training images
     std: tuple[float, ...]
+    hflip: bool = True  # is a horizontal flip label-preserving? (not for digits: a flipped 2 is no 2)
 
     @property
     def num_classes(self) -> int:
@@ -183,7 +184,7 @@ def _load_digits(test_fraction: float = 0.2) -> ImageDataset:
     te, tr = perm[:n_test], perm[n_test:]
     mean, std = _channel_stats(images[tr])
     classes = tuple(str(i) for i in range(10))
-    return ImageDataset("digits", classes, images[tr], labels[tr], images[te], labels[te], mean, std)
+    return ImageDataset("digits", classes, images[tr], labels[tr], images[te], labels[te], mean, std, hflip=False)
 
 
 def _normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -192,7 +193,9 @@ def _normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, 
     return (images.float() / 255.0 - m) / s
 
 
-def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+def random_crop_flip(
+    images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True
+) -> torch.Tensor:
     """Random crop after zero padding, and random horizontal flip, for a whole (B, C, H, W) batch at once.
 
     The random numbers come from ``generator`` (a CPU generator, so a seed gives the same crops on every
@@ -200,7 +203,7 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
     """
     b, c, h, w = images.shape
     dev = images.device
-    flip = torch.rand(b, generator=generator) < 0.5
+    flips = torch.rand(b, generator=generator) < 0.5  # drawn even when unused: same crops either way
     if padding > 0:
         padded = F.pad(images, (padding, padding, padding, padding))
         oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(dev)
@@ -210,7 +213,9 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
         bidx = torch.arange(b, device=dev).view(b, 1, 1, 1)
         cidx = torch.arange(c, device=dev).view(1, c, 1, 1)
         images = padded[bidx, cidx, rows, cols]
-    return torch.where(flip.to(dev).view(b, 1, 1, 1), images.flip(-1), images)
+    if not flip:
+        return images
+    return torch.where(flips.to(dev).view(b, 1, 1, 1), images.flip(-1), images)
 
 
 class DeviceLoader:
@@ -237,6 +242,7 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        hflip: bool = True,
     ):
         if images.dim() != 4 or images.dtype != torch.uint8:
             raise ValueError(f"DeviceLoader expects uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -250,13 +256,13 @@ class DeviceLoader:
         self.batch_size, self.shuffle, self.augment, self.padding = batch_size, shuffle, augment, padding
         self.mean, self.std = mean, std
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
-        self.channels_last = channels_last
+        self.channels_last, self.hflip = channels_last, hflip
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
     def train(cls, ds: ImageDataset, batch_size: int, **kw) -> DeviceLoader:
         """Shuffled, augmented batches from the training split."""
-        kw = {"shuffle": True, "augment": True, "drop_last": True, **kw}
+        kw = {"shuffle": True, "augment": True, "drop_last": True, "hflip": ds.hflip, **kw}
         return cls(ds.train_images, ds.train_labels, batch_size, mean=ds.mean, std=ds.std, **kw)
 
     @classmethod
@@ -280,7 +286,7 @@ class DeviceLoader:
                 idx = idx[self.rank * share : (self.rank + 1) * share]
             x = self.images[idx]
             if self.augment:
-                x = random_crop_flip(x, self.padding, self.generator)
+                x = random_crop_flip(x, self.padding, self.generator, flip=self.hflip)
             x = _normalize(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -36,7 +36,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", epochs=3, batch_size=64, max_train=1200, max_test=400, width=16, embed_dim=64, depth=2),
+    "quick": Profile("quick", epochs=4, batch_size=64, max_train=None, max_test=400, width=16, embed_dim=64, depth=2),
     "full": Profile("full", epochs=30, batch_size=256, max_train=None, max_test=None, width=64, embed_dim=192, depth=6),
 }
 

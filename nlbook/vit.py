@@ -1,0 +1,698 @@
+"""Chapter 4 — Strategy 2: the Vision Transformer replaces convolution.
+
+An image becomes a sequence of patch tokens (:class:`PatchEmbedding`), a class token and learned
+position embeddings are added, and a stack of pre-norm Transformer encoder blocks (:class:`EncoderBlock`,
+attention from :mod:`nlbook.attention`) mixes all tokens with each other from the first layer on
+(Dosovitskiy et al., 2021). :class:`VisionTransformer` has named presets (:data:`VIT_PRESETS`) sized for
+32×32 images and the ImageNet ViT-B/16 shape.
+
+The layout mirrors :class:`torchvision.models.VisionTransformer` one-to-one, so
+:func:`load_torchvision_state_dict` / :func:`to_torchvision_state_dict` move weights across and the tests
+check that both models give the same logits — the tutorial model *is* the reference model.
+
+Also here: the einops "cut into patches + linear layer" form of the patch embedding (:func:`patchify`,
+:meth:`PatchEmbedding.forward_linear`), stochastic depth (:class:`DropPath`), bicubic resampling of the
+position embeddings for another input size (:func:`interpolate_pos_embed`) and attention rollout
+(:func:`attention_rollout`, Abnar & Zuidema, 2020).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from nlbook.attention import AttentionImpl, MultiHeadAttention
+from nlbook.cnn import check_image_batch
+
+__all__ = [
+    "VIT_PRESETS",
+    "DropPath",
+    "EncoderBlock",
+    "Mlp",
+    "PatchEmbedding",
+    "Pool",
+    "VisionTransformer",
+    "attention_rollout",
+    "drop_path",
+    "from_torchvision",
+    "interpolate_pos_embed",
+    "load_torchvision_state_dict",
+    "patchify",
+    "to_torchvision_state_dict",
+    "torchvision_kwargs",
+    "vit_preset",
+]
+
+Pool = Literal["cls", "gap"]
+
+# torchvision (and the original JAX code) use LayerNorm with eps 1e-6, not PyTorch's default 1e-5.
+LN_EPS = 1e-6
+
+
+def _check_positive_int(where: str, **values: Any) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+
+
+def _check_probability(where: str, **values: Any) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{where}: {name} must be a probability in [0, 1), got {value!r}")
+
+
+def _check_patchable(x: torch.Tensor, patch_size: int, where: str) -> tuple[int, int]:
+    """The (rows, cols) patch grid of ``x``; a clear error if H or W is not a multiple of the patch size."""
+    h, w = x.shape[-2:]
+    if h % patch_size or w % patch_size:
+        raise ValueError(
+            f"{where}: image size {h}×{w} is not divisible by the patch size {patch_size}; "
+            f"use images whose height and width are multiples of {patch_size} (e.g. resize or crop)"
+        )
+    return h // patch_size, w // patch_size
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Images as sequences of patches
+# ----------------------------------------------------------------------------------------------------------
+
+
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut (B, C, H, W) images into non-overlapping ``patch_size``² patches: (B, N, C·p·p), row-major.
+
+    Each patch is flattened channel-first, ``(c p1 p2)``, the order in which a ``Conv2d`` weight
+    ``(D, C, p, p)`` flattens — which is what makes :meth:`PatchEmbedding.forward_linear` equal the
+    convolution.
+    """
+    check_image_batch(x, None, "patchify")
+    _check_positive_int("patchify", patch_size=patch_size)
+    _check_patchable(x, patch_size, "patchify")
+    return rearrange(x, "b c (gh p1) (gw p2) -> b (gh gw) (c p1 p2)", p1=patch_size, p2=patch_size)
+
+
+class PatchEmbedding(nn.Module):
+    """Linear embedding of non-overlapping patches, written as a convolution with kernel = stride = patch.
+
+    A ``p``×``p`` convolution with stride ``p`` sees each patch exactly once, so it *is* a linear layer
+    applied to every flattened patch (:meth:`forward_linear` computes it that way; the two agree to
+    rounding). The convolution is simply the faster kernel.
+
+    Args:
+        image_size: side of the (square) training images; sets :attr:`grid_size`.
+        patch_size: side of a patch in pixels.
+        in_channels: image channels.
+        embed_dim: token width ``D``.
+    """
+
+    def __init__(self, image_size: int = 32, patch_size: int = 4, in_channels: int = 3, embed_dim: int = 192):
+        super().__init__()
+        _check_positive_int(
+            "PatchEmbedding", image_size=image_size, patch_size=patch_size, in_channels=in_channels, embed_dim=embed_dim
+        )
+        if image_size % patch_size:
+            raise ValueError(
+                f"PatchEmbedding: image_size {image_size} is not divisible by patch_size {patch_size}; "
+                f"choose a patch size that divides the image size (e.g. {_divisors_hint(image_size)})"
+            )
+        self.image_size, self.patch_size, self.in_channels, self.embed_dim = (
+            image_size,
+            patch_size,
+            in_channels,
+            embed_dim,
+        )
+        self.grid_size = (image_size // patch_size, image_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, N, D) tokens with N = (H/p)·(W/p), patches in row-major order."""
+        check_image_batch(x, self.in_channels, type(self).__name__)
+        _check_patchable(x, self.patch_size, type(self).__name__)
+        return rearrange(self.proj(x), "b d gh gw -> b (gh gw) d")
+
+    def forward_linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The same embedding as "cut into patches, then one linear layer" — the paper's formulation."""
+        check_image_batch(x, self.in_channels, type(self).__name__)
+        patches = patchify(x, self.patch_size)  # (B, N, C·p·p)
+        weight = rearrange(self.proj.weight, "d c p1 p2 -> d (c p1 p2)")
+        return F.linear(patches, weight, self.proj.bias)
+
+    def extra_repr(self) -> str:
+        return f"image_size={self.image_size}, patch_size={self.patch_size}, grid={self.grid_size}"
+
+
+def _divisors_hint(n: int) -> str:
+    divisors = [d for d in range(2, n + 1) if n % d == 0][:5]
+    return ", ".join(map(str, divisors)) if divisors else "1"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoder block: pre-norm attention + MLP, each a residual branch with stochastic depth
+# ----------------------------------------------------------------------------------------------------------
+
+
+def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.Tensor:
+    """Stochastic depth (Huang et al., 2016): drop a residual branch for whole samples with probability ``p``.
+
+    Surviving samples are scaled by 1/(1-p) so the expected output is unchanged; at evaluation time the
+    branch is always kept (identity).
+    """
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    # One Bernoulli draw per sample, broadcast over all other dimensions; same device/dtype as x.
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class DropPath(nn.Module):
+    """Module form of :func:`drop_path`."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        _check_probability("DropPath", p=p)
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Mlp(nn.Module):
+    """The Transformer's position-wise MLP: Linear → GELU → Dropout → Linear → Dropout.
+
+    GELU is the exact (erf) form, as in the original ViT and torchvision.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0):
+        super().__init__()
+        _check_positive_int("Mlp", dim=dim, hidden_dim=hidden_dim)
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop2 = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer encoder block (Dosovitskiy et al., 2021, eq. 2–3)::
+
+        x = x + DropPath(MHA(LN(x)))
+        x = x + DropPath(MLP(LN(x)))
+
+    Normalising *inside* the residual branch keeps the identity path clean, which is what lets deep
+    stacks train without a careful warm-up of the learning rate alone.
+
+    Args:
+        dim: token width. num_heads: attention heads (``dim`` must be a multiple).
+        mlp_ratio: MLP hidden width / ``dim``, or give ``mlp_dim`` directly (torchvision's argument).
+        dropout: dropout after attention projection and in the MLP. attn_dropout: on the attention weights.
+        drop_path: stochastic-depth probability of both residual branches.
+        impl: attention implementation (``"fused"`` SDPA or ``"explicit"``), see :mod:`nlbook.attention`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        impl: AttentionImpl = "fused",
+        mlp_dim: int | None = None,
+    ):
+        super().__init__()
+        _check_positive_int("EncoderBlock", dim=dim, num_heads=num_heads)
+        _check_probability("EncoderBlock", dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
+        if mlp_dim is None:
+            if not mlp_ratio > 0:
+                raise ValueError(f"EncoderBlock: mlp_ratio must be > 0, got {mlp_ratio!r}")
+            mlp_dim = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = MultiHeadAttention(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_dropout, proj_drop=dropout, impl=impl
+        )
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, mlp_dim, dropout)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, dim) → (B, N, dim); with ``return_attention`` also the (B, heads, N, N) attention weights."""
+        if return_attention:
+            a, weights = self.attn(self.norm1(x), return_attention=True)
+        else:
+            a, weights = self.attn(self.norm1(x)), None
+        x = x + self.drop_path(a)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return (x, weights) if return_attention else x
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Position embeddings at another resolution
+# ----------------------------------------------------------------------------------------------------------
+
+
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor,
+    new_grid: Sequence[int],
+    old_grid: Sequence[int] | None = None,
+    num_prefix_tokens: int = 1,
+) -> torch.Tensor:
+    """Resample learned position embeddings (1, prefix + gh·gw, D) to another patch grid.
+
+    The prefix (class token) embeddings are kept; the grid part is treated as a D-channel image and
+    resized bicubically (with antialiasing when shrinking), as timm's ``resample_abs_pos_embed`` and the
+    ViT paper's fine-tuning at higher resolution do. At the same grid it returns ``pos_embed`` unchanged.
+    """
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f"interpolate_pos_embed expects (1, N, D) embeddings, got shape {tuple(pos_embed.shape)}")
+    n_grid = pos_embed.shape[1] - num_prefix_tokens
+    if old_grid is None:
+        side = math.isqrt(max(n_grid, 0))
+        if side * side != n_grid:
+            raise ValueError(
+                f"interpolate_pos_embed: {n_grid} grid tokens are not a square grid; pass old_grid=(rows, cols)"
+            )
+        old_grid = (side, side)
+    old_grid, new_grid = tuple(old_grid), tuple(new_grid)
+    if len(new_grid) != 2 or min(new_grid) < 1:
+        raise ValueError(f"interpolate_pos_embed: new_grid must be (rows, cols) >= 1, got {new_grid}")
+    if old_grid[0] * old_grid[1] != n_grid:
+        raise ValueError(
+            f"interpolate_pos_embed: old_grid {old_grid} has {old_grid[0] * old_grid[1]} positions but the "
+            f"embedding has {n_grid} grid tokens (after {num_prefix_tokens} prefix tokens)"
+        )
+    if new_grid == old_grid:
+        return pos_embed
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    grid = rearrange(grid, "1 (gh gw) d -> 1 d gh gw", gh=old_grid[0], gw=old_grid[1])
+    # Bicubic interpolation is not implemented for half precision on every device: compute in float32 then.
+    work_dtype = grid.dtype if grid.dtype in (torch.float32, torch.float64) else torch.float32
+    grid = F.interpolate(grid.to(work_dtype), size=new_grid, mode="bicubic", align_corners=False, antialias=True)
+    grid = rearrange(grid.to(pos_embed.dtype), "1 d gh gw -> 1 (gh gw) d")
+    return torch.cat([prefix, grid], dim=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The Vision Transformer
+# ----------------------------------------------------------------------------------------------------------
+
+
+class VisionTransformer(nn.Module):
+    """ViT (Dosovitskiy et al., 2021): patch tokens + [class token] + positions → encoder → head.
+
+    Args:
+        image_size: training image side (square); inputs of other sizes divisible by ``patch_size`` are
+            accepted and use bicubically resampled position embeddings (:func:`interpolate_pos_embed`).
+        patch_size: patch side in pixels; the sequence has (image_size / patch_size)² patch tokens.
+        in_channels, num_classes: image channels and output logits.
+        embed_dim, depth, num_heads: token width, number of encoder blocks, attention heads.
+        mlp_ratio: MLP hidden width / ``embed_dim`` (ignored if ``mlp_dim`` is given).
+        pool: ``"cls"`` classifies from a learned class token (ViT, DeiT, torchvision); ``"gap"`` averages
+            the patch tokens instead (Beyer et al., 2022) and has no class token.
+        dropout: on embeddings, attention output and MLP. attn_dropout: on attention weights.
+        drop_path: stochastic-depth rate of the *last* block; it grows linearly from 0 over depth
+            (Huang et al., 2016, as in DeiT).
+        qkv_bias: biases in the q/k/v projection (True in ViT/torchvision).
+        impl: attention implementation passed to :class:`nlbook.attention.MultiHeadAttention`.
+        mlp_dim: MLP hidden width, overrides ``mlp_ratio`` (torchvision's parametrisation).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        embed_dim: int = 192,
+        depth: int = 6,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        pool: Pool = "cls",
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        qkv_bias: bool = True,
+        impl: AttentionImpl = "fused",
+        mlp_dim: int | None = None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        _check_positive_int(name, num_classes=num_classes, depth=depth, embed_dim=embed_dim, num_heads=num_heads)
+        _check_probability(name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
+        if pool not in ("cls", "gap"):
+            raise ValueError(f"{name}: pool must be 'cls' (class token) or 'gap' (average of tokens), got {pool!r}")
+        if embed_dim % num_heads:
+            raise ValueError(f"{name}: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+        self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, embed_dim)
+        self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
+        self.num_classes, self.embed_dim, self.depth, self.num_heads = num_classes, embed_dim, depth, num_heads
+        self.pool: Pool = pool
+        self.num_prefix_tokens = 1 if pool == "cls" else 0
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "cls" else None
+        # One learned vector per position, class token included (as in ViT and torchvision).
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + self.patch_embed.num_patches, embed_dim))
+        self.pos_drop = nn.Dropout(dropout)
+        # Plain Python (not torch.linspace) so the model can be built under a meta/cuda default device.
+        rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path]
+        self.blocks = nn.ModuleList(
+            EncoderBlock(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias=qkv_bias,
+                dropout=dropout,
+                attn_dropout=attn_dropout,
+                drop_path=rate,
+                impl=impl,
+                mlp_dim=mlp_dim,
+            )
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.reset_parameters()
+
+    # -- construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> VisionTransformer:
+        """A named configuration from :data:`VIT_PRESETS`, with keyword overrides (e.g. ``num_classes``)."""
+        return vit_preset(name, **overrides)
+
+    def reset_parameters(self) -> None:
+        """Initialisation of the reference implementations (JAX ViT, DeiT, timm, torchvision).
+
+        * position embeddings and class token: truncated normal, std 0.02 (cut at ±2 std);
+        * every linear layer: truncated normal, std 0.02, zero bias; LayerNorms: weight 1, bias 0;
+        * patch projection: truncated normal with std sqrt(1/fan_in) ("LeCun normal"), zero bias;
+        * classification head: all zeros, so every class starts at the same logit.
+        """
+        std = 0.02
+        nn.init.trunc_normal_(self.pos_embed, std=std, a=-2 * std, b=2 * std)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=std, a=-2 * std, b=2 * std)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                m.reset_parameters()
+        self.norm.reset_parameters()
+        conv = self.patch_embed.proj
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        conv_std = math.sqrt(1.0 / fan_in)
+        nn.init.trunc_normal_(conv.weight, std=conv_std, a=-2 * conv_std, b=2 * conv_std)
+        nn.init.zeros_(conv.bias)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    # -- sequence length / resolution --------------------------------------------------------------------
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid (rows, cols) at the training resolution."""
+        return self.patch_embed.grid_size
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens the encoder sees at the training resolution (patches + class token)."""
+        return self.patch_embed.num_patches + self.num_prefix_tokens
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Position embeddings for a ``grid`` of patches (resampled if it is not the training grid)."""
+        return interpolate_pos_embed(self.pos_embed, grid, self.grid_size, self.num_prefix_tokens)
+
+    def set_image_size(self, image_size: int) -> None:
+        """Permanently resample the position embeddings to ``image_size`` (fine-tuning at another resolution)."""
+        _check_positive_int("set_image_size", image_size=image_size)
+        if image_size % self.patch_size:
+            raise ValueError(
+                f"set_image_size: image_size {image_size} is not divisible by the patch size {self.patch_size}"
+            )
+        grid = (image_size // self.patch_size,) * 2
+        with torch.no_grad():
+            new = self.pos_embed_for(grid).clone()
+        self.pos_embed = nn.Parameter(new)
+        self.patch_embed.image_size, self.image_size = image_size, image_size
+        self.patch_embed.grid_size, self.patch_embed.num_patches = grid, grid[0] * grid[1]
+
+    # -- forward -----------------------------------------------------------------------------------------
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) → encoder input tokens (B, prefix + N, D): patches, class token, positions."""
+        check_image_batch(x, self.in_channels, type(self).__name__)
+        grid = _check_patchable(x, self.patch_size, type(self).__name__)
+        tokens = self.patch_embed(x)
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        return self.pos_drop(tokens + self.pos_embed_for(grid))
+
+    def forward_features(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Normalised output tokens (B, prefix + N, D); optionally each block's (B, heads, T, T) attention."""
+        tokens = self.embed(x)
+        attentions: list[torch.Tensor] = []
+        for block in self.blocks:
+            if return_attention:
+                tokens, weights = block(tokens, return_attention=True)
+                attentions.append(weights)
+            else:
+                tokens = block(tokens)
+        tokens = self.norm(tokens)
+        return (tokens, attentions) if return_attention else tokens
+
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Pool the tokens (class token, or mean of the patch tokens) and classify."""
+        pooled = tokens[:, 0] if self.pool == "cls" else tokens.mean(dim=1)
+        return self.head(pooled)
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, num_classes); with ``return_attention`` also a list of per-block attention weights.
+
+        Returning attention runs the explicit attention path (the fused kernel never forms the weights);
+        the result is the same up to rounding.
+        """
+        if return_attention:
+            tokens, attentions = self.forward_features(x, return_attention=True)
+            return self.forward_head(tokens), attentions
+        return self.forward_head(self.forward_features(x))
+
+    def attention_map(self, x: torch.Tensor, residual_weight: float = 0.5) -> torch.Tensor:
+        """Attention rollout as a (B, rows, cols) map over the patch grid, each map summing to 1.
+
+        For ``pool="cls"`` it is the class token's row of the rollout; for ``"gap"`` the average row over
+        all tokens (the pooled feature averages all of them).
+        """
+        _, attentions = self.forward_features(x, return_attention=True)
+        rollout = attention_rollout(attentions, residual_weight=residual_weight)
+        rows = rollout[:, 0] if self.pool == "cls" else rollout.mean(dim=1)
+        patch_part = rows[:, self.num_prefix_tokens :]
+        patch_part = patch_part / patch_part.sum(dim=-1, keepdim=True)
+        gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        return rearrange(patch_part, "b (gh gw) -> b gh gw", gh=gh, gw=gw)
+
+
+def attention_rollout(
+    attentions: Sequence[torch.Tensor], residual_weight: float = 0.5, head_fusion: str = "mean"
+) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
+
+    Each layer's attention is averaged over heads, the residual connection is accounted for as
+    ``Â = w·I + (1-w)·A`` (the paper's w = 0.5), rows are renormalised, and the layers are multiplied
+    from the first to the last: ``R = Â_L ··· Â_1``.
+
+    Args:
+        attentions: per-layer weights, each (B, heads, T, T) (or (B, T, T)), first layer first.
+        residual_weight: weight ``w`` of the identity. head_fusion: ``"mean"``, ``"max"`` or ``"min"``.
+
+    Returns:
+        (B, T, T) rollout; row ``i`` sums to 1.
+    """
+    if len(attentions) == 0:
+        raise ValueError("attention_rollout needs at least one layer's attention weights")
+    if head_fusion not in ("mean", "max", "min"):
+        raise ValueError(f"attention_rollout: head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+    if not 0.0 <= residual_weight <= 1.0:
+        raise ValueError(f"attention_rollout: residual_weight must be in [0, 1], got {residual_weight!r}")
+    rollout: torch.Tensor | None = None
+    for i, a in enumerate(attentions):
+        if a.dim() == 4:
+            a = a.mean(dim=1) if head_fusion == "mean" else getattr(a, head_fusion)(dim=1).values
+        if a.dim() != 3 or a.shape[-1] != a.shape[-2]:
+            raise ValueError(
+                f"attention_rollout: layer {i} weights must be (B, heads, T, T) or (B, T, T), got {tuple(a.shape)}"
+            )
+        eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
+        a = residual_weight * eye + (1.0 - residual_weight) * a
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a if rollout is None else torch.matmul(a, rollout)
+    assert rollout is not None
+    return rollout
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Presets
+# ----------------------------------------------------------------------------------------------------------
+
+VIT_PRESETS: dict[str, dict[str, Any]] = {
+    # 32×32 images, 4×4 patches → 64 patch tokens. Widths and heads are DeiT's Tiny/Small (head dim 64);
+    # depth 6 instead of 12 suits the small data sets and training budgets of this book.
+    "vit_tiny_p4_32": dict(image_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0),
+    "vit_small_p4_32": dict(image_size=32, patch_size=4, embed_dim=384, depth=6, num_heads=6, mlp_ratio=4.0),
+    # The ImageNet ViT-B/16 of Dosovitskiy et al. (2021), torchvision's vit_b_16 shape.
+    "vit_b_16": dict(
+        image_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, num_classes=1000
+    ),
+}
+
+
+def vit_preset(name: str, **overrides: Any) -> VisionTransformer:
+    """Build the preset ``name`` from :data:`VIT_PRESETS`; keyword arguments override its settings."""
+    if name not in VIT_PRESETS:
+        raise ValueError(f"vit_preset: unknown preset {name!r}; expected one of {sorted(VIT_PRESETS)}")
+    return VisionTransformer(**{**VIT_PRESETS[name], **overrides})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torchvision interoperability
+# ----------------------------------------------------------------------------------------------------------
+
+# (ours, torchvision) names of the parameters outside the encoder blocks.
+_TV_GLOBAL = (
+    ("patch_embed.proj.weight", "conv_proj.weight"),
+    ("patch_embed.proj.bias", "conv_proj.bias"),
+    ("cls_token", "class_token"),
+    ("pos_embed", "encoder.pos_embedding"),
+    ("norm.weight", "encoder.ln.weight"),
+    ("norm.bias", "encoder.ln.bias"),
+    ("head.weight", "heads.head.weight"),
+    ("head.bias", "heads.head.bias"),
+)
+# (ours, torchvision) names inside block i. Our fused qkv Linear has torchvision's in_proj layout
+# (rows: q, then k, then v), so these are plain renames, no reshuffling.
+_TV_BLOCK = (
+    ("norm1.weight", "ln_1.weight"),
+    ("norm1.bias", "ln_1.bias"),
+    ("attn.qkv.weight", "self_attention.in_proj_weight"),
+    ("attn.qkv.bias", "self_attention.in_proj_bias"),
+    ("attn.proj.weight", "self_attention.out_proj.weight"),
+    ("attn.proj.bias", "self_attention.out_proj.bias"),
+    ("norm2.weight", "ln_2.weight"),
+    ("norm2.bias", "ln_2.bias"),
+    ("mlp.fc1.weight", "mlp.0.weight"),
+    ("mlp.fc1.bias", "mlp.0.bias"),
+    ("mlp.fc2.weight", "mlp.3.weight"),
+    ("mlp.fc2.bias", "mlp.3.bias"),
+)
+
+
+def _torchvision_name_map(depth: int) -> list[tuple[str, str]]:
+    pairs = list(_TV_GLOBAL)
+    for i in range(depth):
+        pairs += [(f"blocks.{i}.{a}", f"encoder.layers.encoder_layer_{i}.{b}") for a, b in _TV_BLOCK]
+    return pairs
+
+
+def _check_torchvision_compatible(model: VisionTransformer, where: str) -> None:
+    if not isinstance(model, VisionTransformer):
+        raise TypeError(f"{where} expects an nlbook.vit.VisionTransformer, got {type(model).__name__}")
+    if model.pool != "cls":
+        raise ValueError(f"{where}: torchvision's VisionTransformer has a class token; build ours with pool='cls'")
+    if model.blocks[0].attn.qkv.bias is None:
+        raise ValueError(f"{where}: torchvision's attention has q/k/v biases; build ours with qkv_bias=True")
+
+
+def to_torchvision_state_dict(model: VisionTransformer) -> dict[str, torch.Tensor]:
+    """Our weights under torchvision's ``VisionTransformer`` names (load with ``load_state_dict(strict=True)``)."""
+    _check_torchvision_compatible(model, "to_torchvision_state_dict")
+    ours = model.state_dict()
+    return {tv: ours[name] for name, tv in _torchvision_name_map(model.depth)}
+
+
+def load_torchvision_state_dict(model: VisionTransformer, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Copy a torchvision ``VisionTransformer`` state dict into ``model`` (in place; every tensor must fit).
+
+    Raises ``ValueError`` naming missing/unexpected keys or mismatched shapes (e.g. a different depth, or a
+    torchvision model with a ``representation_size`` pre-logits layer, which ours does not have).
+    """
+    _check_torchvision_compatible(model, "load_torchvision_state_dict")
+    pairs = _torchvision_name_map(model.depth)
+    expected = {tv for _, tv in pairs}
+    missing = sorted(expected - set(state_dict))
+    unexpected = sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            "load_torchvision_state_dict: the state dict does not match this model's configuration; "
+            f"missing keys {missing[:5]}{'…' if len(missing) > 5 else ''}, "
+            f"unexpected keys {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
+        )
+    ours = model.state_dict()
+    converted = {}
+    for name, tv in pairs:
+        if tuple(state_dict[tv].shape) != tuple(ours[name].shape):
+            raise ValueError(
+                f"load_torchvision_state_dict: {tv} has shape {tuple(state_dict[tv].shape)} but our {name} "
+                f"has shape {tuple(ours[name].shape)}; build ours with the same image/patch size, width and depth"
+            )
+        converted[name] = state_dict[tv]
+    model.load_state_dict(converted, strict=True)
+
+
+def torchvision_kwargs(model: VisionTransformer) -> dict[str, Any]:
+    """Constructor arguments of the ``torchvision.models.VisionTransformer`` with the same shape as ``model``."""
+    _check_torchvision_compatible(model, "torchvision_kwargs")
+    if model.in_channels != 3:
+        raise ValueError("torchvision_kwargs: torchvision's VisionTransformer takes 3-channel images only")
+    return dict(
+        image_size=model.image_size,
+        patch_size=model.patch_size,
+        num_layers=model.depth,
+        num_heads=model.num_heads,
+        hidden_dim=model.embed_dim,
+        mlp_dim=model.blocks[0].mlp.fc1.out_features,
+        num_classes=model.num_classes,
+    )
+
+
+def from_torchvision(tv_model: nn.Module, **kwargs: Any) -> VisionTransformer:
+    """Build our :class:`VisionTransformer` with the shape of a torchvision one and copy its weights.
+
+    ``kwargs`` (e.g. ``impl="explicit"``) go to our constructor; dropout rates are taken from ``tv_model``.
+    """
+    for attr in ("image_size", "patch_size", "hidden_dim", "mlp_dim", "num_classes", "encoder"):
+        if not hasattr(tv_model, attr):
+            raise TypeError(f"from_torchvision expects a torchvision.models.VisionTransformer, got {type(tv_model)}")
+    model = VisionTransformer(
+        image_size=tv_model.image_size,
+        patch_size=tv_model.patch_size,
+        num_classes=tv_model.num_classes,
+        embed_dim=tv_model.hidden_dim,
+        depth=len(tv_model.encoder.layers),
+        num_heads=tv_model.encoder.layers[0].num_heads,
+        mlp_dim=tv_model.mlp_dim,
+        dropout=tv_model.dropout,
+        attn_dropout=tv_model.attention_dropout,
+        **kwargs,
+    )
+    load_torchvision_state_dict(model, tv_model.state_dict())
+    return model
