@@ -1,0 +1,318 @@
+"""Tests for nlbook.longrange: the generated long-range "same glyph?" task."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from nlbook.cnn import ResNet
+from nlbook.data import load_dataset
+from nlbook.longrange import (
+    CLASSES,
+    TEST_SEED,
+    LongRangeTask,
+    critical_distance,
+    longrange_dataset,
+    render,
+)
+
+
+def _crops(images: torch.Tensor, positions: torch.Tensor, g: int) -> torch.Tensor:
+    """(N, 2, C, g, g): the g×g boxes at both glyph positions, cut out with a plain loop (independent of render)."""
+    out = []
+    for img, pos in zip(images, positions, strict=True):
+        out.append(torch.stack([img[:, y : y + g, x : x + g] for y, x in pos.tolist()]))
+    return torch.stack(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Determinism and the fixed test split
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_batch_and_different_seed_different_batch():
+    task = LongRangeTask(noise=0.02)
+    a, b, c = task.sample(64, seed=3), task.sample(64, seed=3), task.sample(64, seed=4)
+    for name in ("images", "labels", "positions", "glyph_ids", "distances"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert not torch.equal(a.images, c.images)
+
+
+def test_generator_argument_equals_seed_argument():
+    task = LongRangeTask()
+    a = task.sample(32, seed=11)
+    b = task.sample(32, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+def test_test_split_is_fixed_across_training_seeds():
+    d0, d1 = longrange_dataset(64, 48, seed=0), longrange_dataset(64, 48, seed=1)
+    assert torch.equal(d0.test_images, d1.test_images) and torch.equal(d0.test_labels, d1.test_labels)
+    assert not torch.equal(d0.train_images, d1.train_images)
+    assert TEST_SEED not in (0, 1)
+
+
+def test_alphabet_is_fixed_and_distinct():
+    t1, t2 = LongRangeTask(num_glyphs=6), LongRangeTask(num_glyphs=6, image_size=40)
+    assert torch.equal(t1.alphabet(), t2.alphabet())
+    alpha = t1.alphabet()
+    assert alpha.shape == (6, 3, 3, 3) and alpha.dtype == torch.uint8
+    flat = alpha.flatten(1)
+    assert len({tuple(r.tolist()) for r in flat}) == 6
+    # every glyph spans its whole box (a lit pixel in every row and column)
+    lit = alpha.amax(1) > 0
+    assert lit.any(1).all() and lit.any(2).all()
+    shapes = LongRangeTask(num_glyphs=5, colored=False).alphabet()
+    assert len({tuple((r > 0).flatten().tolist()) for r in shapes}) == 5  # distinct by shape alone
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The labels: balance, what they depend on, and nothing else
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_labels_are_exactly_balanced(n):
+    labels = LongRangeTask().sample(n, seed=0).labels
+    assert labels.dtype == torch.int64 and set(labels.tolist()) <= {0, 1}
+    assert int(labels.sum()) == n // 2
+
+
+def test_label_is_equality_of_the_two_boxes_and_the_rest_is_black():
+    task = LongRangeTask(num_glyphs=5)
+    b = task.sample(300, seed=5)
+    crops = _crops(b.images, b.positions, task.glyph_size)
+    same_pixels = (crops[:, 0] == crops[:, 1]).flatten(1).all(1).long()
+    assert torch.equal(same_pixels, b.labels)
+    # the boxes show exactly the alphabet tiles named by glyph_ids
+    assert torch.equal(crops, task.alphabet()[b.glyph_ids])
+    # outside the two boxes every pixel is background: the label lives in those two regions only
+    outside = b.images.clone()
+    for i, pos in enumerate(b.positions.tolist()):
+        for y, x in pos:
+            outside[i, :, y : y + 3, x : x + 3] = 0
+    assert int(outside.count_nonzero()) == 0
+
+
+def test_perturbing_one_far_region_flips_the_label():
+    """Redraw glyph 1 only: the images change inside its box and nowhere else, and the label flips."""
+    task = LongRangeTask(distance=(20, 29))
+    b = task.sample(200, seed=8)
+    alphabet = task.alphabet()
+    ids = b.glyph_ids.clone()
+    # "same" → a different glyph; "different" → a copy of glyph 0
+    other = ids[:, 0] + 1 + torch.randint(task.num_glyphs - 1, (len(b),), generator=torch.Generator().manual_seed(0))
+    ids[:, 1] = torch.where(b.labels.bool(), other % task.num_glyphs, ids[:, 0])
+    flipped = render(alphabet, ids, b.positions, task.image_size)
+    crops = _crops(flipped, b.positions, 3)
+    label_after = (crops[:, 0] == crops[:, 1]).flatten(1).all(1).long()
+    assert torch.equal(label_after, 1 - b.labels)
+    changed = (flipped != b.images).any(1)  # (N, H, W)
+    for i, ((y0, x0), (y1, x1)) in enumerate(b.positions.tolist()):
+        box = torch.zeros(32, 32, dtype=torch.bool)
+        box[y1 : y1 + 3, x1 : x1 + 3] = True
+        assert not (changed[i] & ~box).any(), "pixels outside glyph 1's box changed"
+        assert changed[i].any()
+        # and glyph 1's box is far from glyph 0's: at least 20 pixels in one direction
+        assert max(abs(y1 - y0), abs(x1 - x0)) >= 20
+
+
+def test_xor_quadruples_are_equally_likely():
+    """Each unordered pair {a, b} appears as (a,a), (b,b), (a,b), (b,a) equally often (the 75 % bound)."""
+    k, n = 3, 60_000
+    b = LongRangeTask(num_glyphs=k).sample(n, seed=1)
+    first, second = b.glyph_ids[:, 0], b.glyph_ids[:, 1]
+    counts = torch.zeros(k, k)
+    counts.index_put_((first, second), torch.ones(n), accumulate=True)
+    # same pairs: first glyph uniform; different pairs: ordered pair uniform; both halves of the data
+    expected_same, expected_diff = n / 2 / k, n / 2 / (k * (k - 1))
+    assert torch.allclose(counts.diagonal(), torch.full((k,), expected_same), rtol=0.05)
+    off = counts[~torch.eye(k, dtype=torch.bool)]
+    assert torch.allclose(off, torch.full_like(off, expected_diff), rtol=0.08)
+    # every glyph is equally frequent in both classes: no single glyph predicts the label
+    for label in (0, 1):
+        ids = b.glyph_ids[b.labels == label].flatten()
+        freq = torch.bincount(ids, minlength=k).float() / ids.numel()
+        assert torch.allclose(freq, torch.full((k,), 1 / k), atol=0.01)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Geometry: distances, placement, the critical distance
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("distance", [4, 17, 29, (10, 12), None])
+def test_positions_are_inside_and_at_the_requested_distance(distance):
+    task = LongRangeTask(distance=distance)
+    b = task.sample(500, seed=2)
+    lo, hi = task.distance_range
+    cheb = (b.positions[:, 0] - b.positions[:, 1]).abs().amax(1)
+    assert torch.equal(cheb, b.distances)
+    assert int(b.distances.min()) >= lo and int(b.distances.max()) <= hi
+    assert int(b.positions.min()) >= 0 and int(b.positions.max()) <= 32 - 3
+    if distance is None or isinstance(distance, tuple):
+        assert int(b.distances.min()) < int(b.distances.max())  # the range is actually used
+
+
+def test_both_axes_and_directions_occur():
+    b = LongRangeTask(distance=10).sample(400, seed=0)
+    delta = b.positions[:, 1] - b.positions[:, 0]
+    for axis in (0, 1):
+        assert (delta[:, axis] == 10).any() and (delta[:, axis] == -10).any()
+
+
+@pytest.mark.parametrize("r,g", [(1, 1), (5, 3), (13, 3), (9, 5)])
+def test_critical_distance_matches_brute_force(r, g):
+    """The smallest d at which no r-pixel window contains pixels of both glyphs, by enumeration."""
+
+    def some_window_sees_both(d: int) -> bool:
+        glyph0, glyph1 = set(range(0, g)), set(range(d, d + g))
+        return any(set(range(a, a + r)) & glyph0 and set(range(a, a + r)) & glyph1 for a in range(-r, d + g + 1))
+
+    brute = next(d for d in range(g, 200) if not some_window_sees_both(d))
+    assert critical_distance(r, g) == brute
+    assert LongRangeTask(glyph_size=g, image_size=4 * g + 2).critical_distance(r) == brute
+
+
+@pytest.mark.parametrize("distance,additive", [(20, True), (8, False)])
+def test_resnet_logit_is_additive_beyond_its_receptive_field(distance, additive):
+    """The theorem behind the chapter, checked on the package's ResNet (random weights, eval mode, float64).
+
+    Beyond the critical distance logit(a,a) + logit(b,b) = logit(a,b) + logit(b,a) exactly, so no such CNN
+    can get all four right; closer than that the glyphs interact and the identity fails.
+    """
+    torch.manual_seed(0)
+    model = ResNet(2, widths=(8, 8), depths=(1, 1)).double().eval()
+    rf = model.receptive_field()
+    assert rf == 13 and (distance >= critical_distance(rf, 3)) == additive
+    with torch.no_grad():  # random BatchNorm statistics, so the network is far from linear
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    task = LongRangeTask(distance=distance)
+    alphabet = task.alphabet()
+    pos = torch.tensor([[[4, 5], [4, 5 + distance]]]).expand(4, 2, 2)
+    ids = torch.tensor([[0, 0], [1, 1], [0, 1], [1, 0]])
+    x = render(alphabet, ids, pos, 32).double() / 255.0
+    with torch.no_grad():
+        logits = model(x)
+    score = logits[:, 1] - logits[:, 0]
+    gap = (score[0] + score[1] - score[2] - score[3]).abs().item()
+    if additive:
+        assert gap < 1e-9 * score.abs().max().item()
+    else:
+        assert gap > 1e-4 * score.abs().max().item()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The dataset object
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_dataset_shapes_types_and_stats():
+    ds = longrange_dataset(200, 100, seed=3)
+    assert ds.name == "longrange" and ds.classes == CLASSES == ("different", "same")
+    assert ds.train_images.shape == (200, 3, 32, 32) and ds.train_images.dtype == torch.uint8
+    assert ds.test_images.shape == (100, 3, 32, 32) and ds.test_labels.dtype == torch.int64
+    assert len(ds.mean) == len(ds.std) == 3 and all(s > 0 for s in ds.std)
+    x = ds.normalize(ds.train_images)
+    assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-3
+
+
+def test_load_dataset_dispatches_to_longrange():
+    ds = load_dataset("longrange")
+    assert ds.name == "longrange" and ds.num_classes == 2 and ds.image_size == 32
+
+
+def test_other_image_sizes_and_glyph_sizes():
+    task = LongRangeTask(image_size=48, glyph_size=5, num_glyphs=8, distance=(30, 43))
+    b = task.sample(64, seed=0)
+    assert b.images.shape == (64, 3, 48, 48)
+    crops = _crops(b.images, b.positions, 5)
+    assert torch.equal((crops[:, 0] == crops[:, 1]).flatten(1).all(1).long(), b.labels)
+
+
+def test_noise_lights_background_pixels_but_never_the_glyphs():
+    task = LongRangeTask(noise=0.1)
+    b = task.sample(100, seed=0)
+    crops = _crops(b.images, b.positions, 3)
+    assert torch.equal(crops, task.alphabet()[b.glyph_ids])
+    lit = (b.images.amax(1) > 0).float().mean().item()
+    assert 0.08 < lit < 0.15
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_same_seed_same_images_on_cuda():
+    task = LongRangeTask(noise=0.05)
+    a, b = task.sample(128, seed=1), task.sample(128, seed=1, device="cuda")
+    assert b.images.device.type == "cuda" and torch.equal(a.images, b.images.cpu())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad parameters → clear errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"distance": 30}, r"distance 30 is outside \[4, 29\]"),
+        ({"distance": 3}, r"outside \[4, 29\]"),
+        ({"distance": (10, 40)}, r"outside \[4, 29\]"),
+        ({"distance": (12, 10)}, "low <= high"),
+        ({"distance": "far"}, "distance must be"),
+        ({"num_glyphs": 0}, "num_glyphs must be an int >= 2"),
+        ({"num_glyphs": 1}, "num_glyphs must be an int >= 2"),
+        ({"glyph_size": 40}, "glyph_size 40 is too big for image_size 32"),
+        ({"glyph_size": 16}, "too big"),
+        ({"glyph_size": 0}, "glyph_size must be an int >= 1"),
+        ({"image_size": 1}, "image_size must be an int >= 2"),
+        ({"noise": 1.5}, "noise must be a fraction"),
+        ({"noise": -0.1}, "noise must be a fraction"),
+        ({"num_glyphs": 3, "glyph_size": 1, "colored": False}, "cannot make 3 distinct 1×1 glyphs"),
+    ],
+)
+def test_bad_task_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LongRangeTask(**kwargs)
+
+
+def test_bad_dataset_and_sample_arguments():
+    with pytest.raises(ValueError, match="seed and test_seed must differ"):
+        longrange_dataset(10, 10, seed=5, test_seed=5)
+    with pytest.raises(ValueError, match="n_train must be an int >= 1"):
+        longrange_dataset(0, 10)
+    with pytest.raises(ValueError, match="distance 31 is outside"):
+        longrange_dataset(10, 10, distance=31)
+    task = LongRangeTask()
+    with pytest.raises(ValueError, match="exactly one of seed= and generator="):
+        task.sample(4)
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        task.sample(0, seed=0)
+    with pytest.raises(ValueError, match="critical_distance: receptive_field"):
+        critical_distance(0)
+
+
+def test_bad_render_arguments():
+    alpha = LongRangeTask().alphabet()
+    ids = torch.tensor([[0, 1]])
+    with pytest.raises(ValueError, match=r"positions must be in \[0, 29\]"):
+        render(alpha, ids, torch.tensor([[[0, 0], [30, 0]]]), 32)
+    with pytest.raises(ValueError, match=r"glyph_ids must be in \[0, 4\)"):
+        render(alpha, torch.tensor([[0, 4]]), torch.tensor([[[0, 0], [9, 9]]]), 32)
+    with pytest.raises(ValueError, match=r"positions \(N, J, 2\)"):
+        render(alpha, ids, torch.tensor([[0, 0]]), 32)
+    with pytest.raises(ValueError, match="alphabet must be uint8"):
+        render(alpha.float(), ids, torch.tensor([[[0, 0], [9, 9]]]), 32)
+
+
+def test_all_arrangements_can_be_rendered_at_the_same_positions():
+    """render() draws any glyph pair at fixed positions: what the notebook's quadruple demo relies on."""
+    alpha = LongRangeTask().alphabet()
+    pos = torch.tensor([[[2, 2], [2, 27]]]).expand(4, 2, 2)
+    ids = torch.tensor(list(itertools.product([0, 1], repeat=2)))
+    imgs = render(alpha, ids, pos, 32)
+    assert len({tuple(i.flatten().tolist()) for i in imgs}) == 4
