@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, also when redirected
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or min(sizes) < 1 or args.batch < 1 or args.channels < 1 or args.inter_channels < 1:
         parser.error("sizes, batch, channels and inter-channels must be positive")
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             t_ratio = f"{res['seconds'] / fused['seconds']:.2f}x" if fused else "-"
             m_ratio = f"{res['peak_bytes'] / max(fused['peak_bytes'], 1):.1f}x" if fused else "-"
             print(f"{size:>4}x{size:<4} {size * size:>6} {impl:>9} {ms:>11.1f} {mib:>9.1f} {t_ratio:>11} {m_ratio:>10}")
-    print(f"total wall time {time.perf_counter() - wall:.0f} s")
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    print(f"total wall time {time.perf_counter() - wall:.0f} s{load}")
 
     # the targets, checked where measured
     target = 64 if 64 in sizes else max(sizes)

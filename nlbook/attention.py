@@ -44,8 +44,8 @@ def _kernel_layout(
 
     SDPA chooses its kernel from the layout and *silently* falls back to the O(N·M)-memory math path when the
     feature (last) dimension is strided — e.g. ``x.flatten(2).transpose(1, 2)`` of a (B, C, H, W) map — or when a
-    4-D q comes with a lower-rank mask. Attention dropout and q/v of different widths also select the math
-    path; those are the caller's choice and are left alone.
+    4-D q comes with a lower-rank mask (both seen with PyTorch 2.14 on CPU). On CPU, attention dropout and q/v of
+    different widths also select the math path; those are the caller's choice and are left alone.
     """
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     if bias is not None and bias.dim() < q.dim():
@@ -403,6 +403,19 @@ class MultiHeadSelfAttention2d(nn.Module):
           (Srinivas et al., 2021) (``softmax((q·k + q·r)/√d)``); needs ``size=(H, W)``.
 
     BoTNet's MHSA is ``MultiHeadSelfAttention2d(dim, num_heads=4, pos="relative", size=(H, W), proj=False)``.
+
+    Args:
+        dim: channels C of the input and the output.
+        num_heads: attention heads h.
+        head_dim: width d of each head's q, k, v (default ``dim // num_heads``; ``dim`` must then divide evenly).
+            With ``h·d != dim`` the output projection is required.
+        pos: positional information, see above.
+        size: (H, W) of the maps the layer will see; required for ``"learned"`` and ``"relative"`` (whose
+            parameters depend on it) and, when given, checked on every input.
+        qkv_bias: bias in the q/k/v projection (BoTNet: none).
+        impl: ``"fused"`` or ``"explicit"``, passed to :func:`scaled_dot_product_attention`.
+        proj: a 1x1 output projection mixing the heads (Transformer style); BoTNet has none.
+        attn_drop: dropout on the attention weights while training (on CPU it selects PyTorch's math kernel).
 
     Speed: ``impl="fused"`` (default) calls PyTorch's SDPA; without a bias, attention dropout or unequal q/v
     head widths it runs a flash-style kernel whose memory is O(HW) (:func:`scaled_dot_product_attention`

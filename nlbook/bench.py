@@ -33,7 +33,6 @@ How each number is obtained — so that the table can be trusted, and reproduced
 from __future__ import annotations
 
 import copy
-import math
 import os
 import statistics
 import time
@@ -45,7 +44,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 from nlbook.runtime import device_name
 
@@ -54,9 +53,12 @@ __all__ = [
     "ModelRun",
     "benchmark_model",
     "count_flops",
+    "describe_record",
     "format_table",
     "measure",
     "peak_step_memory",
+    "recorded_runs",
+    "summarize",
     "summarize_runs",
 ]
 
@@ -72,13 +74,37 @@ def _cpu_sdpa_backward_flops(grad_shape, query_shape, key_shape, value_shape, *a
     return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
 
 
-def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
-    """Formulas torch's counter lacks: the fused CPU attention kernel (forward and backward).
+def _conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs: Any,
+) -> int:
+    # Every multiply-add of the forward convolution appears once in grad_input and once in grad_weight, so
+    # each costs exactly the forward count. (torch's own formula drops the groups from the grad_weight term
+    # and overcounts depthwise convolutions by a factor of the channel count.)
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
-    Without them a ViT's attention would count as zero FLOPs on CPU but not on CUDA.
+
+def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
+    """Formulas that torch's counter lacks or gets wrong.
+
+    * the fused CPU attention kernel (forward and backward): without it a ViT's attention would count as
+      zero FLOPs on CPU but not on CUDA;
+    * the convolution backward, whose weight-gradient term ignores ``groups`` in torch's formula.
     """
     aten = torch.ops.aten
-    extra: dict[Any, Callable[..., int]] = {}
+    extra: dict[Any, Callable[..., int]] = {aten.convolution_backward: _conv_backward_flops}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
         extra[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
@@ -155,6 +181,8 @@ def peak_step_memory(step: Callable[[], Any], device: torch.device) -> int | Non
     CUDA: the caching allocator's peak statistic. CPU: allocation events recorded by
     :mod:`torch.profiler` (``profile_memory=True``). Other devices: ``None`` (not measured).
     """
+    if not callable(step):
+        raise TypeError(f"peak_step_memory expects a callable step (no arguments), got {type(step).__name__}")
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -383,3 +411,267 @@ def measure(
         warmup=warmup,
         repeats=repeats,
     )
+
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+@dataclass
+class ModelRun:
+    """One zoo model trained once (one seed) under a budget: its test accuracy and its measured cost."""
+
+    name: str
+    strategy: str
+    seed: int
+    dataset: str
+    profile: str
+    test_acc: float
+    train_wall_s: float
+    epochs: int
+    train_images: int
+    test_images: int
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    cost: BenchResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost"] = None if self.cost is None else self.cost.to_dict()
+        return d
+
+
+def _amp_dtype(device: torch.device, config: Any) -> torch.dtype | None:
+    """The autocast dtype :func:`nlbook.train.fit` trains with, so that timing uses the same precision."""
+    enabled = config.amp if config.amp is not None else device.type == "cuda"
+    if not enabled:
+        return None
+    if config.amp_dtype is not None:
+        return config.amp_dtype
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def benchmark_model(
+    name: str,
+    data: Any = None,
+    *,
+    profile: Any = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    cost: bool = True,
+    warmup: int = 2,
+    repeats: int = 5,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> ModelRun:
+    """Build zoo model ``name``, train it with its recipe under ``profile``'s budget, and measure its cost.
+
+    Args:
+        name: a name from :func:`nlbook.zoo.model_names`.
+        data: an :class:`nlbook.data.ImageDataset`, or a dataset name, or ``None`` (``$NLBOOK_DATASET``).
+        profile: a :class:`~nlbook.runtime.Profile` or its name (default: ``$NLBOOK_PROFILE`` / device).
+        device: default: :func:`nlbook.runtime.pick_device`.
+        seed: seeds the weights' initialisation, the data order and the augmentation.
+        cost: also :func:`measure` the trained model (batch = the recipe's batch size; the same autocast
+            precision as training). Cost does not depend on the seed: pass ``False`` for repeated seeds.
+        warmup, repeats: passed to :func:`measure`.
+        **overrides: fields of the recipe's :class:`~nlbook.train.TrainConfig` (e.g. ``epochs=1``).
+    """
+    from nlbook.data import ImageDataset, load_dataset
+    from nlbook.runtime import pick_device, seed_everything
+    from nlbook.train import fit
+    from nlbook.zoo import build_model, model_spec, recipe, resolve_profile
+
+    spec = model_spec(name)
+    prof = resolve_profile(profile)
+    dev = torch.device(device) if device is not None else pick_device()
+    if data is None or isinstance(data, str):
+        data = load_dataset(data)
+    if not isinstance(data, ImageDataset):
+        raise TypeError(f"benchmark_model: data must be an ImageDataset, a dataset name or None, got {type(data)}")
+    config = recipe(name, prof, seed=seed, **overrides)
+
+    seed_everything(seed)  # the initial weights depend on the seed
+    model = build_model(
+        name, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size, profile=prof
+    )
+    record = fit(model, data, config, device=dev, name=name, progress=progress)
+    n_train = min(data.train_images.shape[0], config.max_train or data.train_images.shape[0])
+    n_test = min(data.test_images.shape[0], config.max_test or data.test_images.shape[0])
+    result = None
+    if cost:
+        shape = (config.batch_size, data.in_channels, data.image_size, data.image_size)
+        result = measure(
+            model, shape, device=dev, warmup=warmup, repeats=repeats, amp_dtype=_amp_dtype(dev, config), name=name
+        )
+    return ModelRun(
+        name=name,
+        strategy=spec.strategy,
+        seed=seed,
+        dataset=data.name,
+        profile=prof.name,
+        test_acc=record.test_acc,
+        train_wall_s=record.wall_time_s,
+        epochs=config.epochs,
+        train_images=n_train,
+        test_images=n_test,
+        config=record.config,
+        history=[asdict(e) for e in record.history],
+        cost=result,
+    )
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def summarize(items: Sequence[BenchResult | ModelRun]) -> list[dict[str, Any]]:
+    """One row per model: its cost and, for :class:`ModelRun` items, accuracy mean / std over seeds.
+
+    Rows come in order of first appearance. The cost of a model is taken from its first item that has
+    one (cost does not depend on the seed). ``acc_std`` is the sample standard deviation (``None`` for
+    a single seed).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    accs: dict[str, list[float]] = {}
+    walls: dict[str, list[float]] = {}
+    for item in items:
+        if isinstance(item, BenchResult):
+            name, result = item.name, item
+        elif isinstance(item, ModelRun):
+            name, result = item.name, item.cost
+            accs.setdefault(name, []).append(item.test_acc)
+            walls.setdefault(name, []).append(item.train_wall_s)
+        else:
+            raise TypeError(f"summarize expects BenchResult or ModelRun items, got {type(item).__name__}")
+        row = rows.setdefault(name, {"model": name})
+        if isinstance(item, ModelRun):
+            row.setdefault("strategy", item.strategy)
+        if result is not None and "params" not in row:
+            row.update(
+                params=result.params,
+                flops_forward=result.flops_forward,
+                infer_images_per_s=result.infer_images_per_s,
+                train_images_per_s=result.train_images_per_s,
+                train_peak_bytes=result.train_peak_bytes,
+                infer_peak_bytes=result.infer_peak_bytes,
+            )
+    for name, values in accs.items():
+        rows[name].update(
+            acc_mean=statistics.fmean(values),
+            acc_std=statistics.stdev(values) if len(values) > 1 else None,
+            acc_min=min(values),
+            acc_max=max(values),
+            n_seeds=len(values),
+            train_wall_s=statistics.fmean(walls[name]),
+        )
+    return list(rows.values())
+
+
+def summarize_runs(runs: Sequence[ModelRun]) -> list[dict[str, Any]]:
+    """:func:`summarize` for a list of :class:`ModelRun` (kept as the name the chapter uses)."""
+    return summarize(runs)
+
+
+_COLUMNS: tuple[tuple[str, str, float, str, bool], ...] = (
+    # (key, header, scale, format, ratio to baseline?)
+    ("params", "params (M)", 1e-6, "{:.3f}", True),
+    ("flops_forward", "GFLOPs/img", 1e-9, "{:.3f}", True),
+    ("infer_images_per_s", "infer img/s", 1.0, "{:,.0f}", True),
+    ("train_images_per_s", "train img/s", 1.0, "{:,.0f}", True),
+    ("train_peak_bytes", "train MiB", 2.0**-20, "{:.1f}", True),
+)
+
+
+def format_table(rows: Sequence[dict[str, Any]], *, baseline: str | None = "resnet", title: str | None = None) -> str:
+    """A plain-text table of :func:`summarize` rows; ``×`` columns are ratios to the ``baseline`` row.
+
+    ``baseline=None`` leaves the ratio columns out; a baseline that is not among the rows is a ``ValueError``.
+
+    Ratios are value / baseline for every column: above 1 means more parameters, FLOPs or memory — and
+    *faster* for the images/s columns. Accuracy, when present, is ``mean ± std`` in per cent over seeds.
+    """
+    rows = list(rows)
+    base = next((r for r in rows if r.get("model") == baseline), None) if baseline else None
+    if baseline and base is None:
+        names = [r.get("model") for r in rows]
+        raise ValueError(f"format_table: baseline {baseline!r} is not among the rows {names}; pass baseline=None")
+    headers = ["model"]
+    if any("strategy" in r for r in rows):
+        headers.append("strategy")
+    for _, header, _, _, ratio in _COLUMNS:
+        headers.append(header)
+        if ratio and base is not None:
+            headers.append("×")
+    has_acc = any("acc_mean" in r for r in rows)
+    if has_acc:
+        headers += ["test acc (%)", "seeds", "train s"]
+    lines = []
+    for r in rows:
+        cells = [str(r.get("model", ""))]
+        if "strategy" in headers:
+            cells.append(str(r.get("strategy", "")))
+        for key, _, scale, fmt, ratio in _COLUMNS:
+            value = r.get(key)
+            cells.append("—" if value is None else fmt.format(value * scale))
+            if ratio and base is not None:
+                ref = base.get(key)
+                ok = value is not None and ref not in (None, 0)
+                cells.append(f"{value / ref:.2f}" if ok else "—")
+        if has_acc:
+            mean, std = r.get("acc_mean"), r.get("acc_std")
+            acc = "—" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+            wall = r.get("train_wall_s")
+            cells += [acc, str(r.get("n_seeds", "—")), "—" if wall is None else f"{wall:.1f}"]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    out = [title] if title else []
+    out.append(
+        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+    )
+    out.append("  ".join("-" * w for w in widths))
+    for cells in lines:
+        out.append(
+            "  ".join(c.ljust(w) if i <= 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        )
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------- recorded runs
+
+
+def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The result files written by ``benchmarks/run_all.py``, newest first, as ``(file name, record)``.
+
+    ``folder`` defaults to ``benchmarks/results`` of the checkout this package was imported from; an
+    installed package (e.g. on Colab) has none, and the list is empty. Only the JSON files directly in the
+    folder count (the ``tmp/`` sub-folder of throw-away runs is not searched).
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    if not path.is_dir():
+        return []
+    records = []
+    for file in path.glob("*.json"):
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue  # not a results file
+        if isinstance(record, dict) and "summary" in record and "hardware" in record:
+            records.append((file.name, record))
+    return sorted(records, key=lambda item: str(item[1].get("created", "")), reverse=True)
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """A recorded run's table, headed by what it ran on: hardware, profile, data, budget, seeds, date."""
+    budget = record.get("budget", {})
+    hardware = record.get("hardware", {})
+    title = (
+        f"RECORDED RUN ({record.get('created', '?')}): {record.get('dataset', '?')}, profile "
+        f"{record.get('profile', {}).get('name', '?')}, {budget.get('epochs', '?')} epochs on "
+        f"{budget.get('train_images', '?')} images, seeds {record.get('seeds', '?')} | {hardware.get('name', '?')} | "
+        f"torch {record.get('versions', {}).get('torch', '?')}"
+    )
+    return format_table(record["summary"], baseline="resnet", title=title)

@@ -60,8 +60,13 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1`` — the formula
     PyTorch documents for :class:`torch.nn.Conv2d`.
     """
-    for name, value, low in (("size", size, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                             ("padding", padding, 0), ("dilation", dilation, 1)):
+    for name, value, low in (
+        ("size", size, 1),
+        ("kernel_size", kernel_size, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+    ):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"conv_output_size: {name} must be an int >= {low}, got {value!r}")
     effective = dilation * (kernel_size - 1) + 1

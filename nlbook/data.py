@@ -193,9 +193,7 @@ def _normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, 
     return (images.float() / 255.0 - m) / s
 
 
-def random_crop_flip(
-    images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True
-) -> torch.Tensor:
+def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
     """Random crop after zero padding, and random horizontal flip, for a whole (B, C, H, W) batch at once.
 
     The random numbers come from ``generator`` (a CPU generator, so a seed gives the same crops on every
@@ -245,7 +243,9 @@ class DeviceLoader:
         hflip: bool = True,
     ):
         if images.dim() != 4 or images.dtype != torch.uint8:
-            raise ValueError(f"DeviceLoader expects uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"DeviceLoader expects uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if labels.shape != (images.shape[0],):
             raise ValueError(f"DeviceLoader: labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         if batch_size < 1 or batch_size % world_size:

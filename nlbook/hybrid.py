@@ -272,6 +272,7 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a (B, C, H, W) map — each position normalised on its own, as for tokens."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.normalized_shape[0], type(self).__name__)
         x = rearrange(x, "b c h w -> b h w c")
         return rearrange(super().forward(x), "b h w c -> b c h w")
 
@@ -643,15 +644,22 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Te
     Each module's input is captured with a forward pre-hook, then the module's own ``gates`` /
     ``attention_weights`` method recomputes the map — the same code path as its forward.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"attention_maps expects an nn.Module, got {type(model).__name__}")
+    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (CBAM, BoTBlock, TransformerBlock2d))]
+    if not targets:
+        raise ValueError(
+            f"attention_maps: {type(model).__name__} has no CBAM, BoTBlock or TransformerBlock2d module to read maps "
+            "from (SE gates have no spatial map; build the model with hybrid_resnet('cbam' or 'botnet') or coatnet)"
+        )
     inputs: dict[str, torch.Tensor] = {}
     handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, (CBAM, BoTBlock, TransformerBlock2d)):
+    for name, module in targets:
 
-            def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
-                inputs[name] = args[0]
+        def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
+            inputs[name] = args[0]
 
-            handles.append(module.register_forward_pre_hook(hook))
+        handles.append(module.register_forward_pre_hook(hook))
     try:
         model(images)
     finally:

@@ -29,12 +29,22 @@ assembled with one indexed write per glyph on the target device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
+from torch import nn
 
-from nlbook.data import ImageDataset, _channel_stats
+from nlbook.data import ImageDataset, _channel_stats, _normalize
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from nlbook.train import TrainConfig
 
 __all__ = [
     "CLASSES",
@@ -42,9 +52,16 @@ __all__ = [
     "TEST_SEED",
     "LongRangeBatch",
     "LongRangeTask",
+    "StrategySpec",
+    "accuracy_by_distance",
     "critical_distance",
+    "glyph_cells",
+    "load_sweep_results",
     "longrange_dataset",
+    "plot_accuracy_vs_distance",
     "render",
+    "strategy_models",
+    "train_config",
 ]
 
 CLASSES = ("different", "same")
@@ -278,6 +295,28 @@ def render(
     return images
 
 
+def glyph_cells(positions: torch.Tensor, glyph_size: int, image_size: int, grid: int) -> torch.Tensor:
+    """Which cells of a ``grid``×``grid`` token/feature grid each glyph's box overlaps.
+
+    Args:
+        positions: (N, J, 2) top-left corners (row, col), as in :class:`LongRangeBatch`.
+        grid: cells per side; ``image_size`` must be a multiple (a cell is ``image_size // grid`` pixels —
+            a ViT patch, or one position of a feature map at that stride).
+
+    Returns bool (N, J, grid, grid).
+    """
+    if image_size % grid:
+        raise ValueError(f"glyph_cells: image_size {image_size} is not a multiple of grid {grid}")
+    if positions.dim() != 3 or positions.shape[-1] != 2:
+        raise ValueError(f"glyph_cells: positions must be (N, J, 2), got {tuple(positions.shape)}")
+    cell = image_size // grid
+    start = torch.arange(grid, device=positions.device) * cell  # first pixel of each cell
+    # A box [p, p + g) overlaps a cell [s, s + cell) iff s < p + g and s + cell > p.
+    p = positions[..., None]  # (N, J, 2, 1)
+    overlap = (start < p + glyph_size) & (start + cell > p)  # (N, J, 2, grid)
+    return overlap[..., 0, :, None] & overlap[..., 1, None, :]
+
+
 def _make_alphabet(num_glyphs: int, glyph_size: int, colored: bool) -> torch.Tensor:
     """``num_glyphs`` distinct glyph tiles (uint8 (K, 3, g, g)), fixed for given arguments.
 
@@ -386,3 +425,211 @@ def longrange_dataset(
     # Per-channel statistics from (at most) the first 4096 training images: plenty for normalisation.
     mean, std = _channel_stats(train.images[:4096].cpu())
     return ImageDataset("longrange", CLASSES, train.images, train.labels, test.images, test.labels, mean, std)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The chapter's contestants, one training recipe, and accuracy per distance
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A model of the comparison: display ``label``, fusion ``strategy``, a zero-argument ``build``, and the
+    receptive field of its convolutional part (pixels; ``None`` for the ViT, whose patches do not overlap)."""
+
+    label: str
+    strategy: str
+    build: Callable[[], nn.Module]
+    receptive_field: int | None
+
+
+def strategy_models(image_size: int = 16, width: int = 16, num_classes: int = 2) -> dict[str, StrategySpec]:
+    """The models chapter 7 and ``benchmarks/longrange_sweep.py`` compare, all from the package, CPU-sized.
+
+    * ``cnn_rf7`` / ``cnn_rf13`` / ``cnn_rf25`` — :class:`nlbook.cnn.ResNet` with 1, 2 and 4 residual
+      blocks: theoretical receptive fields of 7, 13 and 25 pixels;
+    * ``nonlocal`` — ``cnn_rf13`` with a :class:`nlbook.nonlocal_block.NonLocalBlock2d` after its last block
+      (strategy 1: attention inserted into a CNN);
+    * ``vit`` — a 2-block :class:`nlbook.vit.VisionTransformer` on 4×4 patches (strategy 2: attention only);
+    * ``botnet`` — ``cnn_rf13`` whose last stage is a BoT block, MHSA with relative positions
+      (strategy 3: a hybrid, :func:`nlbook.hybrid.hybrid_resnet`).
+    """
+    from nlbook.cnn import ResNet
+    from nlbook.hybrid import hybrid_resnet
+    from nlbook.nonlocal_block import NonLocalResNet
+    from nlbook.vit import VisionTransformer
+
+    w = _check_int("strategy_models", "width", width, 4)
+    _check_int("strategy_models", "image_size", image_size, 4)
+    if image_size % 4:
+        raise ValueError(
+            f"strategy_models: image_size must be a multiple of 4 (ViT patches, two strides), got {image_size}"
+        )
+    small = {"widths": (w, 2 * w), "depths": (1, 1)}
+    return {
+        "cnn_rf7": StrategySpec(
+            "CNN, RF 7", "convolution", lambda: ResNet(num_classes, widths=(w,), depths=(1,)), receptive_field=7
+        ),
+        "cnn_rf13": StrategySpec("CNN, RF 13", "convolution", lambda: ResNet(num_classes, **small), receptive_field=13),
+        "cnn_rf25": StrategySpec(
+            "CNN, RF 25",
+            "convolution",
+            lambda: ResNet(num_classes, widths=(w, 2 * w), depths=(2, 2)),
+            receptive_field=25,
+        ),
+        "nonlocal": StrategySpec(
+            "Non-local ResNet",
+            "attention inserted into a CNN",
+            lambda: NonLocalResNet(num_classes, **small, nonlocal_stages=(1,), nonlocal_every=1),
+            receptive_field=13,
+        ),
+        "vit": StrategySpec(
+            "ViT",
+            "attention only",
+            lambda: VisionTransformer(
+                image_size, 4, 3, num_classes, embed_dim=4 * w, depth=2, num_heads=4, mlp_ratio=2.0, pool="gap"
+            ),
+            receptive_field=None,
+        ),
+        # The BoT block sits in a third stage (8×8 input → 64 tokens): at 16×16 its relative-position MHSA
+        # costs several times a convolution on CPU. The convolutions before it are cnn_rf13's.
+        "botnet": StrategySpec(
+            "BoTNet (hybrid)",
+            "hybrid block",
+            lambda: hybrid_resnet(
+                "botnet", num_classes, widths=(w, 2 * w, 2 * w), depths=(1, 1, 1), image_size=image_size
+            ),
+            receptive_field=13,
+        ),
+    }
+
+
+def train_config(epochs: int, seed: int = 0, **overrides) -> TrainConfig:
+    """The one recipe every contestant trains with: AdamW (lr 2e-3, weight decay 0.01), batch 64, a short
+    warm-up then cosine, gradient clipping at 1, and **no augmentation** (a random crop could cut a glyph)."""
+    from nlbook.train import TrainConfig
+
+    base = dict(
+        epochs=epochs,
+        batch_size=64,
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=0.01,
+        warmup_epochs=0.3,
+        grad_clip=1.0,
+        augment=False,
+        seed=seed,
+    )
+    return TrainConfig(**(base | overrides))
+
+
+@torch.no_grad()
+def accuracy_by_distance(
+    model: nn.Module,
+    task: LongRangeTask,
+    distances: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    n: int = 500,
+    seed: int = TEST_SEED,
+    device: torch.device | str | None = None,
+) -> dict[int, float]:
+    """Test accuracy of ``model`` on ``n`` fresh images at each fixed distance (other knobs from ``task``).
+
+    Images at distance ``d`` are drawn with seed ``seed + d``: the same images for every model and run.
+    ``mean``/``std`` are the training set's normalisation (``ImageDataset.mean``/``.std``).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[int, float] = {}
+    try:
+        for d in distances:
+            batch = replace(task, distance=int(d)).sample(n, seed + int(d), device=device)
+            correct = 0
+            for i in range(0, n, 500):
+                logits = model(_normalize(batch.images[i : i + 500], tuple(mean), tuple(std)))
+                correct += int((logits.argmax(1) == batch.labels[i : i + 500]).sum())
+            out[int(d)] = correct / n
+    finally:
+        model.train(was_training)
+    return out
+
+
+def load_sweep_results(device_type: str = "cpu", path: str | Path | None = None) -> dict | None:
+    """The JSON written by ``benchmarks/longrange_sweep.py``, or ``None`` if it is not there.
+
+    Default location: ``benchmarks/results/longrange_sweep_<device_type>.json`` next to this package in a
+    source checkout (a ``pip install`` from the repository does not bring it: then ``None``).
+    """
+    path = (
+        Path(path)
+        if path is not None
+        else _REPO_ROOT / "benchmarks" / "results" / f"longrange_sweep_{device_type}.json"
+    )
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def plot_accuracy_vs_distance(
+    curves: Mapping[str, Mapping[int, float | tuple[float, float]]],
+    receptive_fields: Mapping[str, int | None],
+    glyph_size: int = 3,
+    title: str | None = None,
+    ceiling: float = 0.75,
+) -> Figure:
+    """Accuracy against glyph distance, one line per model, with each CNN's critical distance marked.
+
+    Args:
+        curves: ``{label: {distance: accuracy}}`` or ``{label: {distance: (mean, std)}}`` (a band of ±1 std).
+        receptive_fields: ``{label: receptive field of its convolutions}``; a dotted vertical line in the
+            model's colour marks :func:`critical_distance` — beyond it no output of those convolutions sees
+            both glyphs. ``None`` (ViT): no line.
+        ceiling: the bound on a global-average-pooling CNN beyond its critical distance (dashed grey line).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    all_d: list[int] = []
+    for i, (label, curve) in enumerate(curves.items()):
+        ds = sorted(int(d) for d in curve)
+        all_d += ds
+        vals = [curve[d] if d in curve else curve[str(d)] for d in ds]  # JSON keys are strings
+        mean = [v[0] if isinstance(v, (tuple, list)) else v for v in vals]
+        std = [v[1] if isinstance(v, (tuple, list)) else 0.0 for v in vals]
+        colour = f"C{i}"
+        ax.plot(ds, mean, "o-", color=colour, ms=3, label=label)
+        if any(std):
+            ax.fill_between(
+                ds,
+                [m - s for m, s in zip(mean, std)],
+                [m + s for m, s in zip(mean, std)],
+                color=colour,
+                alpha=0.2,
+                lw=0,
+            )
+        rf = receptive_fields.get(label)
+        if rf is not None:
+            ax.axvline(critical_distance(rf, glyph_size) - 0.5, color=colour, ls=":", lw=1.5)
+    ax.axhline(0.5, color="black", lw=0.8)
+    ax.axhline(ceiling, color="grey", ls="--", lw=1)
+    if all_d:
+        ax.text(
+            max(all_d),
+            ceiling + 0.01,
+            f"{ceiling:.0%}: GAP-CNN bound beyond its RF",
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="grey",
+        )
+    ax.set_xlabel("distance between the glyphs (pixels, L∞); dotted: where each CNN's RF stops covering both")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.0, 1.05)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -250,10 +250,11 @@ class NonLocalResNet(ResNet):
 
     The paper (ResNet-50 on 224² ImageNet / video) inserts blocks into res3 (28²) and res4 (14²). This
     CIFAR-style ResNet has four stages at 32², 16², 8², 4² for 32×32 inputs; stage ``s`` plays the role of
-    res(s+2), so the default ``nonlocal_stages=(1, 2)`` is the paper's res3/res4 placement.
+    res(s+2), so the default — stages 1 and 2 — is the paper's res3/res4 placement.
 
     Args:
-        nonlocal_stages: stages (0-based) that receive non-local blocks.
+        nonlocal_stages: stages (0-based) that receive non-local blocks; default ``None``: stages 1 and 2, or just
+            stage 1 in a two-stage network (a one-stage network has no res3 and needs an explicit choice).
         nonlocal_every: in each such stage, a block goes after the stage's last residual block and then after
             every ``nonlocal_every``-th block counting backwards (``1``: after every block — the paper's
             10-block variant; ``2``: every other block — its 5-block variant; ``>= depth``: one per stage).
@@ -267,7 +268,7 @@ class NonLocalResNet(ResNet):
         in_channels: int = 3,
         widths: Sequence[int] = (64, 128, 256, 512),
         depths: Sequence[int] = (2, 2, 2, 2),
-        nonlocal_stages: Sequence[int] = (1, 2),
+        nonlocal_stages: Sequence[int] | None = None,
         nonlocal_every: int = 2,
         mode: NonLocalMode = "embedded_gaussian",
         sub_sample: bool = False,
@@ -275,17 +276,25 @@ class NonLocalResNet(ResNet):
         impl: AttentionImpl = "fused",
         **resnet_kwargs: Any,
     ):
-        widths, depths, stages = tuple(widths), tuple(depths), tuple(nonlocal_stages)
+        widths, depths = tuple(widths), tuple(depths)
         if "insert_after" in resnet_kwargs:
             raise TypeError("NonLocalResNet: insert_after is set by NonLocalResNet itself; use ResNet for your own")
+        if isinstance(nonlocal_every, bool) or not isinstance(nonlocal_every, int) or nonlocal_every < 1:
+            raise ValueError(f"NonLocalResNet: nonlocal_every must be an int >= 1, got {nonlocal_every!r}")
+        if mode not in MODES:  # fail before building the whole network
+            raise ValueError(f"NonLocalResNet: mode must be one of {MODES}, got {mode!r}")
+        if nonlocal_stages is None:
+            stages = tuple(s for s in (1, 2) if s < len(widths))
+            if not stages:
+                raise ValueError(
+                    "NonLocalResNet: a one-stage network has no stage 1 (the paper's res3); pass nonlocal_stages=(0,)"
+                )
+        else:
+            stages = tuple(nonlocal_stages)
         if not all(isinstance(s, int) and 0 <= s < len(widths) for s in stages):
             raise ValueError(
                 f"NonLocalResNet: nonlocal_stages must be stage indices in 0..{len(widths) - 1}, got {stages}"
             )
-        if not isinstance(nonlocal_every, int) or nonlocal_every < 1:
-            raise ValueError(f"NonLocalResNet: nonlocal_every must be an int >= 1, got {nonlocal_every!r}")
-        if mode not in MODES:  # fail before building the whole network
-            raise ValueError(f"NonLocalResNet: mode must be one of {MODES}, got {mode!r}")
 
         def insert_after(stage: int, index: int, channels: int) -> nn.Module | None:
             if stage not in stages or (depths[stage] - 1 - index) % nonlocal_every:

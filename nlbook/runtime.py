@@ -80,7 +80,7 @@ def get_profile(name: str | None = None, device: torch.device | None = None) -> 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global generator that libraries still use
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
@@ -116,5 +116,11 @@ def setup(
     dev = pick_device(device)
     ctx = RunContext(dev, get_profile(profile, dev), resolve_dataset_name(dataset), seed)
     seed_everything(seed)
+    try:  # small figures keep the committed notebooks small
+        import matplotlib
+
+        matplotlib.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80})
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        pass
     print(ctx.describe())
     return ctx

@@ -11,7 +11,10 @@ What it does, and why:
   on Colab has no bf16); off on CPU unless asked for;
 * optional ``channels_last`` memory format and ``torch.compile``;
 * SGD (Nesterov) or AdamW, linear warm-up then cosine decay (or one-cycle), label smoothing;
-* a ``tqdm.auto`` progress bar (``TQDM_DISABLE=1`` turns it off, as CI does).
+* a ``tqdm.auto`` progress bar (``TQDM_DISABLE=1`` turns it off, as CI does);
+* under ``torchrun`` the same call trains with ``DistributedDataParallel`` (:mod:`nlbook.distributed`):
+  each rank takes its share of every global batch, gradients and metrics are reduced over ranks, and only
+  rank 0 shows progress.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
@@ -26,9 +30,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():
+    # tqdm.auto warns on import in a kernel without ipywidgets, then falls back to a text bar: that's fine
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from nlbook.data import DeviceLoader, ImageDataset
+from nlbook.distributed import DistInfo, all_reduce_sum, current, wrap_model
 from nlbook.runtime import Profile, device_name, pick_device
 
 __all__ = ["EpochStats", "TrainConfig", "TrainRecord", "count_parameters", "evaluate", "fit", "make_optimizer"]
@@ -114,6 +123,7 @@ class TrainRecord:
     config: dict
     history: list[EpochStats] = field(default_factory=list)
     wall_time_s: float = 0.0
+    world_size: int = 1  # processes that trained it together (DDP); images/s counts all of them
 
     @property
     def test_acc(self) -> float:
@@ -185,23 +195,48 @@ def _autocast(device: torch.device, config: TrainConfig):
     return torch.autocast(device.type, dtype=dtype), dtype == torch.float16
 
 
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """float64 for exact image counts and sums; Apple's MPS has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 @torch.no_grad()
+def _evaluate_sums(
+    model: nn.Module, data: ImageDataset, batch_size: int, device: torch.device, info: DistInfo
+) -> torch.Tensor:
+    """(summed cross-entropy, correct, images) over this rank's share of the test split, as one tensor."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
+    for x, y in DeviceLoader.test(data, batch_size, rank=info.rank, world_size=info.world_size):
+        if y.numel() == 0:  # the last partial batch may leave a rank without images
+            continue
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        sums[0] += F.cross_entropy(logits, y, reduction="sum")
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += y.numel()
+    model.train(was_training)
+    return sums
+
+
 def evaluate(
     model: nn.Module, data: ImageDataset, batch_size: int = 256, device: torch.device | None = None
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data``'s test split."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
-    for x, y in DeviceLoader.test(data, batch_size):
-        x, y = x.to(device), y.to(device)
-        logits = model(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += y.numel()
-    model.train(was_training)
+    loss_sum, correct, n = _evaluate_sums(model, data, batch_size, device, DistInfo()).tolist()
     return loss_sum / max(n, 1), correct / max(n, 1)
+
+
+def _resolve_distributed(distributed: DistInfo | bool | None) -> DistInfo:
+    if isinstance(distributed, DistInfo):
+        return distributed
+    if distributed is False:
+        return DistInfo()
+    if distributed not in (None, True):
+        raise TypeError(f"fit: distributed must be a DistInfo, True, False or None, got {distributed!r}")
+    return current()  # None/True: the process group torchrun + init_distributed set up, if any
 
 
 def fit(
@@ -212,22 +247,45 @@ def fit(
     device: torch.device | str | None = None,
     name: str | None = None,
     progress: bool | None = None,
+    distributed: DistInfo | bool | None = None,
+    sync_batchnorm: bool | None = None,
 ) -> TrainRecord:
     """Train ``model`` on ``data`` with ``config``; return the :class:`TrainRecord`.
 
     The dataset is moved to the device once; batches are augmented there (random crop + flip).
+
+    ``distributed`` (default: whatever :func:`nlbook.distributed.init_distributed` set up, i.e. DDP under
+    ``torchrun`` and a single process otherwise) trains with ``DistributedDataParallel``: ``config.batch_size``
+    is the *global* batch, each rank takes its contiguous share, gradients are averaged by DDP, and the
+    record's losses, accuracies and images/s are reduced over all ranks (the same record on every rank).
+    ``sync_batchnorm`` (default: on CUDA) makes BatchNorm use global-batch statistics; see
+    :func:`nlbook.distributed.wrap_model`.
     """
     config = config or TrainConfig()
-    device = torch.device(device) if device is not None else pick_device()
+    info = _resolve_distributed(distributed)
+    if device is None:
+        device = info.device if info.enabled else pick_device()
+    device = torch.device(device)
+    if info.enabled and config.batch_size % info.world_size:
+        raise ValueError(
+            f"fit: the global batch_size {config.batch_size} must be divisible by the {info.world_size} processes"
+        )
     data = data.subset(config.max_train, config.max_test).to(device)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
+    ddp_model = wrap_model(model, info, sync_batchnorm=sync_batchnorm)  # `model` itself when one process
+    step_model = torch.compile(ddp_model) if config.compile else ddp_model
     torch.manual_seed(config.seed)  # dropout / stochastic depth draws
 
     loader = DeviceLoader.train(
-        data, config.batch_size, augment=config.augment, seed=config.seed, channels_last=config.channels_last
+        data,
+        config.batch_size,
+        augment=config.augment,
+        seed=config.seed,
+        channels_last=config.channels_last,
+        rank=info.rank,
+        world_size=info.world_size,
     )
     if len(loader) == 0:
         raise ValueError(
@@ -242,11 +300,12 @@ def fit(
         name=name or type(model).__name__,
         params=count_parameters(model),
         device=str(device),
-        hardware=device_name(device),
+        hardware=device_name(device) if not info.enabled else f"{info.world_size} processes × {device_name(device)}",
         dataset=data.name,
         config={k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in asdict(config).items()},
+        world_size=info.world_size,
     )
-    show = progress if progress is not None else not os.environ.get("TQDM_DISABLE")
+    show = (progress if progress is not None else not os.environ.get("TQDM_DISABLE")) and info.is_main
     bar = tqdm(total=config.epochs * len(loader), desc=record.name, disable=not show, leave=False)
     start = time.perf_counter()
     for epoch in range(config.epochs):
@@ -275,16 +334,22 @@ def fit(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, data, batch_size=max(config.batch_size, 256), device=device)
+        # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
+        acc = _sum_dtype(device)
+        train = torch.stack([loss_sum.to(acc), correct.to(acc), torch.tensor(seen, dtype=acc, device=device)])
+        train = all_reduce_sum(train, info)
+        eval_batch = -(-max(config.batch_size, 256) // info.world_size) * info.world_size
+        test = all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info), info)
+        (train_loss, train_correct, train_seen), (test_loss, test_correct, test_seen) = train.tolist(), test.tolist()
         stats = EpochStats(
             epoch=epoch + 1,
             lr=opt.param_groups[0]["lr"],
-            train_loss=loss_sum.item() / seen,
-            train_acc=correct.item() / seen,
-            test_loss=test_loss,
-            test_acc=test_acc,
+            train_loss=train_loss / train_seen,
+            train_acc=train_correct / train_seen,
+            test_loss=test_loss / max(test_seen, 1),
+            test_acc=test_correct / max(test_seen, 1),
             seconds=seconds,
-            images_per_s=seen / seconds,
+            images_per_s=train_seen / seconds,
         )
         record.history.append(stats)
         bar.set_postfix(loss=f"{stats.train_loss:.3f}", test_acc=f"{stats.test_acc:.3f}")

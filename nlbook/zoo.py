@@ -28,7 +28,7 @@ from torch import nn
 from nlbook.runtime import Profile, get_profile
 from nlbook.train import Recipe, TrainConfig
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "model_names", "model_spec", "recipe"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "model_names", "model_spec", "recipe", "resolve_profile"]
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,23 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("resnet", "baseline", "cnn", "CIFAR ResNet (chapter 1)", "he2016resnet"),
         ModelSpec(
-            "nonlocal_resnet", "insert", "cnn", "ResNet + embedded-Gaussian non-local blocks (chapter 3)",
+            "nonlocal_resnet",
+            "insert",
+            "cnn",
+            "ResNet + embedded-Gaussian non-local blocks (chapter 3)",
             "wang2018nonlocal",
         ),
         ModelSpec("vit", "replace", "transformer", "Vision Transformer, 4×4 patches (chapter 4)", "dosovitskiy2021vit"),
         ModelSpec("se_resnet", "hybrid", "cnn", "ResNet + squeeze-and-excitation gates (chapter 5)", "hu2018se"),
         ModelSpec("cbam_resnet", "hybrid", "cnn", "ResNet + CBAM channel and spatial gates (chapter 5)", "woo2018cbam"),
         ModelSpec(
-            "botnet", "hybrid", "cnn", "ResNet whose last stage uses relative self-attention (chapter 5)",
+            "botnet",
+            "hybrid",
+            "cnn",
+            "ResNet whose last stage uses relative self-attention (chapter 5)",
             "srinivas2021botnet",
         ),
-        ModelSpec(
-            "coatnet", "hybrid", "transformer", "CoAtNet-style C-C-T-T stages (chapter 5)", "dai2021coatnet"
-        ),
+        ModelSpec("coatnet", "hybrid", "transformer", "CoAtNet-style C-C-T-T stages (chapter 5)", "dai2021coatnet"),
     )
 }
 
@@ -76,11 +80,14 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def _profile(profile: Profile | str | None) -> Profile:
+def resolve_profile(profile: Profile | str | None) -> Profile:
+    """A :class:`~nlbook.runtime.Profile` from itself, its name, or ``None`` (``$NLBOOK_PROFILE`` / device)."""
     if profile is None or isinstance(profile, str):
         return get_profile(profile)
     if not isinstance(profile, Profile):
-        raise TypeError(f"profile must be an nlbook.runtime.Profile, a profile name or None, got {type(profile).__name__}")
+        raise TypeError(
+            f"profile must be an nlbook.runtime.Profile, a profile name or None, got {type(profile).__name__}"
+        )
     return profile
 
 
@@ -167,7 +174,7 @@ def build_model(
     for arg, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"build_model: {arg} must be a positive int, got {value!r}")
-    return _BUILDERS[name](num_classes, in_channels, image_size, _profile(profile))
+    return _BUILDERS[name](num_classes, in_channels, image_size, resolve_profile(profile))
 
 
 def recipe(name: str, profile: Profile | str | None = None, **overrides) -> TrainConfig:
@@ -176,4 +183,4 @@ def recipe(name: str, profile: Profile | str | None = None, **overrides) -> Trai
     Keyword arguments override fields of the :class:`~nlbook.train.TrainConfig` (``seed``, ``epochs``, ...).
     """
     spec = model_spec(name)
-    return TrainConfig.from_profile(_profile(profile), spec.recipe, **overrides)
+    return TrainConfig.from_profile(resolve_profile(profile), spec.recipe, **overrides)

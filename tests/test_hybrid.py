@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from nlbook.hybrid import (
     HYBRID_KINDS,
     BoTBlock,
     CoAtNet,
+    LayerNorm2d,
     MBConv,
     RelativePositionBias2d,
     SqueezeExcitation,
@@ -407,6 +409,14 @@ def test_float64_end_to_end() -> None:
         (lambda: BoTBlock(8, 8, size=4, num_heads=2), _randn(1, 8, 5, 5), ValueError, "built for 4×4"),
         (lambda: TransformerBlock2d(8, 8, size=4, head_dim=8), _randn(1, 8, 3, 3), ValueError, "built for 4×4"),
         (lambda: MBConv(8, 8, stride=2), _randn(1, 8, 5, 5), ValueError, "even feature-map size"),
+        (lambda: LayerNorm2d(8), _randn(1, 4, 2, 2), ValueError, "expects 8 input channels"),
+        (
+            lambda: partial(attention_maps, hybrid_resnet("se", width=8)),
+            _randn(1, 3, 32, 32),
+            ValueError,
+            "has no CBAM",
+        ),
+        (lambda: partial(attention_maps, "model"), _randn(1, 3, 32, 32), TypeError, "expects an nn.Module"),
         (lambda: coatnet(width=8, depths=(1, 1, 1, 1), head_dim=8), _randn(1, 3, 28, 28), ValueError, "32×32"),
     ],
 )

@@ -13,9 +13,13 @@ from nlbook.longrange import (
     CLASSES,
     TEST_SEED,
     LongRangeTask,
+    accuracy_by_distance,
     critical_distance,
+    glyph_cells,
     longrange_dataset,
     render,
+    strategy_models,
+    train_config,
 )
 
 
@@ -316,3 +320,69 @@ def test_all_arrangements_can_be_rendered_at_the_same_positions():
     ids = torch.tensor(list(itertools.product([0, 1], repeat=2)))
     imgs = render(alpha, ids, pos, 32)
     assert len({tuple(i.flatten().tolist()) for i in imgs}) == 4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The chapter's contestants, recipe and per-distance evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_strategy_models_build_and_report_their_receptive_fields():
+    specs = strategy_models(image_size=16)
+    assert list(specs) == ["cnn_rf7", "cnn_rf13", "cnn_rf25", "nonlocal", "vit", "botnet"]
+    x = torch.randn(2, 3, 16, 16)
+    for key, spec in specs.items():
+        torch.manual_seed(0)
+        model = spec.build()
+        assert model(x).shape == (2, 2), key
+        if key.startswith("cnn"):
+            assert model.receptive_field() == spec.receptive_field == int(key.removeprefix("cnn_rf"))
+    # the attention models share cnn_rf13's convolutions, so they get its receptive field
+    assert specs["nonlocal"].receptive_field == specs["cnn_rf13"].build().receptive_field()
+    assert specs["nonlocal"].build().nonlocal_blocks()
+    assert specs["vit"].receptive_field is None
+    with pytest.raises(ValueError, match="multiple of 4"):
+        strategy_models(image_size=18)
+
+
+def test_train_config_never_augments():
+    cfg = train_config(3, seed=2)
+    assert (cfg.epochs, cfg.seed, cfg.augment, cfg.optimizer) == (3, 2, False, "adamw")
+    assert train_config(1, lr=1e-3).lr == 1e-3
+
+
+class _Constant(torch.nn.Module):
+    """Always answers "same": exactly 50 % on balanced labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.stack([self.w.expand(x.shape[0]), (self.w + 1).expand(x.shape[0])], 1)
+
+
+def test_accuracy_by_distance_scores_fixed_images_per_distance():
+    model = _Constant().train()
+    task = LongRangeTask(image_size=16)
+    acc = accuracy_by_distance(model, task, [4, 9, 13], (0.0,) * 3, (1.0,) * 3, n=100)
+    assert acc == {4: 0.5, 9: 0.5, 13: 0.5}
+    assert model.training  # mode restored
+
+
+def test_glyph_cells_against_a_pixel_loop():
+    b = LongRangeTask(image_size=16).sample(50, seed=4)
+    for grid in (4, 8, 16):
+        cells = glyph_cells(b.positions, 3, 16, grid)
+        assert cells.shape == (50, 2, grid, grid)
+        size = 16 // grid
+        for i in range(50):
+            for j in range(2):
+                y, x = b.positions[i, j].tolist()
+                ref = torch.zeros(grid, grid, dtype=torch.bool)
+                for yy in range(y, y + 3):
+                    for xx in range(x, x + 3):
+                        ref[yy // size, xx // size] = True
+                assert torch.equal(cells[i, j], ref)
+    with pytest.raises(ValueError, match="not a multiple of grid"):
+        glyph_cells(b.positions, 3, 16, 5)

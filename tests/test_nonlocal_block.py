@@ -285,6 +285,8 @@ def test_bad_inputs():
 def test_nonlocal_resnet_bad_arguments():
     with pytest.raises(ValueError, match="nonlocal_stages"):
         NonLocalResNet(widths=(8, 16), depths=(1, 1), nonlocal_stages=(2,))
+    with pytest.raises(ValueError, match="one-stage network"):
+        NonLocalResNet(widths=(8,), depths=(1,))
     with pytest.raises(ValueError, match="nonlocal_every"):
         NonLocalResNet(widths=(8, 16), depths=(1, 1), nonlocal_stages=(1,), nonlocal_every=0)
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -337,6 +339,12 @@ def test_nonlocal_resnet_placement(depths, every, expected):
     assert isinstance(model, ResNet)
     assert [n for n, _ in model.nonlocal_blocks()] == expected
     assert all(b.in_channels == 8 for _, b in model.nonlocal_blocks())
+
+
+def test_nonlocal_resnet_default_stages_are_res3_res4_where_they_exist():
+    assert NonLocalResNet(widths=(4, 8, 8, 8), depths=(1, 1, 1, 1)).nonlocal_stages == (1, 2)
+    assert NonLocalResNet(widths=(4, 8, 8), depths=(1, 1, 1)).nonlocal_stages == (1, 2)
+    assert NonLocalResNet(widths=(4, 8), depths=(1, 1)).nonlocal_stages == (1,)
 
 
 def test_nonlocal_resnet_forward_and_attention_maps():

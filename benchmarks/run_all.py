@@ -1,0 +1,289 @@
+"""The full-run record: every zoo model trained on the same data, budget and recipe, and measured.
+
+On a GPU, the book's comparison at full size (CIFAR-10, the ``full`` profile)::
+
+    python benchmarks/run_all.py                      # all models, seed 0, writes benchmarks/results/
+    python benchmarks/run_all.py --seeds 3            # seeds 0, 1, 2 (mean ± std in the table)
+
+Here on a CPU, the same code at a tiny budget (a few minutes on 2 cores)::
+
+    python benchmarks/run_all.py --profile quick --dataset digits --seeds 1
+
+Each run writes ``<date>_<hardware>.json`` (hardware, library versions, seeds, budget, every run with its
+per-epoch history and measured cost, the summary table and the targets below) and a ``.csv`` of the
+summary table. Full-profile CIFAR-10 runs go to ``benchmarks/results/`` (commit them, named after the
+card); any other run goes to ``benchmarks/results/tmp/``, which git ignores, unless ``--out`` says otherwise.
+
+Targets (issue 7; on a Colab-class GPU, full profile, CIFAR-10): the CNN baseline reaches ≥ 93 % test
+accuracy and the ViT ≥ 85 %, each within 10 minutes of training, and at least one hybrid reaches the
+baseline. The script records what it measures and whether each target was met; it invents nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import nlbook  # noqa: E402
+from nlbook.bench import benchmark_model, format_table, summarize  # noqa: E402
+from nlbook.data import load_dataset  # noqa: E402
+from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
+from nlbook.zoo import model_names, model_spec  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+TARGETS = {
+    # name: (model or strategy, accuracy threshold or None for "≥ baseline", training time limit in s)
+    "cnn_baseline_93": ("resnet", 0.93, 600.0),
+    "vit_85": ("vit", 0.85, 600.0),
+    "hybrid_at_or_above_baseline": ("hybrid", None, None),
+}
+CSV_FIELDS = (
+    "model",
+    "strategy",
+    "params",
+    "flops_forward",
+    "infer_images_per_s",
+    "train_images_per_s",
+    "infer_peak_bytes",
+    "train_peak_bytes",
+    "acc_mean",
+    "acc_std",
+    "acc_min",
+    "acc_max",
+    "n_seeds",
+    "train_wall_s",
+)
+
+
+def hardware_info(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {
+        "device": str(device),
+        "name": device_name(device),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info |= {
+            "gpu": props.name,
+            "gpu_memory_GiB": round(props.total_memory / 2**30, 1),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "bf16": torch.cuda.is_bf16_supported(),
+        }
+    return info
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    out = {"python": platform.python_version(), "nlbook": nlbook.__version__, "torch": torch.__version__}
+    out["numpy"] = numpy.__version__
+    try:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    return out
+
+
+def check_targets(rows: list[dict[str, Any]], profile: str, dataset: str) -> dict[str, dict[str, Any]]:
+    """Each target: what it asks, what was measured, and ``met`` (``None`` if not measurable in this run)."""
+    by_name = {r["model"]: r for r in rows}
+    applies = profile == "full" and dataset == "cifar10"
+    base = by_name.get("resnet", {}).get("acc_mean")
+    out: dict[str, dict[str, Any]] = {}
+    for target, (who, threshold, seconds) in TARGETS.items():
+        entry: dict[str, Any] = {"applies_to_this_run": applies, "threshold": threshold, "time_limit_s": seconds}
+        if who == "hybrid":
+            hybrids = {r["model"]: r.get("acc_mean") for r in rows if r.get("strategy") == "hybrid"}
+            entry |= {"baseline": base, "measured": hybrids}
+            measured = [a for a in hybrids.values() if a is not None]
+            entry["met"] = None if base is None or not measured else any(a >= base for a in measured)
+        else:
+            row = by_name.get(who)
+            acc = None if row is None else row.get("acc_mean")
+            wall = None if row is None else row.get("train_wall_s")
+            entry |= {"model": who, "measured": acc, "train_wall_s": wall}
+            entry["met"] = None if acc is None else bool(acc >= threshold and wall <= seconds)
+        out[target] = entry
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "device"
+
+
+def output_paths(out_dir: Path, device: torch.device, tag: str | None) -> tuple[Path, Path]:
+    """``<date>_<hardware>[_tag].json/.csv`` in ``out_dir``; a time suffix avoids overwriting a file."""
+    hw = "cpu" if device.type == "cpu" else _slug(device_name(device))
+    stem = f"{dt.date.today().isoformat()}_{hw}" + (f"_{_slug(tag)}" if tag else "")
+    if (out_dir / f"{stem}.json").exists():
+        stem += dt.datetime.now().strftime("_%H%M%S")
+    return out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--profile", default=None, help="quick | full (default: $NLBOOK_PROFILE, else full on CUDA)")
+    p.add_argument("--dataset", default=None, help="cifar10 | digits (default: $NLBOOK_DATASET, else cifar10)")
+    p.add_argument("--models", default=",".join(model_names()), help="comma-separated zoo names (default: all)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+    p.add_argument("--device", default=None, help="cuda | cpu | mps (default: automatic)")
+    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    p.add_argument("--max-train", type=int, default=None, help="override the profile's cap on training images")
+    p.add_argument("--max-test", type=int, default=None, help="override the profile's cap on test images")
+    p.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
+    p.add_argument("--channels-last", action="store_true", help="train in channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
+    p.add_argument("--repeats", type=int, default=10, help="timed steps for images/s (median)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: see the module docstring)")
+    p.add_argument("--tag", default=None, help="suffix of the output file names")
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    try:
+        for n in names:
+            model_spec(n)
+    except ValueError as err:
+        p.error(str(err))
+    if not names:
+        p.error("--models is empty")
+    args.models = names
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Run the comparison, print its table, write the JSON and CSV; return the JSON's path."""
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    profile = get_profile(args.profile, device)
+    data = load_dataset(args.dataset, device=device)
+    overrides = {
+        key: value
+        for key, value in (
+            ("epochs", args.epochs),
+            ("max_train", args.max_train),
+            ("max_test", args.max_test),
+            ("batch_size", args.batch_size),
+        )
+        if value is not None
+    }
+    if args.channels_last:
+        overrides["channels_last"] = True
+    if args.compile:
+        overrides["compile"] = True
+    seeds = list(range(args.seeds))
+    hardware = hardware_info(device)
+    print(
+        f"nlbook {nlbook.__version__} | torch {torch.__version__} | {hardware['name']} | profile {profile.name} | "
+        f"dataset {data.name} | models {', '.join(args.models)} | seeds {seeds}",
+        flush=True,
+    )
+
+    start = time.perf_counter()
+    runs = []
+    for name in args.models:
+        for seed in seeds:
+            run = benchmark_model(
+                name,
+                data,
+                profile=profile,
+                device=device,
+                seed=seed,
+                cost=seed == seeds[0],  # cost does not depend on the seed
+                warmup=args.warmup,
+                repeats=args.repeats,
+                **overrides,
+            )
+            runs.append(run)
+            print(
+                f"  {name:16s} seed {seed}: test acc {100 * run.test_acc:5.1f}% after {run.epochs} epochs "
+                f"({run.train_wall_s:.1f} s of training)",
+                flush=True,
+            )
+    total = time.perf_counter() - start
+    rows = summarize(runs)
+    first = runs[0]
+    budget = {
+        "epochs": first.epochs,
+        "batch_size": first.config["batch_size"],
+        "train_images": first.train_images,
+        "test_images": first.test_images,
+        "augmentation": "random crop (padding 4) + horizontal flip" if first.config["augment"] else "none",
+        "overrides": overrides,
+    }
+    targets = check_targets(rows, profile.name, data.name)
+    record = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])]),
+        "hardware": hardware,
+        "versions": versions(),
+        "profile": asdict(profile),
+        "dataset": data.name,
+        "seeds": seeds,
+        "budget": budget,
+        "models": args.models,
+        "summary": rows,
+        "targets": targets,
+        "runs": [r.to_dict() for r in runs],
+        "total_wall_s": total,
+    }
+
+    default_dir = RESULTS if (profile.name == "full" and data.name == "cifar10") else RESULTS / "tmp"
+    out_dir = args.out if args.out is not None else default_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = output_paths(out_dir, device, args.tag)
+    json_path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=("dataset", "profile", "epochs", "hardware", *CSV_FIELDS))
+        writer.writeheader()
+        for row in rows:
+            fixed = {
+                "dataset": data.name,
+                "profile": profile.name,
+                "epochs": first.epochs,
+                "hardware": hardware["name"],
+            }
+            writer.writerow(fixed | {k: row.get(k) for k in CSV_FIELDS})
+
+    title = (
+        f"{data.name}, profile {profile.name}, {first.epochs} epochs on {first.train_images} images, "
+        f"seeds {seeds} | {hardware['name']} | batch {first.config['batch_size']} | total {total:.0f} s"
+    )
+    print()
+    print(format_table(rows, baseline="resnet", title=title))
+    print()
+    for target, entry in targets.items():
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[entry["met"]]
+        scope = "" if entry["applies_to_this_run"] else " (targets are for the full profile on CIFAR-10)"
+        print(f"target {target}: {verdict}{scope}")
+    print(f"wrote {json_path} and {csv_path.name}")
+    return json_path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""nlbook.data: explicit dataset choice, clear errors, device-resident batches and augmentation."""
+
+import pytest
+import torch
+
+from nlbook.data import (
+    DATASETS,
+    DatasetUnavailableError,
+    DeviceLoader,
+    load_dataset,
+    random_crop_flip,
+    resolve_dataset_name,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_digits_is_offline_rgb_32(digits):
+    assert digits.train_images.dtype == torch.uint8
+    assert digits.train_images.shape[1:] == (3, 32, 32)
+    assert len(digits.train_labels) + len(digits.test_labels) == 1797
+    assert set(digits.train_labels.tolist()) == set(range(10))
+    assert not digits.hflip  # a mirrored digit is not the same digit
+
+
+def test_split_is_deterministic_and_disjoint(digits):
+    again = load_dataset("digits")
+    assert torch.equal(again.train_images, digits.train_images)
+    flat_tr = {bytes(x.numpy()) for x in digits.train_images[:, 0]}
+    overlap = sum(bytes(x.numpy()) in flat_tr for x in digits.test_images[:, 0])
+    # a few digits are pixel-identical after 8x8 quantisation; the split itself is by index
+    assert overlap < 0.05 * len(digits.test_images)
+
+
+def test_unknown_dataset_name_is_a_clear_error(monkeypatch):
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'.*expected one of"):
+        resolve_dataset_name("mnist")
+    monkeypatch.setenv("NLBOOK_DATASET", "imagenet")
+    with pytest.raises(ValueError, match="NLBOOK_DATASET"):
+        resolve_dataset_name()
+
+
+def test_dataset_choice_comes_from_environment(monkeypatch):
+    monkeypatch.setenv("NLBOOK_DATASET", "digits")
+    assert resolve_dataset_name() == "digits"
+    monkeypatch.delenv("NLBOOK_DATASET")
+    assert resolve_dataset_name() == "cifar10"
+    assert "cifar10" in DATASETS
+
+
+def test_missing_cifar_without_download_says_what_to_do(tmp_path):
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("cifar10", root=tmp_path, download=False)
+    msg = str(info.value)
+    assert str(tmp_path) in msg and "NLBOOK_DATASET=digits" in msg and "cifar-10-python.tar.gz" in msg
+
+
+def test_cifar_loading_code_reads_torchvision_format(tmp_path):
+    """Write a miniature CIFAR-10 in torchvision's on-disk format and load it through the real code path."""
+    import hashlib
+    import pickle
+
+    import numpy as np
+    import torchvision
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(4, 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": list(range(4))}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["a"] * 10}, f)
+    # torchvision checks each file's MD5 against its own list; point that list at our files
+    ds_cls = torchvision.datasets.CIFAR10
+    md5 = {n: hashlib.md5((folder / n).read_bytes()).hexdigest() for n, _ in ds_cls.train_list + ds_cls.test_list}
+    patched_train = [[n, md5[n]] for n, _ in ds_cls.train_list]
+    patched_test = [[n, md5[n]] for n, _ in ds_cls.test_list]
+    meta = dict(ds_cls.meta, md5=hashlib.md5((folder / "batches.meta").read_bytes()).hexdigest())
+    old = ds_cls.train_list, ds_cls.test_list, ds_cls.meta
+    try:
+        ds_cls.train_list, ds_cls.test_list, ds_cls.meta = patched_train, patched_test, meta
+        ds = load_dataset("cifar10", root=tmp_path, download=False)
+    finally:
+        ds_cls.train_list, ds_cls.test_list, ds_cls.meta = old
+    assert ds.train_images.shape == (20, 3, 32, 32) and ds.test_images.shape == (4, 3, 32, 32)
+    assert ds.classes[0] == "airplane" and ds.hflip
+
+
+def test_loader_batches_are_normalised_and_cover_the_split(digits):
+    loader = DeviceLoader.test(digits, 100)
+    seen = torch.cat([y for _, y in loader])
+    assert torch.equal(seen, digits.test_labels)
+    x, _ = next(iter(DeviceLoader.train(digits, 256)))
+    assert x.dtype == torch.float32 and x.shape == (256, 3, 32, 32)
+    assert abs(x.mean().item()) < 0.3 and 0.7 < x.std().item() < 1.3
+
+
+def test_loader_is_seeded(digits):
+    a = [y for _, y in DeviceLoader.train(digits, 64, seed=3)]
+    b = [y for _, y in DeviceLoader.train(digits, 64, seed=3)]
+    c = [y for _, y in DeviceLoader.train(digits, 64, seed=4)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c))
+
+
+def test_ranks_partition_each_global_batch(digits):
+    full = [y for _, y in DeviceLoader.train(digits, 64, seed=1, augment=False)]
+    r0 = [y for _, y in DeviceLoader.train(digits, 64, seed=1, augment=False, rank=0, world_size=2)]
+    r1 = [y for _, y in DeviceLoader.train(digits, 64, seed=1, augment=False, rank=1, world_size=2)]
+    assert all(torch.equal(f, torch.cat([a, b])) for f, a, b in zip(full, r0, r1))
+
+
+def test_crop_and_flip_move_pixels_not_values():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).view(2, 1, 6, 6)
+    out = random_crop_flip(x, padding=0, generator=g)
+    for a, b in zip(x, out):
+        assert torch.equal(a, b) or torch.equal(a.flip(-1), b)
+    cropped = random_crop_flip(x, padding=2, generator=g, flip=False)
+    assert cropped.shape == x.shape
+    # every non-zero value of a crop comes from the original image (the rest is zero padding)
+    for a, b in zip(x, cropped):
+        assert set(b[b > 0].tolist()) <= set(a.flatten().tolist())
+
+
+def test_loader_rejects_bad_arguments(digits):
+    with pytest.raises(ValueError, match="uint8"):
+        DeviceLoader(digits.train_images.float(), digits.train_labels, 8, mean=digits.mean, std=digits.std)
+    with pytest.raises(ValueError, match="multiple of world_size"):
+        DeviceLoader.train(digits, 5, world_size=2)

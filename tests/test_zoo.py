@@ -1,0 +1,110 @@
+"""nlbook.zoo: every name builds and runs, sizes follow the profile, recipes follow the family, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nlbook import zoo
+from nlbook.cnn import ResNet
+from nlbook.hybrid import CBAM, BoTBlock, CoAtNet, SqueezeExcitation
+from nlbook.nonlocal_block import NonLocalBlock2d, NonLocalResNet
+from nlbook.runtime import PROFILES
+from nlbook.vit import VisionTransformer, vit_preset
+
+EXPECTED = ("resnet", "nonlocal_resnet", "vit", "se_resnet", "cbam_resnet", "botnet", "coatnet")
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_names_baseline_first():
+    assert zoo.model_names() == EXPECTED
+    assert {zoo.model_spec(n).strategy for n in EXPECTED} == {"baseline", "insert", "replace", "hybrid"}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_model_builds_and_trains_a_step(name):
+    torch.manual_seed(0)
+    model = zoo.build_model(name, num_classes=7, in_channels=3, image_size=32, profile="quick")
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_grayscale_input(name):
+    model = zoo.build_model(name, num_classes=10, in_channels=1, image_size=32, profile="quick").eval()
+    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 10)
+
+
+def test_models_come_from_their_chapters():
+    build = lambda n: zoo.build_model(n, profile="quick")  # noqa: E731
+    assert type(build("resnet")) is ResNet
+    nl = build("nonlocal_resnet")
+    assert isinstance(nl, NonLocalResNet) and len(nl.nonlocal_blocks()) == 2
+    assert isinstance(build("vit"), VisionTransformer)
+    assert isinstance(build("coatnet"), CoAtNet)
+    for name, module in (("se_resnet", SqueezeExcitation), ("cbam_resnet", CBAM), ("botnet", BoTBlock)):
+        model = build(name)
+        assert isinstance(model, ResNet) and any(isinstance(m, module) for m in model.modules()), name
+    assert not any(isinstance(m, NonLocalBlock2d) for m in build("resnet").modules())
+
+
+def test_full_profile_is_the_real_model():
+    full = PROFILES["full"]
+    resnet = zoo.build_model("resnet", profile=full)
+    assert resnet.widths == (64, 128, 256, 512) and resnet.depths == (2, 2, 2, 2)
+    assert _params(resnet) == 11_173_962  # the CIFAR ResNet-18
+    vit = zoo.build_model("vit", profile=full)
+    assert _params(vit) == _params(vit_preset("vit_tiny_p4_32"))
+    assert (vit.embed_dim, vit.depth, vit.num_heads, vit.patch_size) == (192, 6, 3, 4)
+
+
+def test_quick_profile_is_small():
+    quick, full = PROFILES["quick"], PROFILES["full"]
+    for name in EXPECTED:
+        small = _params(zoo.build_model(name, profile=quick))
+        assert small < 1_000_000, name
+    assert zoo.build_model("resnet", profile=quick).depths == (1, 1, 1, 1)
+    assert zoo.build_model("vit", profile=quick).depth == quick.depth
+    assert quick.width < full.width
+
+
+def test_recipes_follow_the_family():
+    quick = PROFILES["quick"]
+    for name in ("resnet", "nonlocal_resnet", "se_resnet", "cbam_resnet", "botnet"):
+        cfg = zoo.recipe(name, quick)
+        assert cfg.optimizer == "sgd" and cfg.label_smoothing == 0.0, name
+    for name in ("vit", "coatnet"):
+        cfg = zoo.recipe(name, quick)
+        assert cfg.optimizer == "adamw" and cfg.label_smoothing > 0 and cfg.warmup_epochs > 0, name
+    budgets = {(c.epochs, c.batch_size, c.max_train, c.augment) for c in (zoo.recipe(n, quick) for n in EXPECTED)}
+    assert budgets == {(quick.epochs, quick.batch_size, quick.max_train, True)}  # the same budget for all
+    assert zoo.recipe("vit", "quick", epochs=1, seed=3).epochs == 1
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError) as info:
+        zoo.build_model("alexnet", profile="quick")
+    message = str(info.value)
+    assert "alexnet" in message and all(name in message for name in EXPECTED)
+    with pytest.raises(ValueError, match="resnet"):
+        zoo.recipe("alexnet")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error", [({"num_classes": 0}, ValueError), ({"image_size": 32.0}, ValueError), ({"profile": 3}, TypeError)]
+)
+def test_bad_arguments(kwargs, error):
+    with pytest.raises(error):
+        zoo.build_model("resnet", **({"profile": "quick"} | kwargs))
+
+
+def test_unknown_profile_name():
+    with pytest.raises(ValueError, match="profile"):
+        zoo.build_model("resnet", profile="huge")
