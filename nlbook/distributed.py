@@ -26,9 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -36,11 +41,13 @@ from torch import nn
 
 __all__ = [
     "DistInfo",
+    "LocalRun",
     "all_reduce_sum",
     "barrier",
     "cleanup",
     "current",
     "init_distributed",
+    "launch_local",
     "main",
     "print0",
     "unwrap",
@@ -208,6 +215,54 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
+@dataclass
+class LocalRun:
+    """What :func:`launch_local` brought back from rank 0."""
+
+    nproc: int
+    threads_per_process: int
+    wall_s: float  # the whole launch: process start-up, data loading, training, evaluation
+    stdout: str
+    record: dict  # nlbook.train.TrainRecord.to_dict()
+    state_dict: dict[str, torch.Tensor]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_local(
+    nproc: int, args: list[str], *, threads_per_process: int | None = None, timeout_s: float = 600.0
+) -> LocalRun:
+    """Run ``torchrun --nproc_per_node=nproc -m nlbook.distributed *args`` on this machine's CPUs (gloo).
+
+    The processes meet on 127.0.0.1 at a free port; ``threads_per_process`` (default: the CPU cores divided
+    evenly) sets ``OMP_NUM_THREADS`` so N processes do not oversubscribe the cores. Rank 0's record and
+    trained weights come back through a temporary folder. Raises ``RuntimeError`` with the processes' output
+    if the launch fails.
+    """
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"launch_local: nproc must be a positive int, got {nproc!r}")
+    threads = threads_per_process or max(1, (os.cpu_count() or 1) // nproc)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}"]
+        cmd += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "nlbook.distributed", *args]
+        cmd += ["--save", str(out / "weights.pt"), "--json", str(out / "record.json")]
+        env = os.environ | {"OMP_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
+        env.pop("NLBOOK_DEVICE", None)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        record = json.loads((out / "record.json").read_text())
+        state = torch.load(out / "weights.pt")
+    return LocalRun(nproc, threads, wall, proc.stdout, record, state)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # command line: torchrun --nproc_per_node=N -m nlbook.distributed --model resnet ...
 
@@ -251,11 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_augment:
             overrides["augment"] = False
         config = zoo.recipe(args.model, profile, **overrides)
-        # rank 0 loads (and, for CIFAR-10, downloads) first; the others then read the finished files
-        if not info.is_main:
+        # local rank 0 of each machine loads (for CIFAR-10: downloads) first, the other ranks then read the
+        # finished files; every rank passes exactly one barrier
+        if info.local_rank != 0:
             barrier(info)
         data = load_dataset(args.dataset)
-        if info.is_main:
+        if info.local_rank == 0:
             barrier(info)
         seed_everything(args.seed)  # the same initial weights on every rank (DDP broadcasts rank 0's anyway)
         model = zoo.build_model(

@@ -11,11 +11,6 @@ its own share, so the random crops (not the images or their order) differ from a
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,27 +28,10 @@ RUN = ["--model", "vit", "--dataset", "digits", "--profile", "quick", "--epochs"
 RUN += ["--max-train", "128", "--max-test", "100", "--no-augment", "--seed", "0"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(nproc: int, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}"]
-    cmd += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "nlbook.distributed", *args]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
-    env.pop("NLBOOK_DEVICE", None)
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
-
-
 @pytest.mark.slow
-def test_two_processes_match_one_process_on_the_same_global_batches(tmp_path: Path) -> None:
-    proc = _torchrun(2, [*RUN, "--save", "w2.pt", "--json", "r2.json"], tmp_path)
-    two = torch.load(tmp_path / "w2.pt")
-    rec2 = json.loads((tmp_path / "r2.json").read_text())
+def test_two_processes_match_one_process_on_the_same_global_batches() -> None:
+    run = D.launch_local(2, RUN, threads_per_process=1)
+    two, rec2 = run.state_dict, run.record
 
     # the same run in this process: same seed, same initial weights, whole global batch on one rank
     data = load_dataset("digits")
@@ -77,8 +55,8 @@ def test_two_processes_match_one_process_on_the_same_global_batches(tmp_path: Pa
         assert e2["test_loss"] == pytest.approx(e1.test_loss, rel=1e-4)
         assert e2["test_acc"] == pytest.approx(e1.test_acc, abs=1e-9)
     # rank 0 alone prints: the header and the summary appear once, not once per process
-    assert proc.stdout.count("2 process(es), backend gloo") == 1
-    assert proc.stdout.count("test accuracy") == 1 and "2 processes ×" in proc.stdout
+    assert run.stdout.count("2 process(es), backend gloo") == 1
+    assert run.stdout.count("test accuracy") == 1 and "2 processes ×" in run.stdout
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -142,6 +120,13 @@ def test_bad_environment_and_backend_are_clear_errors(monkeypatch: pytest.Monkey
         D.init_distributed(device="cpu")
     with pytest.raises(ValueError, match="SyncBatchNorm needs CUDA"):
         D.wrap_model(nn.BatchNorm2d(3), D.DistInfo(0, 2), sync_batchnorm=True)
+
+
+def test_launch_local_reports_a_failed_launch() -> None:
+    with pytest.raises(RuntimeError, match="no-such-model"):
+        D.launch_local(1, ["--model", "no-such-model", "--dataset", "digits"], threads_per_process=1)
+    with pytest.raises(ValueError, match="nproc"):
+        D.launch_local(0, [])
 
 
 def test_fit_rejects_a_global_batch_that_does_not_split_evenly() -> None:

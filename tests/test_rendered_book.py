@@ -10,7 +10,8 @@ work offline). For each page it checks what a reader would notice first:
 * the Colab launch link opens this notebook in the repository configured in ``_config.yml``;
 * every link to a local page, anchor, image, stylesheet or script resolves inside ``_build/html``.
 
-A full-page screenshot of each page is saved to ``_build/screenshots/<page>.png`` for people to look at.
+A full-page screenshot of each page is saved to ``_build/screenshots/book__<page>.png`` for people to look at
+(long pages continue in ``book__<page>-2.png``, ...).
 
 The book under test is ``_build/html`` if it is newer than every source (``book/``, ``nlbook/``, ``_toc.yml``,
 ``_config.yml``); otherwise the test builds it with ``jupyter-book build . -W -n --keep-going`` in the quick
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import math
 import os
 import re
 import shutil
@@ -296,7 +298,7 @@ class Visit:
     resources: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     console: list[dict] = field(default_factory=list)
-    screenshot: Path | None = None
+    screenshots: list[Path] = field(default_factory=list)
 
 
 def wait_until_loaded(drv: object, timeout: float = 20.0) -> None:
@@ -310,20 +312,31 @@ def wait_until_loaded(drv: object, timeout: float = 20.0) -> None:
     )
 
 
-def full_page_screenshot(drv: object, path: Path, max_height: int = 16000) -> None:
-    """The whole page (not only the window) as PNG, through the DevTools protocol."""
+def full_page_screenshot(drv: object, path: Path, tile_height: int = 16000) -> list[Path]:
+    """The whole page (not only the window) as PNG through the DevTools protocol: ``path``, then ``path-2.png``...
+
+    A long chapter is cut into tiles because Chromium cannot capture images taller than about 16k pixels.
+    """
     metrics = drv.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
-    shot = drv.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
-    path.write_bytes(base64.b64decode(shot["data"]))
+    width, height = math.ceil(size["width"]), math.ceil(size["height"])
+    paths = []
+    for k, top in enumerate(range(0, height, tile_height), start=1):
+        clip = {"x": 0, "y": top, "width": width, "height": min(tile_height, height - top), "scale": 1}
+        shot = drv.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
+        tile = path if k == 1 else path.with_name(f"{path.stem}-{k}{path.suffix}")
+        tile.write_bytes(base64.b64decode(shot["data"]))
+        paths.append(tile)
+    return paths
 
 
 _VISITS: dict[str, Visit] = {}
 
 
 @pytest.fixture
-def visit(request: pytest.FixtureRequest, driver: object, server: str) -> Visit:
+def visit(request: pytest.FixtureRequest, server: str, driver: object) -> Visit:
     """Open the page for ``request.param`` once per session and collect everything the tests check."""
     docname = request.param
     if docname not in _VISITS:
@@ -332,12 +345,13 @@ def visit(request: pytest.FixtureRequest, driver: object, server: str) -> Visit:
         wait_until_loaded(driver)
         data = driver.execute_script(COLLECT_JS)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SCREENSHOTS / f"{docname.replace('/', '__')}.png"
-        full_page_screenshot(driver, shot)
+        for old in SCREENSHOTS.glob(f"{docname.replace('/', '__')}*.png"):
+            old.unlink()  # a shorter page leaves no stale tiles behind
+        shots = full_page_screenshot(driver, SCREENSHOTS / f"{docname.replace('/', '__')}.png")
         console = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         data["headings"] = [tuple(h) for h in data["headings"]]
         data["error_outputs"] = [tuple(e) for e in data["error_outputs"]]
-        _VISITS[docname] = Visit(docname=docname, url=url, console=console, screenshot=shot, **data)
+        _VISITS[docname] = Visit(docname=docname, url=url, console=console, screenshots=shots, **data)
     return _VISITS[docname]
 
 
@@ -453,6 +467,8 @@ def test_internal_links_resolve(visit: Visit, server: str, built_book: Path) -> 
 
 @per_page
 def test_screenshot_saved(visit: Visit) -> None:
-    assert visit.screenshot is not None and visit.screenshot.exists()
-    png = visit.screenshot.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, f"{visit.screenshot} is not a real screenshot"
+    assert visit.screenshots, f"{visit.docname}: no screenshot"
+    for shot in visit.screenshots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{shot} is not a PNG"
+    # a rendered page (text, sidebar, navigation) compresses to far more than a blank or error page
+    assert visit.screenshots[0].stat().st_size > 20_000, f"{visit.screenshots[0]} looks blank"

@@ -402,6 +402,11 @@ def test_sanitize_patterns_compile() -> None:
             "took 12.3 ms, then 0.8 s, then 1.2s, 3 min, 45 µs",
             "took DURATION, then DURATION, then DURATION, DURATION, DURATION",
         ),
+        ("ImageDataset('digits', classes=10, device=cpu)", "ImageDataset('digits', classes=10, device=DEVICE)"),
+        (
+            "tensor([1.], device='cuda:0') on device(type='cuda', index=0)",
+            "tensor([1.], device=DEVICE) on device(DEVICE)",
+        ),
         # what must survive: shapes, counts, error messages, plain numbers
         ("torch.Size([2, 64, 8, 8]) 3 samples 8 heads", "torch.Size([2, 64, 8, 8]) 3 samples 8 heads"),
         ("max abs error 1.2e-07, params 23,520", "max abs error 1.2e-07, params 23,520"),
@@ -418,6 +423,8 @@ def test_sanitize_patterns_compile() -> None:
         "datetime",
         "throughput",
         "durations",
+        "device",
+        "device-repr",
         "shapes",
         "numbers",
         "errors",
