@@ -270,19 +270,6 @@ class BenchResult:
         d["image_shape"] = list(self.image_shape)
         return d
 
-    def row(self) -> dict[str, Any]:
-        """The human-scale numbers of a table row: M params, GFLOPs, images/s, MiB."""
-        mib = 2.0**20
-        return {
-            "model": self.name,
-            "params_M": self.params / 1e6,
-            "GFLOPs_fwd": self.flops_forward / 1e9,
-            "infer_img_s": self.infer_images_per_s,
-            "train_img_s": self.train_images_per_s,
-            "infer_MiB": None if self.infer_peak_bytes is None else self.infer_peak_bytes / mib,
-            "train_MiB": None if self.train_peak_bytes is None else self.train_peak_bytes / mib,
-        }
-
 
 def _sample_batch(sample: torch.Tensor | Sequence[int], device: torch.device, seed: int) -> torch.Tensor:
     if isinstance(sample, torch.Tensor):
@@ -325,7 +312,7 @@ def measure(
         amp_dtype: run under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16`` on a GPU), as
             training with mixed precision does; ``None``: full float32.
         name: label for the result (default: the class name).
-        seed: seed of the random batch and labels.
+        seed: seed of the random batch (when ``sample`` is a shape).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"measure expects an nn.Module, got {type(model).__name__}")

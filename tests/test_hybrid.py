@@ -356,6 +356,14 @@ def test_hybrid_resnet_starts_as_identity_residuals() -> None:
         torch.testing.assert_close(outs[kind](x), outs["resnet"](x))
 
 
+def test_cbam_gates_start_at_one_half_in_a_zero_init_resnet() -> None:
+    # The gate reads the branch after its zero-initialised last BatchNorm: input 0, so σ(0) = 1/2 everywhere.
+    model = hybrid_resnet("cbam", width=8, depths=(1, 1, 1, 1)).eval()
+    maps = attention_maps(model, _randn(2, 3, 32, 32))
+    for gate in maps.values():
+        torch.testing.assert_close(gate, torch.full_like(gate, 0.5))
+
+
 def test_attention_maps_of_hybrid_resnets() -> None:
     x = _randn(2, 3, 32, 32)
     cbam_maps = attention_maps(hybrid_resnet("cbam", width=8, depths=(1, 1, 1, 1)).eval(), x)
