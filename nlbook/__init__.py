@@ -8,6 +8,8 @@ Each chapter of the book has one module here::
     4 Vision Transformer      nlbook.vit
     5 Hybrid modules          nlbook.hybrid
     6 Comparison              nlbook.bench, nlbook.zoo
+    7 A long-range task       nlbook.longrange
+    A Scaling out             nlbook.distributed (with nlbook.train)
 
 shared by all of them: nlbook.runtime (device, profile, seeding), nlbook.data, nlbook.train, nlbook.viz.
 """

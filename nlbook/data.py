@@ -278,16 +278,17 @@ class DeviceLoader:
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
-        share = self.batch_size // self.world_size
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x, y = self.images[idx], self.labels[idx]
+            if self.augment:
+                # augment the whole global batch, then slice: every rank draws the same random numbers,
+                # so N processes see exactly the crops one process would
+                x = random_crop_flip(x, self.padding, self.generator, flip=self.hflip)
             if self.world_size > 1:
                 share = -(-idx.numel() // self.world_size)
-                idx = idx[self.rank * share : (self.rank + 1) * share]
-            x = self.images[idx]
-            if self.augment:
-                x = random_crop_flip(x, self.padding, self.generator, flip=self.hflip)
+                x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
             x = _normalize(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+            yield x, y

@@ -586,7 +586,7 @@ def plot_accuracy_vs_distance(
         curves: ``{label: {distance: accuracy}}`` or ``{label: {distance: (mean, std)}}`` (a band of ±1 std).
         receptive_fields: ``{label: receptive field of its convolutions}``; a dotted vertical line in the
             model's colour marks :func:`critical_distance` — beyond it no output of those convolutions sees
-            both glyphs. ``None`` (ViT): no line.
+            both glyphs (drawn only if it falls inside the plotted distances). ``None`` (ViT): no line.
         ceiling: the bound on a global-average-pooling CNN beyond its critical distance (dashed grey line).
     """
     import matplotlib.pyplot as plt
@@ -611,7 +611,8 @@ def plot_accuracy_vs_distance(
                 lw=0,
             )
         rf = receptive_fields.get(label)
-        if rf is not None:
+        # Only where it falls inside the plotted distances (a CNN whose RF covers them all gets no line).
+        if rf is not None and critical_distance(rf, glyph_size) <= max(ds):
             ax.axvline(critical_distance(rf, glyph_size) - 0.5, color=colour, ls=":", lw=1.5)
     ax.axhline(0.5, color="black", lw=0.8)
     ax.axhline(ceiling, color="grey", ls="--", lw=1)

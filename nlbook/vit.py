@@ -108,9 +108,19 @@ class PatchEmbedding(nn.Module):
         patch_size: side of a patch in pixels.
         in_channels: image channels.
         embed_dim: token width ``D``.
+        strict_size: accept only ``image_size``×``image_size`` inputs (as torchvision does). The
+            :class:`VisionTransformer` turns it off: it resamples its position embeddings for any input whose
+            sides are multiples of the patch size.
     """
 
-    def __init__(self, image_size: int = 32, patch_size: int = 4, in_channels: int = 3, embed_dim: int = 192):
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        embed_dim: int = 192,
+        strict_size: bool = True,
+    ):
         super().__init__()
         _check_positive_int(
             "PatchEmbedding", image_size=image_size, patch_size=patch_size, in_channels=in_channels, embed_dim=embed_dim
@@ -126,19 +136,29 @@ class PatchEmbedding(nn.Module):
             in_channels,
             embed_dim,
         )
+        self.strict_size = strict_size
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        name = type(self).__name__
+        check_image_batch(x, self.in_channels, name)
+        if self.strict_size and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"{name} was built for {self.image_size}×{self.image_size} images, got "
+                f"{x.shape[-2]}×{x.shape[-1]}; resize the images (or build it with strict_size=False)"
+            )
+        _check_patchable(x, self.patch_size, name)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (B, N, D) tokens with N = (H/p)·(W/p), patches in row-major order."""
-        check_image_batch(x, self.in_channels, type(self).__name__)
-        _check_patchable(x, self.patch_size, type(self).__name__)
+        self._check_input(x)
         return rearrange(self.proj(x), "b d gh gw -> b (gh gw) d")
 
     def forward_linear(self, x: torch.Tensor) -> torch.Tensor:
         """The same embedding as "cut into patches, then one linear layer" — the paper's formulation."""
-        check_image_batch(x, self.in_channels, type(self).__name__)
+        self._check_input(x)
         patches = patchify(x, self.patch_size)  # (B, N, C·p·p)
         weight = rearrange(self.proj.weight, "d c p1 p2 -> d (c p1 p2)")
         return F.linear(patches, weight, self.proj.bias)
@@ -163,6 +183,7 @@ def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.
     Surviving samples are scaled by 1/(1-p) so the expected output is unchanged; at evaluation time the
     branch is always kept (identity).
     """
+    _check_probability("drop_path", p=p)
     if p == 0.0 or not training:
         return x
     keep = 1.0 - p
@@ -253,6 +274,10 @@ class EncoderBlock(nn.Module):
         self, x: torch.Tensor, return_attention: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, N, dim) → (B, N, dim); with ``return_attention`` also the (B, heads, N, N) attention weights."""
+        dim = self.norm1.normalized_shape[0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"EncoderBlock expects (B, N, {dim}) tokens, got {shape}")
         if return_attention:
             a, weights = self.attn(self.norm1(x), return_attention=True)
         else:
@@ -359,7 +384,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"{name}: pool must be 'cls' (class token) or 'gap' (average of tokens), got {pool!r}")
         if embed_dim % num_heads:
             raise ValueError(f"{name}: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
-        self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, embed_dim)
+        # Any input with sides divisible by the patch size is accepted: positions are resampled in `embed`.
+        self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, embed_dim, strict_size=False)
         self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
         self.num_classes, self.embed_dim, self.depth, self.num_heads = num_classes, embed_dim, depth, num_heads
         self.pool: Pool = pool

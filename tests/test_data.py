@@ -108,11 +108,16 @@ def test_loader_is_seeded(digits):
     assert not all(torch.equal(p, q) for p, q in zip(a, c))
 
 
-def test_ranks_partition_each_global_batch(digits):
-    full = [y for _, y in DeviceLoader.train(digits, 64, seed=1, augment=False)]
-    r0 = [y for _, y in DeviceLoader.train(digits, 64, seed=1, augment=False, rank=0, world_size=2)]
-    r1 = [y for _, y in DeviceLoader.train(digits, 64, seed=1, augment=False, rank=1, world_size=2)]
-    assert all(torch.equal(f, torch.cat([a, b])) for f, a, b in zip(full, r0, r1))
+@pytest.mark.parametrize("augment", [False, True])
+def test_ranks_partition_each_global_batch(digits, augment):
+    """Two ranks together see exactly the (augmented) images and labels of one process."""
+    full = list(DeviceLoader.train(digits, 64, seed=1, augment=augment))
+    r0 = list(DeviceLoader.train(digits, 64, seed=1, augment=augment, rank=0, world_size=2))
+    r1 = list(DeviceLoader.train(digits, 64, seed=1, augment=augment, rank=1, world_size=2))
+    assert len(full) == len(r0) == len(r1)
+    for (fx, fy), (ax, ay), (bx, by) in zip(full, r0, r1):
+        assert torch.equal(fy, torch.cat([ay, by]))
+        assert torch.equal(fx, torch.cat([ax, bx]))
 
 
 def test_crop_and_flip_move_pixels_not_values():

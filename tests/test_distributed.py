@@ -5,8 +5,8 @@ its trained weights with a one-process ``fit`` on the same global batches. The m
 (LayerNorm, no BatchNorm): BatchNorm normalises each rank's *share* with that share's statistics, so a
 2-process BatchNorm network genuinely computes something else than one process on the whole batch, and
 PyTorch's ``SyncBatchNorm`` — the fix on GPUs, which ``fit`` applies there by default — has no CPU
-implementation (it raises for CPU tensors). Augmentation is off for the comparison: each rank draws crops for
-its own share, so the random crops (not the images or their order) differ from a one-process run.
+implementation (it raises for CPU tensors). Augmentation stays on: the loader augments each global batch with
+the same random numbers on every rank before slicing out a rank's share, so the crops match one process too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from nlbook.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--model", "vit", "--dataset", "digits", "--profile", "quick", "--epochs", "2", "--batch-size", "32"]
-RUN += ["--max-train", "128", "--max-test", "100", "--no-augment", "--seed", "0"]
+RUN += ["--max-train", "128", "--max-test", "100", "--seed", "0"]
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_two_processes_match_one_process_on_the_same_global_batches() -> None:
 
     # the same run in this process: same seed, same initial weights, whole global batch on one rank
     data = load_dataset("digits")
-    config = zoo.recipe("vit", "quick", epochs=2, batch_size=32, max_train=128, max_test=100, augment=False, seed=0)
+    config = zoo.recipe("vit", "quick", epochs=2, batch_size=32, max_train=128, max_test=100, seed=0)
     seed_everything(0)
     model = zoo.build_model("vit", profile="quick")
     initial = {k: v.clone() for k, v in model.state_dict().items()}

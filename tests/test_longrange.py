@@ -16,7 +16,9 @@ from nlbook.longrange import (
     accuracy_by_distance,
     critical_distance,
     glyph_cells,
+    load_sweep_results,
     longrange_dataset,
+    plot_accuracy_vs_distance,
     render,
     strategy_models,
     train_config,
@@ -386,3 +388,19 @@ def test_glyph_cells_against_a_pixel_loop():
                 assert torch.equal(cells[i, j], ref)
     with pytest.raises(ValueError, match="not a multiple of grid"):
         glyph_cells(b.positions, 3, 16, 5)
+
+
+def test_load_sweep_results_and_plot(tmp_path):
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert load_sweep_results(path=tmp_path / "missing.json") is None
+    (tmp_path / "s.json").write_text(json.dumps({"summary": {"a": {"acc_by_distance": {"4": {"mean": 0.5}}}}}))
+    assert load_sweep_results(path=tmp_path / "s.json")["summary"]["a"]["acc_by_distance"]["4"]["mean"] == 0.5
+    curves = {"CNN": {4: 0.9, 9: 0.6, 13: 0.5}, "ViT": {"4": (1.0, 0.0), "9": (0.98, 0.01), "13": (0.97, 0.02)}}
+    fig = plot_accuracy_vs_distance(curves, {"CNN": 7, "ViT": None})
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 1 + 2  # two curves, one critical-distance line (RF 7 -> d* = 9), chance, bound
+    assert sum(list(line.get_xdata()) == [8.5, 8.5] for line in ax.lines) == 1

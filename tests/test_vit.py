@@ -77,8 +77,14 @@ def test_patch_embedding_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="not divisible by patch_size"):
         PatchEmbedding(30, 4)
     pe = PatchEmbedding(32, 4, in_channels=3, embed_dim=8)
+    with pytest.raises(ValueError, match="built for 32×32 images, got 36×36"):
+        pe(torch.randn(1, 3, 36, 36))
+    with pytest.raises(ValueError, match="built for 32×32 images"):
+        pe.forward_linear(torch.randn(1, 3, 16, 16))
+    flexible = PatchEmbedding(32, 4, in_channels=3, embed_dim=8, strict_size=False)
+    assert flexible(torch.randn(1, 3, 36, 24)).shape == (1, 9 * 6, 8)
     with pytest.raises(ValueError, match="not divisible by the patch size 4"):
-        pe(torch.randn(1, 3, 30, 30))
+        flexible(torch.randn(1, 3, 30, 30))
     with pytest.raises(ValueError, match="expects 3 input channels"):
         pe(torch.randn(1, 1, 32, 32))
     with pytest.raises(TypeError, match="floating-point"):
@@ -117,6 +123,10 @@ def test_non_divisible_and_bad_inputs_raise_clear_errors() -> None:
     model = _tiny()
     with pytest.raises(ValueError, match="18×18 is not divisible by the patch size 4"):
         model(torch.randn(1, 3, 18, 18))
+    with pytest.raises(ValueError, match=r"EncoderBlock expects \(B, N, 16\) tokens"):
+        model.blocks[0](torch.randn(1, 5, 8))
+    with pytest.raises(ValueError, match=r"drop_path: p must be a probability in \[0, 1\)"):
+        drop_path(torch.randn(2, 3), p=float("nan"), training=True)
     with pytest.raises(ValueError, match="expects 3 input channels"):
         model(torch.randn(1, 1, 16, 16))
     with pytest.raises(ValueError, match="4-D tensor"):
