@@ -158,7 +158,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "rel_height", "rel_width"))
+        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "rel_height", "rel_width", "table"))
         (no_decay if skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "sgd":

@@ -639,6 +639,22 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "longrange.train_config/zero-epochs": Case(
         lambda: lr.train_config(epochs=0), ValueError, r"epochs and batch_size must be >= 1"
     ),
+    "longrange.glyph_cells/rank-2": Case(
+        lambda: lr.glyph_cells(torch.zeros(2, 2, dtype=torch.long), 3, 16, 4),
+        ValueError,
+        r"positions must be \(N, J, 2\)",
+    ),
+    "longrange.glyph_cells/grid-not-dividing": Case(
+        lambda: lr.glyph_cells(torch.zeros(1, 2, 2, dtype=torch.long), 3, 16, 5),
+        ValueError,
+        r"not a multiple of grid 5",
+    ),
+    "longrange.glyph_cells/zero-grid": Case(
+        lambda: lr.glyph_cells(torch.zeros(1, 2, 2, dtype=torch.long), 3, 16, 0), ValueError, r"grid must be"
+    ),
+    "longrange.plot_accuracy_vs_distance/no-curves": Case(
+        lambda: lr.plot_accuracy_vs_distance({}, {}), ValueError, r"curves"
+    ),
     # ---- nlbook.zoo ----------------------------------------------------------------------------------------
     "zoo.model_spec/unknown": Case(
         lambda: zoo.model_spec("transformer"), ValueError, r"unknown model 'transformer'; expected one of"
@@ -691,6 +707,10 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "bench.benchmark_model/bad-data": Case(
         lambda: bench.benchmark_model("resnet", data=3), TypeError, r"ImageDataset, a dataset name or None"
     ),
+    "bench.describe_record/not-a-record": Case(lambda: bench.describe_record({}), ValueError, r"summary"),
+    "bench.recorded_runs/not-a-path": Case(
+        lambda: bench.recorded_runs(3), TypeError, r"expected str, bytes or os\.PathLike object", origin="pathlib"
+    ),
     "bench.summarize/wrong-items": Case(lambda: bench.summarize([3]), TypeError, r"BenchResult or ModelRun"),
     "bench.summarize_runs/wrong-items": Case(lambda: bench.summarize_runs([3]), TypeError, r"ModelRun"),
     "bench.format_table/unknown-baseline": Case(
@@ -724,6 +744,9 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     ),
     "distributed.init_distributed/nccl-on-cpu": Case(
         lambda: under_torchrun(lambda: dist.init_distributed("nccl", device="cpu")), ValueError, r"NCCL needs CUDA"
+    ),
+    "distributed.launch_local/zero-processes": Case(
+        lambda: dist.launch_local(0, []), ValueError, r"nproc must be a positive int"
     ),
     "distributed.all_reduce_sum/not-a-tensor": Case(lambda: dist.all_reduce_sum([1.0]), TypeError, r"tensor"),
     "distributed.wrap_model/sync-bn-on-cpu": Case(
@@ -769,6 +792,7 @@ NO_BAD_INPUT = {
             "longrange.LongRangeBatch",
             "zoo.ModelSpec",
             "longrange.StrategySpec",
+            "distributed.LocalRun",
             "bench.BenchResult",
             "bench.ModelRun",
         ],
@@ -780,6 +804,7 @@ NO_BAD_INPUT = {
     "distributed.cleanup": "takes no arguments",
     "distributed.barrier": "only an optional DistInfo; a no-op without a process group",
     "distributed.print0": "prints its arguments like print()",
+    "longrange.load_sweep_results": "a reader: returns None when no sweep was recorded for that device (documented)",
     "distributed.unwrap": "returns anything that is not a DDP/compiled wrapper unchanged, by design",
     "distributed.main": "a command line: argparse reports usage errors",
     "nonlocal_block.SeedArticleNonLocalBlock": "the seed article's block as printed, failure included (chapter 3)",
@@ -809,6 +834,9 @@ KNOWN_OPAQUE: dict[str, str] = {
     "viz.show_images/labels-length": "3 labels for 2 images are accepted",
     "viz.plot_history/not-records": "AttributeError: 'int' object has no attribute 'name'",
     "distributed.all_reduce_sum/not-a-tensor": "outside torchrun a list is returned unchanged",
+    "longrange.glyph_cells/zero-grid": "ZeroDivisionError: integer modulo by zero",
+    "longrange.plot_accuracy_vs_distance/no-curves": "an empty figure is drawn",
+    "bench.describe_record/not-a-record": "KeyError: 'summary'",
 }
 
 
@@ -830,6 +858,7 @@ def _close_figures() -> object:
     plt.close("all")
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # what a bad call warns on its way to the error is not the point
 @pytest.mark.parametrize("case", params())
 def test_bad_input(case: Case) -> None:
     with pytest.raises(case.exc, match=case.match) as info:

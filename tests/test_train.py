@@ -99,3 +99,16 @@ def test_device_choice(monkeypatch):
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert pick_device().type == expected
     assert pick_device("cpu").type == "cpu"
+
+
+def test_no_weight_decay_on_norms_biases_tokens_and_position_tables():
+    from nlbook.hybrid import coatnet
+    from nlbook.train import make_optimizer
+
+    model = coatnet(num_classes=10, in_channels=3, image_size=32, width=8, depths=(1, 1, 1, 1))
+    opt = make_optimizer(model, TrainConfig(weight_decay=0.1))
+    no_decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    for name, p in model.named_parameters():
+        exempt = p.ndim <= 1 or name.endswith("table")
+        assert (id(p) in no_decay) == exempt, name
+    assert any(name.endswith("table") for name, _ in model.named_parameters())
