@@ -57,6 +57,7 @@ class ImageDataset:
     mean: tuple[float, ...]  # per-channel, in [0, 1] units, from the training images
     std: tuple[float, ...]
     hflip: bool = True  # is a horizontal flip label-preserving? (not for digits: a flipped 2 is no 2)
+    crop: bool = True  # is a padded random crop label-preserving? (not where a crop can cut off what decides it)
 
     @property
     def num_classes(self) -> int:
@@ -261,8 +262,8 @@ class DeviceLoader:
 
     @classmethod
     def train(cls, ds: ImageDataset, batch_size: int, **kw) -> DeviceLoader:
-        """Shuffled, augmented batches from the training split."""
-        kw = {"shuffle": True, "augment": True, "drop_last": True, "hflip": ds.hflip, **kw}
+        """Shuffled batches from the training split, augmented as far as the dataset allows (``crop``, ``hflip``)."""
+        kw = {"shuffle": True, "augment": True, "drop_last": True, "hflip": ds.hflip, "padding": 4 * ds.crop, **kw}
         return cls(ds.train_images, ds.train_labels, batch_size, mean=ds.mean, std=ds.std, **kw)
 
     @classmethod

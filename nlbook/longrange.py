@@ -424,7 +424,10 @@ def longrange_dataset(
     test = task.sample(n_test, test_seed, device=device)
     # Per-channel statistics from (at most) the first 4096 training images: plenty for normalisation.
     mean, std = _channel_stats(train.images[:4096].cpu())
-    return ImageDataset("longrange", CLASSES, train.images, train.labels, test.images, test.labels, mean, std)
+    # neither a crop (it can cut a glyph off) nor a flip (it moves glyphs) is label-preserving here
+    return ImageDataset(
+        "longrange", CLASSES, train.images, train.labels, test.images, test.labels, mean, std, hflip=False, crop=False
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

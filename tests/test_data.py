@@ -138,3 +138,14 @@ def test_loader_rejects_bad_arguments(digits):
         DeviceLoader(digits.train_images.float(), digits.train_labels, 8, mean=digits.mean, std=digits.std)
     with pytest.raises(ValueError, match="multiple of world_size"):
         DeviceLoader.train(digits, 5, world_size=2)
+
+
+def test_datasets_declare_which_augmentations_preserve_labels():
+    from nlbook.longrange import longrange_dataset
+
+    lr = longrange_dataset(n_train=64, n_test=16)
+    assert not lr.crop and not lr.hflip
+    loader = DeviceLoader.train(lr, 16, seed=0)  # augment=True by default, but nothing may move
+    plain = DeviceLoader.train(lr, 16, seed=0, augment=False)
+    for (x, _), (y, _) in zip(loader, plain):
+        assert torch.equal(x, y)
