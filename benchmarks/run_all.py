@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 
 import nlbook  # noqa: E402
-from nlbook.bench import benchmark_model, format_table, summarize  # noqa: E402
+from nlbook.bench import RECORD_FORMAT, benchmark_model, format_table, summarize  # noqa: E402
 from nlbook.data import load_dataset  # noqa: E402
 from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
 from nlbook.zoo import model_names, model_spec  # noqa: E402
@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> Path:
     }
     targets = check_targets(rows, profile.name, data.name)
     record = {
+        "format": RECORD_FORMAT,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])]),
         "hardware": hardware,

@@ -9,8 +9,8 @@ How the numbers are obtained: :func:`nlbook.bench.measure` (the book's one measu
 docstring has the details) — median of ``--repeats`` timed steps after a warm-up; inference in ``eval()``
 under ``torch.inference_mode``; a training step is forward, cross-entropy, backward and an SGD step; peak
 memory is resident tensors plus the allocator's peak during one step (on CPU from ``torch.profiler`` with
-``profile_memory=True``). The two models are measured alternately for ``--rounds`` rounds and each keeps its
-best round: on a shared machine other processes only ever slow a round down.
+``profile_memory=True``). The two models are measured alternately for ``--rounds`` rounds, swapping which goes
+first, and each keeps its best round: on a shared machine other processes only ever slow a round down.
 
 Attention kernels: ours calls :func:`torch.nn.functional.scaled_dot_product_attention` (``impl="fused"``);
 timm does too when its ``fused_attn`` switch is on (the default; printed). So a ratio near 1.0 is the honest
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating measurement rounds (best kept)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating measurement rounds (best kept)")
     parser.add_argument("--amp", choices=sorted(AMP), default="none", help="autocast dtype (none: float32)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     args = parser.parse_args(argv)
@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     best: dict[str, BenchResult] = {}
-    for _ in range(args.rounds):
-        for name, model in (("nlbook", ours), ("timm", theirs)):
+    pair = [("nlbook", ours), ("timm", theirs)]
+    for i in range(args.rounds):
+        # Alternate which model goes first: the first of a pair was measurably disadvantaged on a busy machine.
+        for name, model in pair if i % 2 == 0 else pair[::-1]:
             r = measure(
                 model,
                 (args.batch, 3, args.image_size, args.image_size),
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
                 )
     ours_r, timm_r = best["nlbook"], best["timm"]
     print(f"hardware: {ours_r.hardware}; params: nlbook {ours_r.params:,}, timm {timm_r.params:,}")
+    if hasattr(os, "getloadavg"):  # context for the reader: on a shared machine other processes distort timings
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        print(f"system load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} logical CPUs")
     print(f"peak memory: {ours_r.memory_method}")
     header = f"{'metric':<22} {'nlbook':>12} {'timm':>12} {'nlbook/timm':>12}"
     print(header)

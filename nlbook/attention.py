@@ -69,6 +69,9 @@ def sdpa_backend(
     :func:`scaled_dot_product_attention` (``repair_layout=False``: what a direct call of PyTorch's SDPA would
     get); returns ``"unknown"`` where this PyTorch build does not expose it.
     """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"sdpa_backend expects torch.Tensor q, k, v; {name} is a {type(t).__name__}")
     if repair_layout:
         q, k, v, bias = _kernel_layout(q, k, v, bias)
     try:
@@ -341,6 +344,11 @@ def relative_position_logits_2d_reference(
 ) -> torch.Tensor:
     """Loop-by-loop version of :func:`relative_position_logits_2d` straight from the definition (tests only)."""
     b, heads, n, _ = q.shape
+    if n != height * width:
+        raise ValueError(
+            f"relative_position_logits_2d_reference: q has {n} positions, the grid {height}x{width} has "
+            f"{height * width}"
+        )
     out = q.new_zeros(b, heads, n, n)
     for i in range(height):
         for j in range(width):

@@ -51,6 +51,7 @@ from nlbook.runtime import device_name
 __all__ = [
     "BenchResult",
     "ModelRun",
+    "RECORD_FORMAT",
     "benchmark_model",
     "count_flops",
     "describe_record",
@@ -627,12 +628,17 @@ def format_table(rows: Sequence[dict[str, Any]], *, baseline: str | None = "resn
 # --------------------------------------------------------------------------------------------- recorded runs
 
 
+RECORD_FORMAT = "nlbook-run-all/1"
+"""The ``format`` field of a ``benchmarks/run_all.py`` results file (other JSON files are not its records)."""
+
+
 def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The result files written by ``benchmarks/run_all.py``, newest first, as ``(file name, record)``.
 
     ``folder`` defaults to ``benchmarks/results`` of the checkout this package was imported from; an
-    installed package (e.g. on Colab) has none, and the list is empty. Only the JSON files directly in the
-    folder count (the ``tmp/`` sub-folder of throw-away runs is not searched).
+    installed package (e.g. on Colab) has none, and the list is empty. Only JSON files directly in the folder
+    whose ``format`` is :data:`RECORD_FORMAT` count: the ``tmp/`` sub-folder of throw-away runs is not searched,
+    and other scripts' result files are skipped.
     """
     import json
     from pathlib import Path
@@ -646,7 +652,7 @@ def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, di
             record = json.loads(file.read_text())
         except (OSError, ValueError):
             continue  # not a results file
-        if isinstance(record, dict) and "summary" in record and "hardware" in record:
+        if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:  # other scripts' files are skipped
             records.append((file.name, record))
     return sorted(records, key=lambda item: str(item[1].get("created", "")), reverse=True)
 

@@ -136,6 +136,12 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: nn.Module | None = None):
         super().__init__()
+        if in_channels < 1 or out_channels < 1 or stride < 1:
+            raise ValueError(
+                f"BasicBlock: in_channels, out_channels and stride must be >= 1, got {in_channels}, {out_channels}, "
+                f"{stride}"
+            )
+        self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
@@ -160,6 +166,7 @@ class BasicBlock(nn.Module):
             nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.in_channels, "BasicBlock")
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.attention(self.bn2(self.conv2(out)))
         return F.relu(out + self.shortcut(x))

@@ -200,6 +200,10 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
     The random numbers come from ``generator`` (a CPU generator, so a seed gives the same crops on every
     device); the pixels never leave their device.
     """
+    if images.dim() != 4:
+        raise ValueError(f"random_crop_flip expects a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    if padding < 0:
+        raise ValueError(f"random_crop_flip: padding must be >= 0, got {padding}")
     b, c, h, w = images.shape
     dev = images.device
     flips = torch.rand(b, generator=generator) < 0.5  # drawn even when unused: same crops either way
@@ -251,6 +255,11 @@ class DeviceLoader:
             raise ValueError(f"DeviceLoader: labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         if batch_size < 1 or batch_size % world_size:
             raise ValueError(f"DeviceLoader: batch_size must be a positive multiple of world_size={world_size}")
+        if len(mean) != images.shape[1] or len(std) != images.shape[1]:
+            raise ValueError(
+                f"DeviceLoader: need one mean and one std per channel ({images.shape[1]}), "
+                f"got {len(mean)} mean(s) and {len(std)} std(s)"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"DeviceLoader: rank must be in [0, {world_size}), got {rank}")
         self.images, self.labels = images, labels

@@ -172,6 +172,8 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo | None = None) -> torch.
     Reduce *sums* (loss × images, correct predictions, image counts) and divide afterwards: averaging
     per-rank means would be wrong whenever ranks hold different numbers of images (a last partial batch).
     """
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"all_reduce_sum expects a tensor, got {type(values).__name__}")
     info = info or current()
     if not info.enabled:
         return values

@@ -305,6 +305,8 @@ def glyph_cells(positions: torch.Tensor, glyph_size: int, image_size: int, grid:
 
     Returns bool (N, J, grid, grid).
     """
+    if not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"glyph_cells: grid must be a positive int, got {grid!r}")
     if image_size % grid:
         raise ValueError(f"glyph_cells: image_size {image_size} is not a multiple of grid {grid}")
     if positions.dim() != 3 or positions.shape[-1] != 2:
@@ -542,6 +544,8 @@ def accuracy_by_distance(
     Images at distance ``d`` are drawn with seed ``seed + d``: the same images for every model and run.
     ``mean``/``std`` are the training set's normalisation (``ImageDataset.mean``/``.std``).
     """
+    if not isinstance(task, LongRangeTask):
+        raise TypeError(f"accuracy_by_distance expects a LongRangeTask, got {type(task).__name__}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -594,6 +598,8 @@ def plot_accuracy_vs_distance(
     """
     import matplotlib.pyplot as plt
 
+    if not curves:
+        raise ValueError("plot_accuracy_vs_distance: no curves to plot (expected {label: {distance: accuracy}})")
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     all_d: list[int] = []
     for i, (label, curve) in enumerate(curves.items()):

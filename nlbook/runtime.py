@@ -45,7 +45,12 @@ def pick_device(prefer: str | None = None) -> torch.device:
     """``prefer`` or ``$NLBOOK_DEVICE`` if given, else CUDA, then Apple MPS, then CPU."""
     prefer = prefer or os.environ.get("NLBOOK_DEVICE")
     if prefer:
-        device = torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"unknown device {prefer!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps' (argument or NLBOOK_DEVICE)"
+            ) from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {prefer!r} requested but CUDA is not available")
         return device
@@ -58,6 +63,8 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 def device_name(device: torch.device) -> str:
     """A human-readable name of the hardware behind ``device`` (GPU model, or CPU and thread count)."""
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device_name expects a torch.device, got {type(device).__name__}")
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":

@@ -149,11 +149,15 @@ class TrainRecord:
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters expects an nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD or AdamW; no weight decay on biases, norms, embeddings and tokens (1-D or marked parameters)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"make_optimizer expects a TrainConfig, got {type(config).__name__}")
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -224,6 +228,8 @@ def evaluate(
     model: nn.Module, data: ImageDataset, batch_size: int = 256, device: torch.device | None = None
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data``'s test split."""
+    if not isinstance(data, ImageDataset):
+        raise TypeError(f"evaluate expects an nlbook.data.ImageDataset, got {type(data).__name__}")
     device = device or next(model.parameters()).device
     loss_sum, correct, n = _evaluate_sums(model, data, batch_size, device, DistInfo()).tolist()
     return loss_sum / max(n, 1), correct / max(n, 1)

@@ -47,6 +47,8 @@ def show_images(
     if images.dim() != 4:
         raise ValueError(f"show_images expects (N, C, H, W), got shape {tuple(images.shape)}")
     n = images.shape[0]
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"show_images: got {len(labels)} labels for {n} images")
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -66,6 +68,9 @@ def show_images(
 def plot_history(records: Mapping[str, TrainRecord] | Sequence[TrainRecord], title: str | None = None) -> Figure:
     """Training loss and test accuracy per epoch for one or more runs."""
     if not isinstance(records, Mapping):
+        records = list(records)
+        if not all(isinstance(r, TrainRecord) for r in records):
+            raise TypeError("plot_history expects TrainRecords (a list, or a dict name -> TrainRecord)")
         records = {r.name: r for r in records}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
     for name, rec in records.items():

@@ -320,7 +320,10 @@ def test_recorded_runs_reads_only_result_files(tmp_path):
     (tmp_path / "notes.json").write_text('{"a": 1}')
     (tmp_path / "broken.json").write_text("{")
     (tmp_path / "tmp").mkdir()
+    other = {"summary": "another script's file", "hardware": "cpu"}
+    (tmp_path / "other.json").write_text(json.dumps(other))
     fake = {"summary": [{"model": "resnet", "params": 10}], "hardware": {"name": "GPU X"}, "dataset": "cifar10"}
+    fake["format"] = bench.RECORD_FORMAT
     (tmp_path / "tmp" / "ignored.json").write_text(json.dumps(fake | {"created": "2099"}))
     (tmp_path / "old.json").write_text(json.dumps(fake | {"created": "2026-01-01"}))
     (tmp_path / "new.json").write_text(json.dumps(fake | {"created": "2026-02-01"}))
