@@ -777,6 +777,7 @@ NO_BAD_INPUT = {
             "longrange.PALETTE",
             "longrange.TEST_SEED",
             "zoo.MODELS",
+            "bench.RECORD_FORMAT",
         ],
         "a type alias or constant, not a callable",
     ),
@@ -818,24 +819,6 @@ def opaque(reason: str) -> pytest.MarkDecorator:
 
 # Rows whose function does not (yet) give a clear error; see the report in each reason.
 KNOWN_OPAQUE: dict[str, str] = {
-    "cnn.BasicBlock/zero-channels": "BasicBlock(0, 4) is built without complaint",
-    "cnn.BasicBlock/forward-channels": "torch's conv2d RuntimeError 'weight of size [4, 4, 3, 3], expected input...'",
-    "attention.sdpa_backend/not-tensors": "AttributeError: 'list' object has no attribute 'stride'",
-    "attention.relative_position_logits_2d_reference/grid-mismatch": "returns logits for a 3x3 grid from 16 queries",
-    "runtime.pick_device/unknown-device": "torch's RuntimeError \"Invalid device string: 'tpu0'\" (no list of choices)",
-    "runtime.device_name/not-a-device": "AttributeError: 'int' object has no attribute 'type'",
-    "data.random_crop_flip/rank-3": "ValueError: not enough values to unpack (expected 4, got 3)",
-    "data.random_crop_flip/negative-padding": "padding=-1 is accepted",
-    "data.DeviceLoader/mean-channels": "3 means for 1-channel images are accepted",
-    "train.count_parameters/not-a-module": "AttributeError: 'str' object has no attribute 'parameters'",
-    "train.make_optimizer/not-a-config": "AttributeError: 'dict' object has no attribute 'weight_decay'",
-    "train.evaluate/not-a-dataset": "AttributeError: 'str' object has no attribute 'test_images'",
-    "longrange.accuracy_by_distance/not-a-task": "TypeError: replace() should be called on dataclass instances",
-    "viz.show_images/labels-length": "3 labels for 2 images are accepted",
-    "viz.plot_history/not-records": "AttributeError: 'int' object has no attribute 'name'",
-    "distributed.all_reduce_sum/not-a-tensor": "outside torchrun a list is returned unchanged",
-    "longrange.glyph_cells/zero-grid": "ZeroDivisionError: integer modulo by zero",
-    "longrange.plot_accuracy_vs_distance/no-curves": "an empty figure is drawn",
     "bench.describe_record/not-a-record": "KeyError: 'summary'",
 }
 
