@@ -21,6 +21,7 @@ from torch import nn
 from nlbook.cnn import check_image_batch
 
 __all__ = [
+    "attention_weights",
     "AttentionImpl",
     "LearnedPositionEncoding2d",
     "MultiHeadAttention",
@@ -145,14 +146,30 @@ def scaled_dot_product_attention(
     if impl == "fused" and not return_weights:
         q, k, v, bias = _kernel_layout(q, k, v, bias)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+    weights = attention_weights(q, k, bias=bias, scale=scale)
+    out = torch.matmul(F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights, v)
+    return (out, weights) if return_weights else out
+
+
+def attention_weights(
+    q: torch.Tensor, k: torch.Tensor, *, bias: torch.Tensor | None = None, scale: float | None = None
+) -> torch.Tensor:
+    """The (..., N, M) weights softmax(q kᵀ · scale + bias) — the explicit path's matrix, O(N·M) memory.
+
+    ``scale`` defaults to 1/sqrt(d); a boolean ``bias`` is a mask (True = may attend), as in PyTorch's SDPA.
+    """
+    if q.dim() < 2 or k.dim() != q.dim() or q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            "attention_weights expects q (..., N, d) and k (..., M, d) of equal rank and the same feature size d, "
+            f"got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     logits = torch.matmul(q, k.transpose(-2, -1)) * scale
     if bias is not None and bias.dtype == torch.bool:
         logits = logits.masked_fill(~bias, float("-inf"))
     elif bias is not None:
         logits = logits + bias
-    weights = logits.softmax(dim=-1)
-    out = torch.matmul(F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights, v)
-    return (out, weights) if return_weights else out
+    return logits.softmax(dim=-1)
 
 
 class MultiHeadAttention(nn.Module):

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nlbook.attention import AttentionImpl, scaled_dot_product_attention
+from nlbook.attention import AttentionImpl, attention_weights, scaled_dot_product_attention
 from nlbook.cnn import ResNet, check_image_batch
 
 __all__ = [
@@ -150,7 +150,7 @@ class NonLocalBlock2d(nn.Module):
         Rows sum to 1 in the softmax modes; in the linear modes they are f / M.
         """
         if self.mode in ("gaussian", "embedded_gaussian"):
-            return torch.matmul(theta, phi.transpose(-2, -1)).softmax(dim=-1)
+            return attention_weights(theta, phi, scale=1.0)  # the paper's Gaussians: no 1/sqrt(d)
         m = phi.shape[-2]
         if self.mode == "dot_product":
             return torch.matmul(theta, phi.transpose(-2, -1)) / m

@@ -180,6 +180,9 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         ValueError,
         r"in \[0, 1\)",
     ),
+    "attention.attention_weights/d-mismatch": Case(
+        lambda: att.attention_weights(img(1, 4, 8), img(1, 5, 6)), ValueError, r"same feature size d"
+    ),
     "attention.sdpa_backend/not-tensors": Case(
         lambda: att.sdpa_backend([1.0], [1.0], [1.0]), TypeError, r"torch\.Tensor"
     ),
