@@ -659,6 +659,11 @@ def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, di
 
 def describe_record(record: dict[str, Any]) -> str:
     """A recorded run's table, headed by what it ran on: hardware, profile, data, budget, seeds, date."""
+    if not isinstance(record, dict) or "summary" not in record:
+        raise ValueError(
+            "describe_record expects a results record written by benchmarks/run_all.py (a dict with a 'summary'), "
+            f"got {type(record).__name__}" + (f" with keys {sorted(record)}" if isinstance(record, dict) else "")
+        )
     budget = record.get("budget", {})
     hardware = record.get("hardware", {})
     title = (

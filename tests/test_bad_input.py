@@ -821,9 +821,7 @@ def opaque(reason: str) -> pytest.MarkDecorator:
 
 
 # Rows whose function does not (yet) give a clear error; see the report in each reason.
-KNOWN_OPAQUE: dict[str, str] = {
-    "bench.describe_record/not-a-record": "KeyError: 'summary'",
-}
+KNOWN_OPAQUE: dict[str, str] = {}
 
 
 def params() -> list[object]:
