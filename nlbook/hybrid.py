@@ -44,6 +44,17 @@ __all__ = [
     "hybrid_resnet",
 ]
 
+
+def _check_grid_input(x: torch.Tensor, channels: int, size: tuple[int, int], where: str) -> None:
+    """Blocks with relative-position parameters are tied to one grid: check channels and map size."""
+    check_image_batch(x, channels, where)
+    if tuple(x.shape[-2:]) != tuple(size):
+        raise ValueError(
+            f"{where} was built for {size[0]}×{size[1]} feature maps (its relative position parameters are "
+            f"learned per grid), got {tuple(x.shape[-2:])}; build it with size={tuple(x.shape[-2:])}"
+        )
+
+
 HybridKind = Literal["resnet", "se", "cbam", "botnet"]
 HYBRID_KINDS: tuple[str, ...] = ("resnet", "se", "cbam", "botnet")
 
@@ -244,12 +255,7 @@ class BoTBlock(nn.Module):
             nn.init.zeros_(self.expand[1].weight)
 
     def _check(self, x: torch.Tensor) -> None:
-        check_image_batch(x, self.in_channels, type(self).__name__)
-        if tuple(x.shape[-2:]) != self.size:
-            raise ValueError(
-                f"BoTBlock was built for {self.size[0]}×{self.size[1]} feature maps (its relative position "
-                f"logits are learned per grid), got {tuple(x.shape[-2:])}; build it with size={tuple(x.shape[-2:])}"
-            )
+        _check_grid_input(x, self.in_channels, self.size, "BoTBlock")
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The MHSA's (B, heads, H·W, H·W) attention weights for block input ``x``."""
@@ -426,12 +432,7 @@ class TransformerBlock2d(nn.Module):
         self.mlp = nn.Sequential(nn.Conv2d(out_channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, out_channels, 1))
 
     def _check(self, x: torch.Tensor) -> None:
-        check_image_batch(x, self.in_channels, type(self).__name__)
-        if tuple(x.shape[-2:]) != self.size:
-            raise ValueError(
-                f"TransformerBlock2d was built for {self.size[0]}×{self.size[1]} maps (its relative position "
-                f"bias is learned per grid), got {tuple(x.shape[-2:])}"
-            )
+        _check_grid_input(x, self.in_channels, self.size, "TransformerBlock2d")
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         return rearrange(self.proj_in(self.pool(self.norm1(x))), "b c h w -> b (h w) c")

@@ -24,7 +24,7 @@ import os
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
@@ -363,8 +363,3 @@ def fit(
     bar.close()
     record.wall_time_s = time.perf_counter() - start
     return record
-
-
-def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
-    """A copy of ``config`` with some fields changed (validated again)."""
-    return replace(config, **overrides)
