@@ -576,7 +576,7 @@ def hybrid_resnet(
     num_heads: int = 4,
     bot_expansion: int = 1,
     botnet_stages: Sequence[int] | None = None,
-    zero_init_residual: bool = True,
+    zero_init_residual: bool = False,
 ) -> ResNet:
     """The chapter-1 :class:`~nlbook.cnn.ResNet` with hybrid blocks, built through its ``block_factory`` hook.
 
@@ -592,7 +592,9 @@ def hybrid_resnet(
         bot_expansion: C_mid = C_out // bot_expansion in each BoT block. 1 by default: this ResNet's BasicBlocks
             have no bottleneck, and with widths (64, ..., 512) a BoT block then attends over 512 channels with
             4 heads of 128 — exactly BoTNet-50's c5 MHSA (2048 // 4 = 512 channels).
-        zero_init_residual: every residual branch (BasicBlock and BoTBlock) starts as zero.
+        zero_init_residual: every residual branch (BasicBlock and BoTBlock) starts as zero. Off by default, as in
+            :class:`~nlbook.cnn.ResNet`, so that a hybrid and the baseline differ only in their blocks: with it on
+            and the baseline's off, a short run measures the initialisation, not the gate (see chapter 5).
     """
     if kind not in HYBRID_KINDS:
         raise ValueError(f"hybrid_resnet: kind must be one of {HYBRID_KINDS}, got {kind!r}")

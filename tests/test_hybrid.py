@@ -349,7 +349,7 @@ def test_hybrid_resnet_starts_as_identity_residuals() -> None:
     outs = {}
     for kind in ("resnet", "se", "cbam"):
         torch.manual_seed(0)
-        outs[kind] = hybrid_resnet(kind, width=8, depths=(1, 1, 1, 1), reduction=4).eval()
+        outs[kind] = hybrid_resnet(kind, width=8, depths=(1, 1, 1, 1), reduction=4, zero_init_residual=True).eval()
     state = outs["resnet"].state_dict()
     for kind in ("se", "cbam"):
         outs[kind].load_state_dict(state, strict=False)
@@ -358,7 +358,7 @@ def test_hybrid_resnet_starts_as_identity_residuals() -> None:
 
 def test_cbam_gates_start_at_one_half_in_a_zero_init_resnet() -> None:
     # The gate reads the branch after its zero-initialised last BatchNorm: input 0, so σ(0) = 1/2 everywhere.
-    model = hybrid_resnet("cbam", width=8, depths=(1, 1, 1, 1)).eval()
+    model = hybrid_resnet("cbam", width=8, depths=(1, 1, 1, 1), zero_init_residual=True).eval()
     maps = attention_maps(model, _randn(2, 3, 32, 32))
     for gate in maps.values():
         torch.testing.assert_close(gate, torch.full_like(gate, 0.5))

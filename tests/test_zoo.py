@@ -55,6 +55,28 @@ def test_models_come_from_their_chapters():
     assert not any(isinstance(m, NonLocalBlock2d) for m in build("resnet").modules())
 
 
+def _last_residual_bn_scales(model: torch.nn.Module) -> set[float]:
+    """The distinct initial scales of every residual branch's last BatchNorm (BasicBlock bn2, BoT expand BN)."""
+    from nlbook.cnn import BasicBlock
+
+    scales: set[float] = set()
+    for m in model.modules():
+        bn = m.bn2 if isinstance(m, BasicBlock) else m.expand[1] if isinstance(m, BoTBlock) else None
+        if bn is not None:
+            scales |= set(bn.weight.detach().unique().tolist())
+    return scales
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in ("vit", "coatnet")])
+def test_resnet_family_shares_the_baseline_initialisation(name):
+    # "Same recipe" includes the initialisation: a hybrid whose residual branches start at zero while the
+    # baseline's do not would be compared on its initialisation, not on its gate (it costs ~30 points on
+    # the quick budget). Every ResNet of the zoo starts its residual branches the way the baseline does.
+    baseline = _last_residual_bn_scales(zoo.build_model("resnet", profile="quick"))
+    assert baseline == {1.0}
+    assert _last_residual_bn_scales(zoo.build_model(name, profile="quick")) == baseline
+
+
 def test_full_profile_is_the_real_model():
     full = PROFILES["full"]
     resnet = zoo.build_model("resnet", profile=full)
