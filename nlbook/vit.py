@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 Pool = Literal["cls", "gap"]
+HeadInit = Literal["normal", "zeros"]
 
 # torchvision (and the original JAX code) use LayerNorm with eps 1e-6, not PyTorch's default 1e-5.
 LN_EPS = 1e-6
@@ -356,6 +357,9 @@ class VisionTransformer(nn.Module):
         qkv_bias: biases in the q/k/v projection (True in ViT/torchvision).
         impl: attention implementation passed to :class:`nlbook.attention.MultiHeadAttention`.
         mlp_dim: MLP hidden width, overrides ``mlp_ratio`` (torchvision's parametrisation).
+        head_init: ``"normal"`` (truncated normal, std 0.02, as DeiT and timm) or ``"zeros"`` (as the JAX ViT
+            and torchvision). A zero head passes no gradient to the encoder until it has grown, which on a short
+            budget slows learning (measured in chapter 4); the zero head suits long schedules.
     """
 
     def __init__(
@@ -375,9 +379,14 @@ class VisionTransformer(nn.Module):
         qkv_bias: bool = True,
         impl: AttentionImpl = "fused",
         mlp_dim: int | None = None,
+        head_init: HeadInit = "normal",
     ):
         super().__init__()
         name = type(self).__name__
+        if head_init not in ("normal", "zeros"):
+            raise ValueError(
+                f"{name}: head_init must be 'normal' (DeiT/timm) or 'zeros' (JAX/torchvision), got {head_init!r}"
+            )
         _check_positive_int(name, num_classes=num_classes, depth=depth, embed_dim=embed_dim, num_heads=num_heads)
         _check_probability(name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
         if pool not in ("cls", "gap"):
@@ -412,6 +421,7 @@ class VisionTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         self.head = nn.Linear(embed_dim, num_classes)
+        self.head_init: HeadInit = head_init
         self.reset_parameters()
 
     # -- construction ------------------------------------------------------------------------------------
@@ -427,7 +437,8 @@ class VisionTransformer(nn.Module):
         * position embeddings and class token: truncated normal, std 0.02 (cut at ±2 std);
         * every linear layer: truncated normal, std 0.02, zero bias; LayerNorms: weight 1, bias 0;
         * patch projection: truncated normal with std sqrt(1/fan_in) ("LeCun normal"), zero bias;
-        * classification head: all zeros, so every class starts at the same logit.
+        * classification head: like the other linear layers (DeiT, timm), or all zeros with
+          ``head_init="zeros"`` (JAX, torchvision), so that every class starts at the same logit.
         """
         std = 0.02
         nn.init.trunc_normal_(self.pos_embed, std=std, a=-2 * std, b=2 * std)
@@ -446,7 +457,10 @@ class VisionTransformer(nn.Module):
         conv_std = math.sqrt(1.0 / fan_in)
         nn.init.trunc_normal_(conv.weight, std=conv_std, a=-2 * conv_std, b=2 * conv_std)
         nn.init.zeros_(conv.bias)
-        nn.init.zeros_(self.head.weight)
+        if self.head_init == "zeros":
+            nn.init.zeros_(self.head.weight)
+        else:
+            nn.init.trunc_normal_(self.head.weight, std=std, a=-2 * std, b=2 * std)
         nn.init.zeros_(self.head.bias)
 
     # -- sequence length / resolution --------------------------------------------------------------------

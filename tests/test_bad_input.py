@@ -447,6 +447,9 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "vit.VisionTransformer/unknown-pool": Case(
         lambda: tiny_vit(pool="max"), ValueError, r"'cls' \(class token\) or 'gap'"
     ),
+    "vit.VisionTransformer/unknown-head-init": Case(
+        lambda: tiny_vit(head_init="xavier"), ValueError, r"head_init must be 'normal' \(DeiT/timm\) or 'zeros'"
+    ),
     "vit.VisionTransformer/patch-not-dividing": Case(
         lambda: tiny_vit(image_size=30), ValueError, r"not divisible by patch_size"
     ),

@@ -216,15 +216,31 @@ def test_layout_matches_reference() -> None:
 def test_initialisation_follows_reference_implementations() -> None:
     torch.manual_seed(0)
     model = VisionTransformer(embed_dim=192, depth=2, num_heads=3)
-    assert torch.count_nonzero(model.head.weight) == 0 and torch.count_nonzero(model.head.bias) == 0
-    for tensor in (model.pos_embed, model.blocks[0].attn.qkv.weight, model.blocks[1].mlp.fc2.weight):
+    for tensor in (model.pos_embed, model.blocks[0].attn.qkv.weight, model.blocks[1].mlp.fc2.weight, model.head.weight):
         assert tensor.abs().max() <= 0.04 + 1e-7  # truncated at 2 std
         assert 0.015 < tensor.std().item() < 0.02  # std of a normal truncated at ±2σ is 0.88σ
-    assert torch.count_nonzero(model.blocks[0].mlp.fc1.bias) == 0
+    assert torch.count_nonzero(model.blocks[0].mlp.fc1.bias) == 0 and torch.count_nonzero(model.head.bias) == 0
     fan_in = 3 * 4 * 4
     assert model.patch_embed.proj.weight.abs().max() <= 2 / math.sqrt(fan_in) + 1e-6
-    # with a zero head every class starts equally likely
-    assert torch.allclose(model(torch.randn(2, 3, 32, 32)), torch.zeros(2, 10))
+
+
+def test_zero_head_option_starts_at_uniform_predictions_and_blocks_encoder_gradients() -> None:
+    torch.manual_seed(0)
+    model = VisionTransformer(embed_dim=32, depth=1, num_heads=2, head_init="zeros")
+    assert torch.count_nonzero(model.head.weight) == 0 and torch.count_nonzero(model.head.bias) == 0
+    x = torch.randn(2, 3, 32, 32)
+    logits = model(x)
+    torch.testing.assert_close(logits, torch.zeros(2, 10))  # every class starts equally likely
+    torch.nn.functional.cross_entropy(logits, torch.tensor([1, 2])).backward()
+    # the head learns at the first step; nothing behind it does until the head has grown
+    assert model.head.weight.grad.abs().sum() > 0
+    assert all(
+        p.grad is None or torch.count_nonzero(p.grad) == 0 for n, p in model.named_parameters() if "head" not in n
+    )
+    # the default (DeiT/timm) head passes gradient to the encoder from the first step
+    normal = VisionTransformer(embed_dim=32, depth=1, num_heads=2)
+    torch.nn.functional.cross_entropy(normal(x), torch.tensor([1, 2])).backward()
+    assert normal.pos_embed.grad.abs().sum() > 0
 
 
 def test_presets() -> None:
@@ -419,6 +435,6 @@ def test_seeded_quick_training_learns_above_chance() -> None:
     )
     record = fit(model, data, config, device="cpu", progress=False)
     assert record.params == sum(p.numel() for p in model.parameters())
-    # chance is 10 % (the zero-initialised head starts exactly there)
+    # chance is 10 %
     assert record.history[-1].test_acc > 0.3, record.summary()
     assert record.history[-1].train_loss < 0.8 * record.history[0].train_loss
