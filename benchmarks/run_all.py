@@ -16,7 +16,9 @@ card); any other run goes to ``benchmarks/results/tmp/``, which git ignores, unl
 
 Targets (issue 7; on a Colab-class GPU, full profile, CIFAR-10): the CNN baseline reaches ≥ 93 % test
 accuracy and the ViT ≥ 85 %, each within 10 minutes of training, and at least one hybrid reaches the
-baseline. The script records what it measures and whether each target was met; it invents nothing.
+baseline. "Within 10 minutes" is time-to-accuracy, as DAWNBench measures it: the training time (evaluation
+excluded) until the test accuracy first reaches the threshold, for every seed. The script records what it
+measures and whether each target was met; it invents nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 
 import nlbook  # noqa: E402
-from nlbook.bench import RECORD_FORMAT, benchmark_model, format_table, summarize  # noqa: E402
+from nlbook.bench import RECORD_FORMAT, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
 from nlbook.data import load_dataset  # noqa: E402
 from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
 from nlbook.zoo import model_names, model_spec  # noqa: E402
@@ -108,8 +110,15 @@ def versions() -> dict[str, str]:
     return out
 
 
-def check_targets(rows: list[dict[str, Any]], profile: str, dataset: str) -> dict[str, dict[str, Any]]:
-    """Each target: what it asks, what was measured, and ``met`` (``None`` if not measurable in this run)."""
+def check_targets(
+    rows: list[dict[str, Any]], runs: list[dict[str, Any]], profile: str, dataset: str
+) -> dict[str, dict[str, Any]]:
+    """Each target: what it asks, what was measured, and ``met`` (``None`` if not measurable in this run).
+
+    An accuracy target "≥ X within T seconds" is met when *every* seed's time-to-accuracy
+    (:func:`nlbook.bench.time_to_accuracy`: training seconds until the test accuracy first reaches X) is at
+    most T. The mean final accuracy and the mean training wall time are recorded beside it.
+    """
     by_name = {r["model"]: r for r in rows}
     applies = profile == "full" and dataset == "cifar10"
     base = by_name.get("resnet", {}).get("acc_mean")
@@ -122,11 +131,15 @@ def check_targets(rows: list[dict[str, Any]], profile: str, dataset: str) -> dic
             measured = [a for a in hybrids.values() if a is not None]
             entry["met"] = None if base is None or not measured else any(a >= base for a in measured)
         else:
-            row = by_name.get(who)
-            acc = None if row is None else row.get("acc_mean")
-            wall = None if row is None else row.get("train_wall_s")
-            entry |= {"model": who, "measured": acc, "train_wall_s": wall}
-            entry["met"] = None if acc is None else bool(acc >= threshold and wall <= seconds)
+            row = by_name.get(who, {})
+            times = [time_to_accuracy(r["history"], threshold) for r in runs if r["name"] == who]
+            entry |= {
+                "model": who,
+                "measured": row.get("acc_mean"),
+                "train_wall_s": row.get("train_wall_s"),
+                "time_to_accuracy_s": times,
+            }
+            entry["met"] = None if not times else all(t is not None and t <= seconds for t in times)
         out[target] = entry
     return out
 
@@ -236,7 +249,7 @@ def main(argv: list[str] | None = None) -> Path:
         "augmentation": "random crop (padding 4) + horizontal flip" if first.config["augment"] else "none",
         "overrides": overrides,
     }
-    targets = check_targets(rows, profile.name, data.name)
+    targets = check_targets(rows, [r.to_dict() for r in runs], profile.name, data.name)
     record = {
         "format": RECORD_FORMAT,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -38,7 +38,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import torch
@@ -61,6 +61,7 @@ __all__ = [
     "recorded_runs",
     "summarize",
     "summarize_runs",
+    "time_to_accuracy",
 ]
 
 
@@ -426,6 +427,29 @@ class ModelRun:
         d = asdict(self)
         d["cost"] = None if self.cost is None else self.cost.to_dict()
         return d
+
+
+def time_to_accuracy(history: Sequence[Any], threshold: float) -> float | None:
+    """Training seconds until the test accuracy first reaches ``threshold`` — DAWNBench's time-to-accuracy.
+
+    ``history`` is a run's per-epoch record (:class:`nlbook.train.EpochStats` objects or their dicts, as in
+    :attr:`ModelRun.history`). The time is the sum of the epochs' training seconds (evaluation excluded) up to
+    and including the first epoch whose test accuracy is at least ``threshold``; ``None`` if none reaches it.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
+        raise ValueError(f"time_to_accuracy: threshold must be an accuracy in (0, 1], got {threshold!r}")
+    elapsed = 0.0
+    for i, epoch in enumerate(history):
+        stats = epoch if isinstance(epoch, dict) else asdict(epoch) if is_dataclass(epoch) else {}
+        if "seconds" not in stats or "test_acc" not in stats:
+            raise ValueError(
+                f"time_to_accuracy: epoch {i} of the history has no 'seconds' and 'test_acc' "
+                f"(expected nlbook.train.EpochStats or its dict), got {epoch!r}"
+            )
+        elapsed += stats["seconds"]
+        if stats["test_acc"] >= threshold:
+            return elapsed
+    return None
 
 
 def _amp_dtype(device: torch.device, config: Any) -> torch.dtype | None:

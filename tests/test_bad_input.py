@@ -680,6 +680,12 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         lambda: zoo.recipe("resnet", "quick", epochs=0), ValueError, r"epochs and batch_size must be >= 1"
     ),
     # ---- nlbook.bench --------------------------------------------------------------------------------------
+    "bench.time_to_accuracy/percent-threshold": Case(
+        lambda: bench.time_to_accuracy([], 93), ValueError, r"threshold must be an accuracy in \(0, 1\]"
+    ),
+    "bench.time_to_accuracy/not-a-history": Case(
+        lambda: bench.time_to_accuracy([0.9], 0.5), ValueError, r"has no 'seconds' and 'test_acc'"
+    ),
     "bench.count_flops/not-a-module": Case(
         lambda: bench.count_flops("resnet", img(1, 3, 8, 8)), TypeError, r"nn\.Module"
     ),
