@@ -127,9 +127,8 @@ def expected_colab_url(docname: str, root: Path = ROOT) -> str:
     return f"https://colab.research.google.com/github/{owner_repo}/blob/{repo.get('branch', 'main')}/{path}"
 
 
-def n_figures_in_executed(docname: str) -> int | None:
-    """How many image outputs the build's executed copy of the notebook has (None if there is no such copy)."""
-    path = EXECUTED / f"{docname}.ipynb"
+def n_figures(path: Path) -> int | None:
+    """How many image outputs the notebook at ``path`` shows (None if there is no such notebook)."""
     if not path.exists():
         return None
     nb = nbformat.read(path, as_version=4)
@@ -140,6 +139,11 @@ def n_figures_in_executed(docname: str) -> int | None:
     ]
     outputs = [o for c in shown for o in c.get("outputs", [])]
     return sum(1 for o in outputs if any(k.startswith("image/") for k in o.get("data", {})))
+
+
+def n_figures_in_executed(docname: str) -> int | None:
+    """How many image outputs the build's executed copy of the notebook has (None if there is no such copy)."""
+    return n_figures(EXECUTED / f"{docname}.ipynb")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -189,7 +193,9 @@ def built_book(browser_paths: tuple[str, str]) -> Path:
     jb = Path(sys.executable).parent / "jupyter-book"
     command = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
     t0 = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **BUILD_ENV}, capture_output=True, text=True)
+    # Without MPLBACKEND the kernels draw inline; an inherited MPLBACKEND=Agg would build a book without figures.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | BUILD_ENV
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         seconds = time.perf_counter() - t0
@@ -399,6 +405,20 @@ def test_images_loaded(visit: Visit) -> None:
         assert n_rendered == n_expected, (
             f"{visit.docname}: the executed notebook has {n_expected} figure outputs, the page shows {n_rendered}"
         )
+
+
+@per_page
+def test_build_drew_every_committed_figure(visit: Visit) -> None:
+    # The page check above compares the page with the build's own executed notebook, which cannot notice a
+    # build whose kernels drew nothing (e.g. MPLBACKEND=Agg inherited by the kernels: 0 figures run, 0 shown).
+    # The committed notebook is the reference for how many figures a chapter draws.
+    committed = n_figures(ROOT / f"{visit.docname}.ipynb")
+    if committed is None:
+        pytest.skip(f"{visit.docname} is not a notebook")
+    assert n_figures_in_executed(visit.docname) == committed, (
+        f"{visit.docname}: the build drew {n_figures_in_executed(visit.docname)} figures, the committed notebook "
+        f"has {committed} (were the kernels started with MPLBACKEND set?)"
+    )
 
 
 @per_page

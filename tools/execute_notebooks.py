@@ -37,6 +37,7 @@ def tidy(nb: nbformat.NotebookNode) -> None:
 def execute(path: Path, timeout: int = 900) -> float:
     nb = nbformat.read(path, as_version=4)
     os.environ.update(ENV)
+    os.environ.pop("MPLBACKEND", None)  # kernels draw inline only without it; with Agg figures are dropped
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
