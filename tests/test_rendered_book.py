@@ -44,6 +44,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from book_toc import toc_docnames
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -60,16 +61,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(3600)]
 # ---------------------------------------------------------------------------------------------------------------
 # What the book should contain, read from its sources
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def toc_docnames(root: Path = ROOT) -> list[str]:
-    """Every page of ``_toc.yml`` in reading order, as Sphinx docnames (``book/03_nonlocal``)."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    names = [toc["root"]]
-    for part in toc.get("parts", []):
-        names += [entry["file"] for entry in part.get("chapters", [])]
-    names += [entry["file"] for entry in toc.get("chapters", [])]
-    return [re.sub(r"\.(ipynb|md)$", "", n) for n in names]
 
 
 def source_of(docname: str, root: Path = ROOT) -> Path:

@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from book_toc import toc_docnames
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,23 +228,14 @@ def test_no_module_defined_in_notebook(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [entry["file"] for entry in part.get("chapters", [])]
-    files += [entry["file"] for entry in toc.get("chapters", [])]
-    return [re.sub(r"\.(ipynb|md)$", "", f) for f in files]
-
-
 def test_every_notebook_is_in_the_toc() -> None:
-    listed = set(toc_files())
+    listed = set(toc_docnames())
     missing = [p.name for p in NOTEBOOKS if f"book/{p.stem}" not in listed]
     assert not missing, f"notebooks not in _toc.yml (only_build_toc_files skips them silently): {missing}"
 
 
 def test_every_toc_entry_exists() -> None:
-    absent = [f for f in toc_files() if not any((ROOT / f"{f}{s}").exists() for s in (".ipynb", ".md"))]
+    absent = [f for f in toc_docnames() if not any((ROOT / f"{f}{s}").exists() for s in (".ipynb", ".md"))]
     # Chapters are listed as soon as they are planned; a listed chapter that is missing breaks the build.
     assert not absent, f"_toc.yml lists pages that do not exist: {absent}"
 
