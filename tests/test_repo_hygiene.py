@@ -121,7 +121,7 @@ VARIABLE_CALLS = re.compile(
 
 def checked_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
     return [
-        (i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")
+        (i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])
     ]
 
 
@@ -129,7 +129,7 @@ def checked_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.Noteboo
 def test_checked_cells_are_deterministic(path: Path) -> None:
     nb = read(path)
     checked = checked_cells(nb)
-    assert checked, f"{path.name}: no cell is marked # NBVAL_CHECK_OUTPUT, so nbval compares nothing"
+    assert checked, f"{path.name}: no cell is tagged nbval-check-output, so nbval compares nothing"
     flagged = [(i, m.group(0)) for i, c in checked for m in [VARIABLE_CALLS.search(c.source)] if m]
     assert not flagged, f"{path.name}: checked cells (index, call) that time, train or measure: {flagged}"
 

@@ -36,7 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 TAG = "nlbook-setup"
-# nbval honours this cell tag like a `# NBVAL_CHECK_OUTPUT` first line; a tag keeps the reader's cell clean.
+# nbval compares the outputs of cells with this tag (with --nbval-lax); a tag keeps the reader's cell clean.
 CHECK_TAG = "nbval-check-output"
 CELL_ID = "nlbook-setup"
 
@@ -76,7 +76,8 @@ def setup_cell(settings: dict[str, str]) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell(source=setup_source(settings))
     cell.id = CELL_ID
     cell.execution_count = 1  # it is the first code cell; nbval skips cells with outputs but no count
-    cell.metadata = {"tags": [TAG, CHECK_TAG]}
+    # remove-cell: the HTML book hides it (it matters only on Colab); the notebook keeps it.
+    cell.metadata = {"tags": [TAG, CHECK_TAG, "remove-cell"]}
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"nlbook {settings['version']}\n")]
     return cell
 
@@ -180,8 +181,9 @@ def check(paths: list[Path], settings: dict[str, str], root: Path = ROOT) -> lis
             cell = nb.cells[1]
             if cell.cell_type != "code" or cell.source != want:
                 problems.append(f"{rel}: set-up cell is out of sync with _config.yml/pyproject.toml (run sync)")
-            if CHECK_TAG not in cell.metadata.get("tags", []):
-                problems.append(f"{rel}: set-up cell lacks the '{CHECK_TAG}' tag")
+            for tag in (CHECK_TAG, "remove-cell"):
+                if tag not in cell.metadata.get("tags", []):
+                    problems.append(f"{rel}: set-up cell lacks the '{tag}' tag")
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "code" and not _is_setup(cell):
                 for s in _outside_files(cell.source, path.parent, root):
