@@ -1,0 +1,469 @@
+"""Chapters 3–7 — experiment records: one JSON format for every converged, multi-seed measurement the book shows.
+
+A chapter never re-trains its headline experiment at build time: a script under ``benchmarks/`` trains every
+arm to convergence with several seeds and writes a *record* (``benchmarks/results/<experiment>.json``, format
+``nlbook-record/1``, described in ``coord/RECORD_FORMAT.md``); the chapter loads it and renders it. This module
+is that contract in code:
+
+* :func:`provenance` — what produced a record: git commit (and whether the tree had uncommitted changes), date,
+  CPU model, thread count, device, library versions and the exact command;
+* :func:`write_record` / :func:`load_record` — an atomic write (a crash never leaves half a file) and a load that
+  fails loudly on a missing, truncated or foreign file instead of showing "no runs";
+* :func:`summarize` / :func:`results_table` — per arm: mean, standard deviation, n, min and max over seeds;
+* :func:`verdict` — the one rule that turns two sets of seeds into "better", "worse" or "within the spread";
+* :func:`stale_arms` — the differences between the arms a record holds and the arms today's code would train.
+
+It is a low layer: only the standard library and torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "FORMAT",
+    "RESULTS_DIR",
+    "ArmSummary",
+    "RecordError",
+    "RecordNotFoundError",
+    "Verdict",
+    "arm_values",
+    "find_arm",
+    "load_record",
+    "provenance",
+    "record_path",
+    "record_paths",
+    "results_table",
+    "stale_arms",
+    "summarize",
+    "validate_record",
+    "verdict",
+    "write_record",
+]
+
+FORMAT = "nlbook-record/1"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+# What each level of a record must hold (extra keys are allowed: a record may carry more than the contract).
+_TOP_KEYS = ("format", "experiment", "chapter", "question", "provenance", "dataset", "convergence", "wall_s", "arms")
+_PROVENANCE_KEYS = ("git_commit", "git_dirty", "date", "command", "machine", "python", "torch", "nlbook")
+_MACHINE_KEYS = ("cpu", "threads", "device", "gpu")
+_ARM_KEYS = ("name", "label", "x", "model_spec", "train_config", "params", "runs")
+_RUN_KEYS = ("seed", "epochs_run", "converged", "final_test_acc", "best_test_acc", "train_seconds", "history")
+_EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+
+
+class RecordError(ValueError):
+    """A record file or object that does not follow ``nlbook-record/1``; the message says where and what."""
+
+
+class RecordNotFoundError(RecordError, FileNotFoundError):
+    """No record file where one was expected; the message lists the records that do exist."""
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux); ``platform`` elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(device: torch.device | str = "cpu", command: Sequence[str] | None = None) -> dict[str, Any]:
+    """What produces a record, captured now: git state, date, machine, versions and the exact command.
+
+    ``command`` defaults to ``sys.argv`` as run (``python benchmarks/converge.py ch3 ...``). ``git_dirty`` is true
+    when tracked files differ from the commit — the record then may not be reproducible from ``git_commit`` alone.
+    """
+    device = torch.device(device)
+    argv = list(sys.argv if command is None else command)
+    if argv and argv[0].endswith(".py"):
+        try:  # a path relative to the repository, so the command can be pasted from its root
+            argv[0] = str(Path(argv[0]).resolve().relative_to(ROOT))
+        except ValueError:
+            pass
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", *argv]),
+        "machine": {"cpu": _cpu_model(), "threads": torch.get_num_threads(), "device": device.type, "gpu": gpu},
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "nlbook": _version("nlbook"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _need(obj: Any, keys: Sequence[str], where: str) -> None:
+    if not isinstance(obj, Mapping):
+        raise RecordError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise RecordError(f"{where}: missing {', '.join(repr(k) for k in missing)}")
+
+
+def _fraction(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise RecordError(f"{where}: expected an accuracy fraction in [0, 1], got {value!r}")
+
+
+def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
+    """Check that ``record`` follows ``nlbook-record/1``; return it, or raise :class:`RecordError` saying what is wrong.
+
+    Checks structure and value ranges, not the number of seeds (a chapter's test asks for its own minimum).
+    """
+    _need(record, _TOP_KEYS, where)
+    if record["format"] != FORMAT:
+        raise RecordError(f"{where}: format is {record['format']!r}, expected {FORMAT!r}")
+    _need(record["provenance"], _PROVENANCE_KEYS, f"{where}.provenance")
+    _need(record["provenance"]["machine"], _MACHINE_KEYS, f"{where}.provenance.machine")
+    if not isinstance(record["arms"], list) or not record["arms"]:
+        raise RecordError(f"{where}.arms: expected a non-empty list of arms")
+    seen: set[tuple[str, Any]] = set()
+    for i, arm in enumerate(record["arms"]):
+        at = f"{where}.arms[{i}]"
+        _need(arm, _ARM_KEYS, at)
+        key = (arm["name"], arm["x"])
+        if key in seen:
+            raise RecordError(f"{at}: arm {arm['name']!r} with x={arm['x']!r} appears twice")
+        seen.add(key)
+        if not isinstance(arm["runs"], list) or not arm["runs"]:
+            raise RecordError(f"{at}.runs: expected a non-empty list of runs (one per seed)")
+        seeds = [run.get("seed") if isinstance(run, Mapping) else None for run in arm["runs"]]
+        if len(set(seeds)) != len(seeds):
+            raise RecordError(f"{at}.runs: repeated seeds {seeds}")
+        for j, run in enumerate(arm["runs"]):
+            rat = f"{at}.runs[{j}]"
+            _need(run, _RUN_KEYS, rat)
+            _fraction(run["final_test_acc"], f"{rat}.final_test_acc")
+            _fraction(run["best_test_acc"], f"{rat}.best_test_acc")
+            if not isinstance(run["history"], list) or len(run["history"]) != run["epochs_run"]:
+                raise RecordError(f"{rat}.history: expected one entry per epoch run ({run['epochs_run']})")
+            for k, epoch in enumerate(run["history"]):
+                _need(epoch, _EPOCH_KEYS, f"{rat}.history[{k}]")
+                _fraction(epoch["test_acc"], f"{rat}.history[{k}].test_acc")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def record_path(experiment: str, folder: str | os.PathLike | None = None) -> Path:
+    """Where the record ``experiment`` lives: ``<folder>/<experiment>.json`` (default: ``benchmarks/results``)."""
+    if not isinstance(experiment, str) or not experiment or "/" in experiment or experiment.endswith(".json"):
+        raise ValueError(f"experiment must be a record name such as 'ch3_nonlocal', got {experiment!r}")
+    return Path(folder if folder is not None else RESULTS_DIR) / f"{experiment}.json"
+
+
+def record_paths(experiment: str, folder: str | os.PathLike | None = None) -> list[Path]:
+    """Every record of ``experiment``, the ones to show first first.
+
+    GPU / full-dataset records (``<experiment>__<dataset>_<device>.json``) come before the CPU record
+    ``<experiment>.json``: a chapter shows the real-scale measurement when one exists.
+    """
+    base = record_path(experiment, folder)
+    variants = sorted(base.parent.glob(f"{experiment}__*.json"))
+    return variants + ([base] if base.exists() else [])
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready copy: tuples → lists, non-finite floats → None (strict JSON has no NaN), dtypes → str."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, torch.dtype):
+        return str(value)
+    return value
+
+
+def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Validate ``record`` and write it to ``path`` atomically (temporary file, then ``os.replace``).
+
+    Readers see either the old file or the complete new one, never a half-written record.
+    """
+    data = validate_record(_clean(record))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_record(experiment: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Load and validate the record ``experiment`` (a name such as ``"ch3_nonlocal"``, or a path to a ``.json``).
+
+    Raises :class:`RecordNotFoundError` (listing the records that exist) when the file is missing, and
+    :class:`RecordError` when it is truncated, not JSON, or not ``nlbook-record/1`` — never an empty result.
+    """
+    as_path = isinstance(experiment, os.PathLike) or (isinstance(experiment, str) and experiment.endswith(".json"))
+    path = Path(experiment) if as_path else record_path(experiment, folder)  # type: ignore[arg-type]
+    if not path.is_file():
+        existing = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        raise RecordNotFoundError(
+            f"no record at {path}; records in {path.parent}: {', '.join(existing) or 'none'}. "
+            "Records are written by the benchmarks/ scripts (e.g. python benchmarks/converge.py all)."
+        )
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}; {len(text)} characters) "
+            "— truncated or corrupted; regenerate it with the command in its provenance"
+        ) from err
+    return validate_record(data, where=str(path))
+
+
+# ---------------------------------------------------------------------------------------------- arms and seeds
+
+
+def find_arm(record: Mapping[str, Any], name: str, x: Any = None) -> dict[str, Any]:
+    """The arm ``name`` (at swept value ``x``) of ``record``; a ``KeyError`` listing the arms otherwise."""
+    for arm in record["arms"]:
+        if arm["name"] == name and arm["x"] == x:
+            return arm
+    have = ", ".join(f"{a['name']}" + (f"@{a['x']}" if a["x"] is not None else "") for a in record["arms"])
+    raise KeyError(f"record {record.get('experiment')!r} has no arm {name!r} with x={x!r}; arms: {have}")
+
+
+def arm_values(record: Mapping[str, Any], name: str, x: Any = None, metric: str = "final_test_acc") -> list[float]:
+    """One value per seed of arm ``name`` (at ``x``): a run field such as ``final_test_acc`` or ``best_test_acc``."""
+    arm = find_arm(record, name, x)
+    if metric not in arm["runs"][0]:
+        raise KeyError(f"runs have no field {metric!r}; fields: {', '.join(arm['runs'][0])}")
+    return [float(run[metric]) for run in arm["runs"]]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1); the deviation of one value is 0."""
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation, count, minimum and maximum of one quantity over seeds."""
+
+    mean: float
+    std: float
+    n: int
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        values = [float(v) for v in values]
+        if not values:
+            raise ValueError("Stat.of: need at least one value")
+        mean, std = _mean_std(values)
+        return cls(mean, std, len(values), min(values), max(values))
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """One arm of a record summarised over its seeds."""
+
+    name: str
+    label: str
+    x: Any
+    seeds: tuple[int, ...]
+    final_test_acc: Stat
+    best_test_acc: Stat
+    epochs: Stat
+    train_seconds: Stat
+    converged: int  # how many of the seeds met the record's convergence criterion
+    params: int
+
+
+def summarize(record: Mapping[str, Any]) -> list[ArmSummary]:
+    """Per arm, in record order: mean, std, n, min and max over seeds of final/best test accuracy, epochs, seconds."""
+    out = []
+    for arm in record["arms"]:
+        runs = arm["runs"]
+        out.append(
+            ArmSummary(
+                name=arm["name"],
+                label=arm["label"],
+                x=arm["x"],
+                seeds=tuple(run["seed"] for run in runs),
+                final_test_acc=Stat.of([run["final_test_acc"] for run in runs]),
+                best_test_acc=Stat.of([run["best_test_acc"] for run in runs]),
+                epochs=Stat.of([run["epochs_run"] for run in runs]),
+                train_seconds=Stat.of([run["train_seconds"] for run in runs]),
+                converged=sum(bool(run["converged"]) for run in runs),
+                params=arm["params"],
+            )
+        )
+    return out
+
+
+def results_table(record: Mapping[str, Any]) -> str:
+    """A plain-text table of a record: per arm, accuracy mean ± std over seeds, seeds, epochs, convergence, time."""
+    rows = [("arm", "x", "params", "final test acc", "best test acc", "seeds", "epochs", "converged", "s/run")]
+    for s in summarize(record):
+        rows.append(
+            (
+                s.label,
+                "" if s.x is None else f"{s.x:g}" if isinstance(s.x, (int, float)) else str(s.x),
+                f"{s.params:,}",
+                f"{100 * s.final_test_acc.mean:.1f} ± {100 * s.final_test_acc.std:.1f} %",
+                f"{100 * s.best_test_acc.mean:.1f} ± {100 * s.best_test_acc.std:.1f} %",
+                str(len(s.seeds)),
+                f"{s.epochs.mean:.0f}" if s.epochs.min == s.epochs.max else f"{s.epochs.min:.0f}–{s.epochs.max:.0f}",
+                f"{s.converged}/{len(s.seeds)}",
+                f"{s.train_seconds.mean:.0f}",
+            )
+        )
+    if all(r[1] == "" for r in rows[1:]):  # no swept variable: drop the empty column
+        rows = [r[:1] + r[2:] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How ``a`` compares with ``b`` over seeds: ``word`` is "better", "worse" or "within the spread".
+
+    ``difference`` is mean(a) − mean(b); ``spread`` is twice its standard error, 2·sqrt(sa²/na + sb²/nb) with
+    sample standard deviations. The difference counts only when it is larger than the spread.
+    """
+
+    word: str
+    difference: float
+    spread: float
+    mean_a: float
+    mean_b: float
+    n_a: int
+    n_b: int
+
+    def __str__(self) -> str:
+        return self.word
+
+
+def _seed_values(values: Any, name: str) -> list[float]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"verdict: {name} must be a list of per-seed values, got {type(values).__name__}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"verdict: {name} must hold finite numbers, got {v!r}")
+        out.append(float(v))
+    if len(out) < 2:
+        raise ValueError(f"verdict: {name} needs at least 2 seeds to have a spread, got {len(out)}")
+    return out
+
+
+def verdict(a: Sequence[float], b: Sequence[float]) -> Verdict:
+    """Is ``a`` better than, worse than, or within the seed spread of ``b`` (higher is better)?
+
+    The one rule the book uses for every comparison: the difference of the means against twice its standard
+    error, ``2 * sqrt(sa**2 / na + sb**2 / nb)`` — "better"/"worse" only when the difference is larger.
+    """
+    a, b = _seed_values(a, "a"), _seed_values(b, "b")
+    (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
+    difference = ma - mb
+    spread = 2.0 * math.sqrt(sa**2 / len(a) + sb**2 / len(b))
+    word = "within the spread" if abs(difference) <= spread else "better" if difference > 0 else "worse"
+    return Verdict(word, difference, spread, ma, mb, len(a), len(b))
+
+
+# ---------------------------------------------------------------------------------------------- staleness
+
+
+def _diff(recorded: Any, planned: Any, path: str) -> list[str]:
+    if isinstance(recorded, Mapping) and isinstance(planned, Mapping):
+        out = []
+        for key in sorted(set(recorded) | set(planned)):
+            if key not in planned:
+                out.append(f"{path}.{key}: recorded {recorded[key]!r}, no longer planned")
+            elif key not in recorded:
+                out.append(f"{path}.{key}: planned {planned[key]!r}, not in the record")
+            else:
+                out.extend(_diff(recorded[key], planned[key], f"{path}.{key}"))
+        return out
+    if recorded != planned:
+        return [f"{path}: recorded {recorded!r}, planned {planned!r}"]
+    return []
+
+
+def stale_arms(record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The differences between a record's arms and the arms today's code plans, as sentences (empty: up to date).
+
+    ``planned_arms`` are dicts with ``name``, ``x``, ``model_spec`` and ``train_config`` (what the experiment
+    script would train now). An arm missing on either side, or any differing field of its model spec or training
+    configuration, is reported.
+    """
+    planned = _clean([dict(arm) for arm in planned_arms])  # the same JSON types as a loaded record
+    recorded = {(a["name"], a["x"]): a for a in record["arms"]}
+    wanted = {(a["name"], a["x"]): a for a in planned}
+    problems = []
+    for key in recorded.keys() - wanted.keys():
+        problems.append(f"arm {key[0]!r} (x={key[1]!r}) is in the record but no longer planned")
+    for key in wanted.keys() - recorded.keys():
+        problems.append(f"arm {key[0]!r} (x={key[1]!r}) is planned but not in the record")
+    for key in wanted.keys() & recorded.keys():
+        for field in ("model_spec", "train_config"):
+            where = f"arm {key[0]!r}" + (f" (x={key[1]!r})" if key[1] is not None else "") + f" {field}"
+            problems.extend(_diff(recorded[key].get(field), wanted[key].get(field), where))
+    return sorted(problems)
