@@ -176,14 +176,14 @@ class RelativePositionLogits2d(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """q: (B, heads, H·W, d) → (B, heads, H·W, H·W) logits to add to q · k."""
-        q = rearrange(q, "b n (y x) d -> b n y x d", y=self.height)
+        q = rearrange(q, "b h (y x) d -> b h y x d", y=self.height)
         r_h = self.rel_height[_offsets(q.shape[2], q.device)]  # (H, H, d): [y, k]
         r_w = self.rel_width[_offsets(q.shape[3], q.device)]  # (W, W, d): [x, l]
-        logits_h = einsum(q, r_h, "b n y x d, y k d -> b n y x k")
-        logits_w = einsum(q, r_w, "b n y x d, x l d -> b n y x l")
+        logits_h = einsum(q, r_h, "b h y x d, y k d -> b h y x k")  # key row k
+        logits_w = einsum(q, r_w, "b h y x d, x l d -> b h y x l")  # key column l
         # the two offsets add up, so (2H-1) + (2W-1) vectors cover all (HW)² pairs
         logits = logits_h[..., :, None] + logits_w[..., None, :]
-        return rearrange(logits, "b n y x k l -> b n (y x) (k l)")
+        return rearrange(logits, "b h y x k l -> b h (y x) (k l)")
 
 
 class MultiHeadSelfAttention2d(nn.Module):
@@ -238,7 +238,7 @@ class NonLocalBlock2d(nn.Module):
         self.g = nn.Conv2d(in_channels, inter, 1)  # values
         self.theta = nn.Conv2d(in_channels, inter, 1)  # queries
         self.phi = nn.Conv2d(in_channels, inter, 1)  # keys
-        # 2×2 max-pooled keys and values: a quarter of the pairs, almost the same answer
+        # optional 2×2 max-pool of keys and values: 4× fewer pairs to compare
         self.pool = nn.MaxPool2d(2, ceil_mode=True) if sub_sample else nn.Identity()
         self.W = nn.Conv2d(inter, in_channels, 1)
         self.bn = nn.BatchNorm2d(in_channels)
@@ -436,12 +436,13 @@ class MBConv(nn.Module):
             nn.BatchNorm2d(mid),
             nn.GELU(),
         )
-        # groups=mid: each channel its own 3×3 filter — spatial mixing, 9 MACs a pixel
+        # groups=mid: one 3×3 filter per channel — spatial mixing at 9 MACs a value
         self.depthwise = nn.Sequential(
             nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False),
             nn.BatchNorm2d(mid),
             nn.GELU(),
         )
+        # SE's width follows the block's input, as in EfficientNet
         self.se = SqueezeExcitation(mid, max(8, round(in_channels * se_ratio)))
         self.project = nn.Conv2d(mid, out_channels, 1)  # channel mixing, back to narrow
         pool = [nn.AvgPool2d(2)] if stride == 2 else []
@@ -495,7 +496,6 @@ class TransformerBlock2d(nn.Module):
     ):
         super().__init__()
         cin, cout, heads = in_channels, out_channels, out_channels // head_dim
-        self.out_height = size[0] // stride
         self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()  # down-sample
         self.norm1 = LayerNorm2d(cin)
         self.proj_in = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
@@ -510,9 +510,9 @@ class TransformerBlock2d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.proj_in(self.pool(self.norm1(x)))
-        tokens = rearrange(tokens, "b c h w -> b (h w) c")
+        y = self.proj_in(self.pool(self.norm1(x)))  # (B, out_channels, H', W')
+        tokens = rearrange(y, "b c h w -> b (h w) c")
         mixed = self.attn(tokens, bias=self.rel_bias())  # every pixel sees every pixel
-        mixed = rearrange(mixed, "b (h w) c -> b c h w", h=self.out_height)
+        mixed = rearrange(mixed, "b (h w) c -> b c h w", h=y.shape[2])
         x = self.shortcut(self.pool(x)) + mixed
         return x + self.mlp(self.norm2(x))
