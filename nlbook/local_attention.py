@@ -1,0 +1,670 @@
+"""Chapter 5 — Attention with convolution's locality: windows, neighbourhoods, and convolution as attention.
+
+Global self-attention lets every pixel read every pixel, at a cost quadratic in the number of pixels. Three
+ideas give attention back the locality of a convolution:
+
+* **Windows** (Swin, Liu et al., 2021) — :class:`WindowAttention` runs multi-head self-attention inside
+  non-overlapping M×M windows (:func:`window_partition` / :func:`window_reverse`), with one learned bias per
+  head for each of the (2M−1)² relative offsets. Every other block shifts the windows cyclically by M//2
+  (``shift_size``) so that information crosses window borders; :func:`shifted_window_mask` keeps the regions
+  that the cyclic shift brought together from attending to each other. :class:`SwinBlock` is the Transformer
+  block around it: LN → (S)W-MSA → residual → LN → MLP → residual.
+* **Neighbourhoods** (SASA, Ramachandran et al., 2019) — :class:`LocalSelfAttention2d`: every pixel attends to
+  its own k×k neighbourhood, like a convolution's receptive field, with row and column offset embeddings added
+  to the keys. Positions outside the image are masked out (a convolution would see zeros there).
+* **Convolution as attention** (Cordonnier et al., 2020) — :class:`RelativeOffsetAttention2d` is multi-head
+  self-attention with the paper's quadratic relative encoding: head h attends around a learned offset Δ_h with
+  sharpness α_h. :func:`conv_as_attention` builds the weights that make it compute a given k×k convolution
+  exactly (one head per kernel offset). :func:`attention_by_offset` reads back which offsets the heads of a
+  trained 2-D attention layer prefer.
+
+Every attention here goes through :func:`nlbook.attention.scaled_dot_product_attention` (directly or via
+:class:`~nlbook.attention.MultiHeadAttention`). :class:`WindowAttentionMinimal` and
+:class:`LocalSelfAttention2dMinimal` are the short reader forms, proven equal to the production modules in
+``tests/test_local_attention.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from nlbook.attention import AttentionImpl, MultiHeadAttention, scaled_dot_product_attention
+from nlbook.checks import check_image_batch, check_positive_int, check_probability
+from nlbook.coatnet import RelativePositionBias2d
+from nlbook.vit import DropPath, Mlp
+
+__all__ = [
+    "LocalSelfAttention2d",
+    "LocalSelfAttention2dMinimal",
+    "RelativeOffsetAttention2d",
+    "SwinBlock",
+    "WindowAttention",
+    "WindowAttentionMinimal",
+    "attention_by_offset",
+    "conv_as_attention",
+    "shifted_window_mask",
+    "window_partition",
+    "window_reverse",
+]
+
+# Swin uses PyTorch's LayerNorm default (timm too), not ViT's 1e-6.
+SWIN_LN_EPS = 1e-5
+
+
+def _check_impl(where: str, impl: object) -> None:
+    if impl not in ("fused", "explicit"):
+        raise ValueError(f"{where}: impl must be 'fused' or 'explicit', got {impl!r}")
+
+
+def _check_windows(where: str, height: int, width: int, window_size: int) -> None:
+    if height % window_size or width % window_size:
+        raise ValueError(
+            f"{where}: window_size {window_size} must divide the feature map's height and width, got a "
+            f"{height}×{width} map; pick a window size that divides both (or pad the map)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Windows (Swin)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """Cut a (B, C, H, W) map into non-overlapping M×M windows: (B·nW, M², C) tokens, windows in row-major order.
+
+    Window ``b·nW + r·(W/M) + c`` holds the pixels of image ``b``, window row ``r`` and column ``c``; inside a
+    window the M² tokens are row-major. :func:`window_reverse` is the inverse.
+    """
+    check_positive_int("window_partition", window_size=window_size)
+    check_image_batch(x, None, "window_partition")
+    _check_windows("window_partition", x.shape[-2], x.shape[-1], window_size)
+    return rearrange(x, "b c (nh m1) (nw m2) -> (b nh nw) (m1 m2) c", m1=window_size, m2=window_size)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
+    """Put (B·nW, M², C) window tokens back into a (B, C, height, width) map — the inverse of
+    :func:`window_partition`."""
+    check_positive_int("window_reverse", window_size=window_size, height=height, width=width)
+    _check_windows("window_reverse", height, width, window_size)
+    num_windows = (height // window_size) * (width // window_size)
+    if (
+        not isinstance(windows, torch.Tensor)
+        or windows.dim() != 3
+        or windows.shape[1] != window_size**2
+        or windows.shape[0] % num_windows
+    ):
+        shape = tuple(windows.shape) if isinstance(windows, torch.Tensor) else type(windows).__name__
+        raise ValueError(
+            f"window_reverse: windows must be (B·{num_windows}, {window_size**2}, C) tokens for a {height}×{width} "
+            f"map and window_size {window_size}, got {shape}"
+        )
+    return rearrange(
+        windows,
+        "(b nh nw) (m1 m2) c -> b c (nh m1) (nw m2)",
+        nh=height // window_size,
+        nw=width // window_size,
+        m1=window_size,
+    )
+
+
+def _shift_regions(length: int, window_size: int, shift_size: int, device: torch.device) -> torch.Tensor:
+    """Per row (or column) of the *shifted* map: 0 = never moved, 1 / 2 = the two strips the cyclic shift
+    brought together in the last window (Swin's three slices (0, −M), (−M, −s), (−s, end))."""
+    pos = torch.arange(length, device=device)
+    return (pos >= length - window_size).long() + (pos >= length - shift_size).long()
+
+
+def shifted_window_mask(
+    height: int, width: int, window_size: int, shift_size: int, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Which tokens may attend to which inside each window of a cyclically shifted map: (nW, M², M²) booleans.
+
+    After ``torch.roll`` by −``shift_size``, the last window row and column hold pixels from opposite borders of
+    the image. Pixels attend only within their own region (same label), so no information crosses the wrap-around
+    — Swin's mask (Liu et al., 2021, Fig. 4); ``True`` = may attend. With ``shift_size=0`` every entry is ``True``.
+    """
+    check_positive_int("shifted_window_mask", height=height, width=width, window_size=window_size)
+    _check_windows("shifted_window_mask", height, width, window_size)
+    if isinstance(shift_size, bool) or not isinstance(shift_size, int) or not 0 <= shift_size < window_size:
+        raise ValueError(
+            f"shifted_window_mask: shift_size must be an int in [0, window_size={window_size}), got {shift_size!r}"
+        )
+    rows = _shift_regions(height, window_size, shift_size, device)
+    cols = _shift_regions(width, window_size, shift_size, device)
+    labels = rearrange(
+        rows[:, None] * 3 + cols[None, :], "(nh m1) (nw m2) -> (nh nw) (m1 m2)", m1=window_size, m2=window_size
+    )
+    return labels[:, :, None] == labels[:, None, :]
+
+
+class WindowAttention(nn.Module):
+    """Swin's (shifted) window multi-head self-attention over a (B, dim, H, W) map (Liu et al., 2021, Eq. 4).
+
+    Each M×M window is a short token sequence for :class:`~nlbook.attention.MultiHeadAttention` (``mha``: one
+    ``qkv`` linear layer and an output ``proj``, timm's layout), with ``softmax(q·kᵀ/√d + B) v`` where ``B`` is a
+    :class:`~nlbook.coatnet.RelativePositionBias2d` over the window: a learned (2M−1)² × heads table, one logit
+    per head and relative offset. Cost per image: H·W·M² logits per head instead of (H·W)².
+
+    With ``shift_size`` s > 0 (Swin uses M//2 in every second block) the map is rolled by (−s, −s) first and
+    rolled back afterwards, and :func:`shifted_window_mask` keeps the wrapped-around regions apart (as −∞
+    logits; timm adds −100, which agrees to float rounding).
+
+    Args:
+        dim: channels C of input and output; ``num_heads`` must divide it.
+        window_size: M; must divide the height and width of every input.
+        num_heads: attention heads.
+        shift_size: cyclic shift s in [0, M).
+        qkv_bias: bias in the q/k/v projection (Swin: yes).
+        attn_dropout: dropout on the attention weights. dropout: after the output projection.
+        impl: ``"fused"`` or ``"explicit"`` (see :func:`~nlbook.attention.scaled_dot_product_attention`).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        window_size: int = 7,
+        num_heads: int = 4,
+        shift_size: int = 0,
+        qkv_bias: bool = True,
+        attn_dropout: float = 0.0,
+        dropout: float = 0.0,
+        impl: AttentionImpl = "fused",
+    ):
+        super().__init__()
+        where = "WindowAttention"
+        check_positive_int(where, dim=dim, window_size=window_size, num_heads=num_heads)
+        check_probability(where, attn_dropout=attn_dropout, dropout=dropout)
+        _check_impl(where, impl)
+        if dim % num_heads:
+            raise ValueError(f"{where}: dim ({dim}) must be a multiple of num_heads ({num_heads})")
+        if isinstance(shift_size, bool) or not isinstance(shift_size, int) or not 0 <= shift_size < window_size:
+            raise ValueError(
+                f"{where}: shift_size must be an int in [0, window_size={window_size}), got {shift_size!r}"
+            )
+        self.dim, self.window_size, self.num_heads, self.shift_size = dim, window_size, num_heads, shift_size
+        self.mha = MultiHeadAttention(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_dropout, proj_drop=dropout, impl=impl
+        )
+        self.rel_bias = RelativePositionBias2d(window_size, num_heads)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Swin/timm: the bias table starts as small noise, so the first steps see almost content-only attention.
+        nn.init.trunc_normal_(self.rel_bias.table, std=0.02)
+
+    def _bias(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """(heads, M², M²) relative bias, or (B·nW, heads, M², M²) with the shifted-window mask folded in."""
+        bias = self.rel_bias()
+        if not self.shift_size:
+            return bias
+        keep = shifted_window_mask(height, width, self.window_size, self.shift_size, device=device)
+        bias = bias.masked_fill(~keep[:, None], float("-inf"))  # (nW, heads, M², M²)
+        # Windows are ordered (b, window), so the nW masks repeat once per image.
+        return bias.repeat(batch, 1, 1, 1)
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x``: (B, dim, H, W) → (B, dim, H, W); with ``return_attention`` also the (B·nW, heads, M², M²)
+        weights (windows of the shifted map when ``shift_size`` > 0)."""
+        where = "WindowAttention"
+        check_image_batch(x, self.dim, where)
+        batch, _, height, width = x.shape
+        _check_windows(where, height, width, self.window_size)
+        s = self.shift_size
+        if s:
+            x = torch.roll(x, shifts=(-s, -s), dims=(2, 3))
+        tokens = window_partition(x, self.window_size)
+        res = self.mha(tokens, bias=self._bias(batch, height, width, x.device), return_attention=return_attention)
+        out, weights = res if return_attention else (res, None)
+        out = window_reverse(out, self.window_size, height, width)
+        if s:
+            out = torch.roll(out, shifts=(s, s), dims=(2, 3))
+        return (out, weights) if return_attention else out
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, shift_size={self.shift_size}"
+        )
+
+
+class SwinBlock(nn.Module):
+    """Swin Transformer block on a (B, dim, H, W) map (Liu et al., 2021, Eq. 3)::
+
+        x = x + DropPath((S)W-MSA(LN(x)))
+        x = x + DropPath(MLP(LN(x)))
+
+    The pre-norm block of :class:`~nlbook.vit.EncoderBlock` with :class:`WindowAttention` in place of global
+    attention; stack blocks with ``shift_size=0`` and ``window_size // 2`` alternately.
+
+    Args:
+        dim, num_heads, window_size, shift_size, qkv_bias, impl: see :class:`WindowAttention`.
+        mlp_ratio: MLP hidden width / ``dim``.
+        dropout: after the attention projection and in the MLP. attn_dropout: on the attention weights.
+        drop_path: stochastic-depth probability of both residual branches.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        window_size: int = 7,
+        shift_size: int = 0,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        impl: AttentionImpl = "fused",
+    ):
+        super().__init__()
+        check_probability("SwinBlock", drop_path=drop_path)
+        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or not mlp_ratio > 0:
+            raise ValueError(f"SwinBlock: mlp_ratio must be a number > 0, got {mlp_ratio!r}")
+        self.dim = dim
+        self.norm1 = nn.LayerNorm(dim, eps=SWIN_LN_EPS)
+        self.attn = WindowAttention(dim, window_size, num_heads, shift_size, qkv_bias, attn_dropout, dropout, impl)
+        self.norm2 = nn.LayerNorm(dim, eps=SWIN_LN_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, dim, H, W) → (B, dim, H, W)."""
+        check_image_batch(x, self.dim, "SwinBlock")
+        height = x.shape[-2]
+        # LayerNorm and the MLP act on each pixel's channels: work on (B, H, W, C) tokens, back at the end.
+        x = rearrange(x, "b c h w -> b h w c")
+        a = self.attn(rearrange(self.norm1(x), "b h w c -> b c h w"))
+        x = x + self.drop_path(rearrange(a, "b c h w -> b h w c"))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return rearrange(x, "b h w c -> b c h w", h=height)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Neighbourhoods (SASA)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _neighbourhoods(x: torch.Tensor, kernel_size: int, num_heads: int) -> torch.Tensor:
+    """(B, heads·d, H, W) → (B, heads, H·W, k², d): each pixel's k×k neighbourhood, zeros beyond the border."""
+    cols = F.unfold(x, kernel_size, padding=kernel_size // 2)  # (B, C·k², H·W), channel-major
+    return rearrange(cols, "b (h d kk) n -> b h n kk d", h=num_heads, kk=kernel_size**2)
+
+
+def _inside_image(height: int, width: int, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
+    """(H·W, 1, k²) booleans: which neighbourhood positions of each pixel lie inside the image."""
+    ones = like.new_ones(1, 1, height, width)
+    return rearrange(F.unfold(ones, kernel_size, padding=kernel_size // 2) > 0, "1 kk n -> n 1 kk")
+
+
+class LocalSelfAttention2d(nn.Module):
+    """Stand-alone local self-attention (SASA; Ramachandran et al., 2019, Eq. 3) over a (B, dim, H, W) map.
+
+    Pixel (i, j) attends to the pixels (a, b) of its k×k neighbourhood 𝒩_k(i, j) — a convolution's window, but
+    with input-dependent weights::
+
+        y_ij = Σ_(a,b)∈𝒩 softmax_ab( q_ijᵀ (k_ab + r_(a−i, b−j)) · scale ) v_ab
+
+    ``q, k, v`` are 1×1 projections (``query``, ``key``, ``value``; no bias, as in the paper) to ``out_dim``
+    channels split into ``num_heads`` heads. ``r_(a−i, b−j)`` concatenates a row-offset embedding
+    (``rel_height``) and a column-offset embedding (``rel_width``), each of half a head's width and one per head,
+    and is added to the keys. Neighbours outside the image are masked out of the softmax (instead of attending to
+    zero-padded keys). There is no output projection (the paper has none).
+
+    The paper's equation has no 1/√d; ``scale`` defaults to 1/√d like every other attention in this package —
+    pass ``scale=1.0`` for the equation as printed. Memory: keys and values are unfolded, k² copies of the map.
+
+    Args:
+        dim: input channels. out_dim: output channels (default ``dim``); ``num_heads`` must divide it and each
+            head's width must be even (half row, half column embedding).
+        kernel_size: k, odd. num_heads: heads. qkv_bias: bias in the 1×1 projections.
+        scale: logit scale (default 1/√head_dim). impl: see :func:`~nlbook.attention.scaled_dot_product_attention`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int | None = None,
+        kernel_size: int = 7,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        scale: float | None = None,
+        impl: AttentionImpl = "fused",
+    ):
+        super().__init__()
+        where = "LocalSelfAttention2d"
+        out_dim = dim if out_dim is None else out_dim
+        check_positive_int(where, dim=dim, out_dim=out_dim, kernel_size=kernel_size, num_heads=num_heads)
+        if kernel_size % 2 == 0:
+            raise ValueError(
+                f"{where}: kernel_size must be odd (a neighbourhood centred on its pixel), got {kernel_size}"
+            )
+        if out_dim % num_heads or (out_dim // num_heads) % 2:
+            raise ValueError(
+                f"{where}: out_dim ({out_dim}) must be num_heads ({num_heads}) × an even head width (half for the "
+                "row offset embedding, half for the column offset embedding)"
+            )
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+            raise ValueError(f"{where}: scale must be a number > 0 or None (1/sqrt(head_dim)), got {scale!r}")
+        _check_impl(where, impl)
+        self.dim, self.out_dim, self.kernel_size, self.num_heads = dim, out_dim, kernel_size, num_heads
+        self.head_dim = out_dim // num_heads
+        self.scale = self.head_dim**-0.5 if scale is None else float(scale)
+        self.impl = impl
+        self.query = nn.Conv2d(dim, out_dim, 1, bias=qkv_bias)
+        self.key = nn.Conv2d(dim, out_dim, 1, bias=qkv_bias)
+        self.value = nn.Conv2d(dim, out_dim, 1, bias=qkv_bias)
+        self.rel_height = nn.Parameter(torch.empty(num_heads, kernel_size, self.head_dim // 2))
+        self.rel_width = nn.Parameter(torch.empty(num_heads, kernel_size, self.head_dim // 2))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Offset embeddings of the keys' scale (BoTNet's choice for its relative embeddings).
+        nn.init.normal_(self.rel_height, std=self.head_dim**-0.5)
+        nn.init.normal_(self.rel_width, std=self.head_dim**-0.5)
+
+    def offset_embeddings(self) -> torch.Tensor:
+        """(heads, k², head_dim): r_(a−i, b−j) for the k² offsets in row-major order (as :func:`F.unfold`)."""
+        k = self.kernel_size
+        rows = self.rel_height[:, :, None, :].expand(-1, -1, k, -1)  # (heads, k_row, k_col, d/2)
+        cols = self.rel_width[:, None, :, :].expand(-1, k, -1, -1)
+        return rearrange(torch.cat([rows, cols], dim=-1), "h a b d -> h (a b) d")
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x``: (B, dim, H, W) → (B, out_dim, H, W); with ``return_attention`` also the (B, heads, H·W, k²)
+        weights over each pixel's neighbourhood (row-major offsets, zero outside the image)."""
+        check_image_batch(x, self.dim, "LocalSelfAttention2d")
+        height, width = x.shape[-2:]
+        q = rearrange(self.query(x), "b (h d) x y -> b h (x y) 1 d", h=self.num_heads)  # one query per "sequence"
+        k = _neighbourhoods(self.key(x), self.kernel_size, self.num_heads)
+        v = _neighbourhoods(self.value(x), self.kernel_size, self.num_heads)
+        k = k + self.offset_embeddings()[None, :, None]  # q·(k + r) = content + relative position logits
+        res = scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            bias=_inside_image(height, width, self.kernel_size, x),
+            scale=self.scale,
+            impl=self.impl,
+            return_weights=return_attention,
+        )
+        out, weights = res if return_attention else (res, None)
+        out = rearrange(out, "b h (x y) 1 d -> b (h d) x y", x=height)
+        return (out, rearrange(weights, "b h n 1 kk -> b h n kk")) if return_attention else out
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, out_dim={self.out_dim}, kernel_size={self.kernel_size}, num_heads={self.num_heads}, "
+            f"scale={self.scale:.4g}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Convolution as attention (Cordonnier et al., 2020)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class RelativeOffsetAttention2d(nn.Module):
+    """Multi-head self-attention with Cordonnier et al.'s quadratic relative encoding, over a (B, C, H, W) map.
+
+    Head h scores key pixel k for query pixel q by content plus position (Cordonnier et al., 2020, Eq. 9)::
+
+        A_h(q, k) = (W_q x_q)ᵀ (W_k x_k) / √d  −  α_h ‖(k − q) − Δ_h‖²
+
+    The position term peaks at the offset Δ_h (``centers``, (heads, 2) as (row, column)) with sharpness α_h
+    (``alpha``); the paper writes it as v_hᵀ r_δ with r_δ = (‖δ‖², δ₁, δ₂), the same up to a per-head constant
+    that the softmax ignores. Keys and values come from the map zero-padded by ``padding`` (what a convolution
+    with that padding sees; the value projection has no bias, so padded pixels carry zeros); queries are the H·W
+    pixels. Heads are concatenated and mixed by a 1×1 ``proj`` (with bias) to ``out_channels``.
+
+    As α → ∞ head h copies the pixel at q + Δ_h; with one head per offset of a k×k kernel the layer is that
+    convolution — :func:`conv_as_attention` sets the weights. ``alpha`` may be ``inf`` (hard one-hot attention).
+    Memory: the (heads, H·W, (H+2p)(W+2p)) position logits are materialised.
+
+    Args:
+        in_channels, out_channels: channels in and out.
+        num_heads: heads (k² to express a k×k convolution).
+        head_dim: width of each head's values (default ``in_channels``). key_dim: width of q and k (default
+            ``head_dim``).
+        padding: zero padding of keys and values (k // 2 for a "same" convolution).
+        impl: see :func:`~nlbook.attention.scaled_dot_product_attention`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_heads: int = 9,
+        head_dim: int | None = None,
+        key_dim: int | None = None,
+        padding: int = 1,
+        impl: AttentionImpl = "fused",
+    ):
+        super().__init__()
+        where = "RelativeOffsetAttention2d"
+        head_dim = in_channels if head_dim is None else head_dim
+        key_dim = head_dim if key_dim is None else key_dim
+        check_positive_int(
+            where,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_heads=num_heads,
+            head_dim=head_dim,
+            key_dim=key_dim,
+        )
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"{where}: padding must be an int >= 0, got {padding!r}")
+        _check_impl(where, impl)
+        self.in_channels, self.out_channels, self.num_heads = in_channels, out_channels, num_heads
+        self.head_dim, self.key_dim, self.padding, self.impl = head_dim, key_dim, padding, impl
+        self.query = nn.Conv2d(in_channels, num_heads * key_dim, 1, bias=False)
+        self.key = nn.Conv2d(in_channels, num_heads * key_dim, 1, bias=False)
+        self.value = nn.Conv2d(in_channels, num_heads * head_dim, 1, bias=False)
+        self.proj = nn.Conv2d(num_heads * head_dim, out_channels, 1)
+        self.centers = nn.Parameter(torch.empty(num_heads, 2))
+        self.alpha = nn.Parameter(torch.empty(num_heads))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Centres spread over the padded neighbourhood, moderately sharp: the paper's learned-encoding start.
+        nn.init.uniform_(self.centers, -max(self.padding, 1), max(self.padding, 1))
+        nn.init.constant_(self.alpha, 1.0)
+
+    def position_logits(self, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+        """(heads, H·W, (H+2p)·(W+2p)) logits −α_h ‖(k − q) − Δ_h‖² (0 exactly at Δ_h, also for α = ∞)."""
+        p = self.padding
+        qy, qx = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+        ky, kx = torch.meshgrid(
+            torch.arange(-p, height + p, device=device), torch.arange(-p, width + p, device=device), indexing="ij"
+        )
+        dy = ky.flatten()[None, :] - qy.flatten()[:, None]  # (HW, H'W') offsets key − query
+        dx = kx.flatten()[None, :] - qx.flatten()[:, None]
+        cy, cx = (c.to(self.alpha.dtype)[:, None, None] for c in self.centers.unbind(-1))
+        dist2 = (dy - cy) ** 2 + (dx - cx) ** 2  # (heads, HW, H'W')
+        alpha = self.alpha[:, None, None]
+        # where(): −α·0 would be NaN for α = ∞; for finite α it changes nothing.
+        return torch.where(dist2 == 0, torch.zeros_like(dist2), -alpha * dist2)
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, in_channels, H, W) → (B, out_channels, H, W); with ``return_attention`` also the
+        (B, heads, H·W, (H+2p)·(W+2p)) weights over the padded map."""
+        check_image_batch(x, self.in_channels, "RelativeOffsetAttention2d")
+        height, width = x.shape[-2:]
+        padded = F.pad(x, (self.padding,) * 4)  # zeros beyond the border, as a zero-padded convolution sees
+        q = rearrange(self.query(x), "b (h d) x y -> b h (x y) d", h=self.num_heads)
+        k = rearrange(self.key(padded), "b (h d) x y -> b h (x y) d", h=self.num_heads)
+        v = rearrange(self.value(padded), "b (h d) x y -> b h (x y) d", h=self.num_heads)
+        res = scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            bias=self.position_logits(height, width, x.device).to(q.dtype),
+            scale=self.key_dim**-0.5,
+            impl=self.impl,
+            return_weights=return_attention,
+        )
+        out, weights = res if return_attention else (res, None)
+        out = self.proj(rearrange(out, "b h (x y) d -> b (h d) x y", x=height))
+        return (out, weights) if return_attention else out
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, num_heads={self.num_heads}, "
+            f"head_dim={self.head_dim}, key_dim={self.key_dim}, padding={self.padding}"
+        )
+
+
+@torch.no_grad()
+def conv_as_attention(conv: nn.Conv2d, alpha: float = 50.0) -> RelativeOffsetAttention2d:
+    """A :class:`RelativeOffsetAttention2d` that computes ``conv`` (Cordonnier et al., 2020, Theorem 1).
+
+    One head per kernel offset Δ = (i − k//2, j − k//2): zero query/key weights (no content term), centre Δ and
+    sharpness ``alpha``, so head (i, j) attends to the pixel at q + Δ; its values are the input pixel itself
+    (identity value projection, head width = in_channels) and the output projection applies the kernel tap
+    ``W[:, :, i, j]`` to it. Summed over heads and plus the bias, that is the convolution. Leakage to the next
+    pixel is ≈ e^−α (e^−50 ≈ 2e−22 by default: float rounding); ``alpha=math.inf`` is exact hard attention.
+
+    ``conv`` must be a 2-D convolution with a square odd kernel, stride 1, dilation 1, one group and zero
+    padding k//2 (a "same" convolution). The result has ``conv``'s dtype and device.
+    """
+    where = "conv_as_attention"
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"{where}: conv must be a torch.nn.Conv2d, got {type(conv).__name__}")
+    kh, kw = conv.kernel_size
+    if kh != kw or kh % 2 == 0:
+        raise ValueError(f"{where}: conv.kernel_size must be square and odd (e.g. (3, 3)), got {conv.kernel_size}")
+    k = kh
+    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
+        raise ValueError(
+            f"{where}: conv must have stride 1, dilation 1 and groups 1, got stride={conv.stride}, "
+            f"dilation={conv.dilation}, groups={conv.groups}"
+        )
+    if conv.padding not in ((k // 2, k // 2), "same") or conv.padding_mode != "zeros":
+        raise ValueError(
+            f"{where}: conv must zero-pad by kernel_size // 2 = {k // 2} (padding={k // 2}, padding_mode='zeros'), "
+            f"got padding={conv.padding!r}, padding_mode={conv.padding_mode!r}"
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise ValueError(f"{where}: alpha must be a number > 0 (math.inf for hard attention), got {alpha!r}")
+    c_in, c_out = conv.in_channels, conv.out_channels
+    weight = conv.weight
+    factory = {"device": weight.device, "dtype": weight.dtype}
+    layer = RelativeOffsetAttention2d(c_in, c_out, num_heads=k * k, head_dim=c_in, key_dim=1, padding=k // 2)
+    layer.to(**factory)
+    layer.query.weight.zero_()
+    layer.key.weight.zero_()
+    # Every head's values are the input pixel: an identity block per head.
+    eye = torch.eye(c_in, **factory)
+    layer.value.weight.copy_(rearrange(eye.repeat(k * k, 1), "o i -> o i 1 1"))
+    # Head (i, j) in row-major order feeds its copy of x_(q+Δ) through the kernel tap W[:, :, i, j].
+    layer.proj.weight.copy_(rearrange(weight, "o i kh kw -> o (kh kw i) 1 1"))
+    if conv.bias is not None:
+        layer.proj.bias.copy_(conv.bias)
+    else:
+        layer.proj.bias.zero_()
+    offsets = torch.arange(k, **factory) - k // 2
+    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+    layer.centers.copy_(torch.stack([dy.flatten(), dx.flatten()], dim=-1))
+    layer.alpha.fill_(alpha)
+    return layer
+
+
+def attention_by_offset(weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Where each head of a 2-D attention layer puts its weight, by relative offset: (heads, 2H−1, 2W−1).
+
+    ``weights``: (B, heads, H·W, H·W) attention over an H×W map with row-major pixels — what
+    :class:`~nlbook.attention.MultiHeadSelfAttention2d` returns with ``return_attention=True`` and
+    :func:`nlbook.hybrid.attention_maps` gives for BoT and CoAtNet blocks. Entry ``[h, H−1+dy, W−1+dx]`` is the
+    mean over images and query pixels of the weight head h gives to the key at offset (dy, dx) (key − query);
+    each head's map sums to 1. Central offsets exist for more query pixels than far ones, so compare with the
+    map of uniform attention (``torch.full_like(weights, 1 / (H·W))``) before reading a preference.
+    """
+    where = "attention_by_offset"
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise ValueError(f"{where}: size must be the (H, W) of the attended map, got {size!r}")
+    check_positive_int(where, height=size[0], width=size[1])
+    height, width = int(size[0]), int(size[1])
+    n = height * width
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 4 or weights.shape[-2:] != (n, n):
+        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise ValueError(f"{where}: weights must be (B, heads, {n}, {n}) for a {height}×{width} map, got {shape}")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=weights.device), torch.arange(width, device=weights.device), indexing="ij"
+    )
+    ys, xs = ys.flatten(), xs.flatten()
+    offset = (ys[None, :] - ys[:, None] + height - 1) * (2 * width - 1) + (xs[None, :] - xs[:, None] + width - 1)
+    mean = weights.mean(dim=0).reshape(weights.shape[1], n * n)  # (heads, query·key)
+    out = mean.new_zeros(weights.shape[1], (2 * height - 1) * (2 * width - 1))
+    out.index_add_(1, offset.flatten(), mean)
+    return rearrange(out / n, "h (dy dx) -> h dy dx", dy=2 * height - 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reader forms (no checks, no options; same state-dict keys as the production modules)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class WindowAttentionMinimal(nn.Module):
+    """Swin's (shifted) window attention, as a reader holds it in their head."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, shift_size: int = 0):
+        super().__init__()
+        self.m, self.s = window_size, shift_size
+        self.mha = MultiHeadAttention(dim, num_heads)  # qkv + proj, one window at a time
+        self.rel_bias = RelativePositionBias2d(window_size, num_heads)  # (heads, M², M²)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, height, width = x.shape
+        m, s = self.m, self.s
+        x = torch.roll(x, (-s, -s), dims=(2, 3))  # shifted windows cross the old borders
+        tokens = rearrange(x, "b c (nh m1) (nw m2) -> (b nh nw) (m1 m2) c", m1=m, m2=m)
+
+        def region(n: int) -> torch.Tensor:  # 0: unmoved, 1 and 2: wrapped-around strips
+            pos = torch.arange(n, device=x.device)
+            return (pos >= n - m).long() + (pos >= n - s).long()
+
+        label = region(height)[:, None] * 3 + region(width)
+        label = rearrange(label, "(nh m1) (nw m2) -> (nh nw) (m1 m2)", m1=m, m2=m)
+        apart = label[:, :, None] != label[:, None, :]  # (nW, M², M²)
+        bias = self.rel_bias().masked_fill(apart[:, None], float("-inf"))
+        out = self.mha(tokens, bias=bias.repeat(b, 1, 1, 1))
+        out = rearrange(out, "(b nh nw) (m1 m2) c -> b c (nh m1) (nw m2)", b=b, nh=height // m, m1=m)
+        return torch.roll(out, (s, s), dims=(2, 3))
+
+
+class LocalSelfAttention2dMinimal(nn.Module):
+    """SASA: each pixel attends to its k×k neighbourhood, positions added to keys."""
+
+    def __init__(self, dim: int, out_dim: int, kernel_size: int, num_heads: int):
+        super().__init__()
+        self.k, self.heads = kernel_size, num_heads
+        self.query = nn.Conv2d(dim, out_dim, 1, bias=False)
+        self.key = nn.Conv2d(dim, out_dim, 1, bias=False)
+        self.value = nn.Conv2d(dim, out_dim, 1, bias=False)
+        half = out_dim // num_heads // 2  # half a head for rows, half for columns
+        self.rel_height = nn.Parameter(torch.randn(num_heads, kernel_size, half))
+        self.rel_width = nn.Parameter(torch.randn(num_heads, kernel_size, half))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, h, height, width = self.k, self.heads, x.shape[-2], x.shape[-1]
+
+        def around(t: torch.Tensor) -> torch.Tensor:  # (B, h·d, H, W) -> (B, h, HW, k², d)
+            t = F.unfold(t, k, padding=k // 2)  # every pixel's k×k neighbourhood
+            return rearrange(t, "b (h d kk) n -> b h n kk d", h=h, kk=k * k)
+
+        q = rearrange(self.query(x), "b (h d) x y -> b h (x y) 1 d", h=h)
+        rows = self.rel_height[:, :, None].expand(-1, -1, k, -1)  # r for offset a−i
+        cols = self.rel_width[:, None].expand(-1, k, -1, -1)  # r for offset b−j
+        r = rearrange(torch.cat([rows, cols], -1), "h a b d -> h 1 (a b) d")
+        inside = F.unfold(x.new_ones(1, 1, height, width), k, padding=k // 2) > 0
+        inside = rearrange(inside, "1 kk n -> n 1 kk")  # no attending off the image
+        keys, values = around(self.key(x)) + r, around(self.value(x))
+        out = scaled_dot_product_attention(q, keys, values, bias=inside)
+        return rearrange(out, "b h (x y) 1 d -> b (h d) x y", x=height)

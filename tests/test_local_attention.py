@@ -1,0 +1,355 @@
+"""Tests for nlbook.local_attention — Swin windows, SASA neighbourhoods, convolution as attention (chapter 5).
+
+References: timm's Swin layers with copied weights; the SASA equation and Cordonnier et al.'s construction
+written out per pixel; F.conv2d.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.models import swin_transformer as timm_swin
+from torch import nn
+
+from nlbook.attention import MultiHeadSelfAttention2d
+from nlbook.local_attention import (
+    LocalSelfAttention2d,
+    LocalSelfAttention2dMinimal,
+    RelativeOffsetAttention2d,
+    SwinBlock,
+    WindowAttention,
+    WindowAttentionMinimal,
+    attention_by_offset,
+    conv_as_attention,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+
+def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _randomize_(module: nn.Module, seed: int = 0, std: float = 0.5) -> nn.Module:
+    """Random values in every parameter (LayerNorm affine too), so no check passes by zeros or ones."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+    return module
+
+
+# --------------------------------------------------------------------------------------------------- windows
+def test_window_partition_matches_timm_and_reverses() -> None:
+    x = _randn(2, 3, 8, 12)
+    ours = window_partition(x, 4)
+    ref = timm_swin.window_partition(x.permute(0, 2, 3, 1), (4, 4)).reshape(-1, 16, 3)
+    assert ours.shape == (2 * 2 * 3, 16, 3)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    torch.testing.assert_close(window_reverse(ours, 4, 8, 12), x, rtol=0, atol=0)
+
+
+def test_shifted_window_mask_matches_timm() -> None:
+    block = timm_swin.SwinTransformerBlock(8, input_resolution=(8, 12), num_heads=2, window_size=4, shift_size=2)
+    ref = block.attn_mask == 0  # timm: 0 = may attend, -100 = kept apart
+    ours = shifted_window_mask(8, 12, 4, 2)
+    assert ours.shape == (6, 16, 16)
+    assert torch.equal(ours, ref)
+    assert not ours.all(), "the shifted windows must keep some pairs apart"
+    assert shifted_window_mask(8, 12, 4, 0).all()
+
+
+def _timm_block(dim: int, size: tuple[int, int], heads: int, window: int, shift: int) -> nn.Module:
+    return timm_swin.SwinTransformerBlock(
+        dim, input_resolution=size, num_heads=heads, window_size=window, shift_size=shift
+    ).double()
+
+
+def _copy_attention_from_timm(ours: WindowAttention, ref: nn.Module) -> None:
+    with torch.no_grad():
+        ours.mha.qkv.weight.copy_(ref.qkv.weight)
+        ours.mha.qkv.bias.copy_(ref.qkv.bias)
+        ours.mha.proj.weight.copy_(ref.proj.weight)
+        ours.mha.proj.bias.copy_(ref.proj.bias)
+        ours.rel_bias.table.copy_(ref.relative_position_bias_table)
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+def test_window_attention_matches_timm(impl: str) -> None:
+    ref = _randomize_(timm_swin.WindowAttention(16, num_heads=4, window_size=4).double()).eval()
+    ours = WindowAttention(16, window_size=4, num_heads=4, impl=impl).double().eval()
+    _copy_attention_from_timm(ours, ref)
+    x = _randn(2, 16, 8, 12)
+    expected = window_reverse(ref(window_partition(x, 4)), 4, 8, 12)
+    torch.testing.assert_close(ours(x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_shifted_window_attention_matches_timm_block_attention(shift: int) -> None:
+    ref = _randomize_(_timm_block(16, (8, 12), 4, 4, shift)).eval()
+    ours = WindowAttention(16, window_size=4, num_heads=4, shift_size=shift).double().eval()
+    _copy_attention_from_timm(ours, ref.attn)
+    x = _randn(2, 16, 8, 12)
+    expected = ref._attn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # timm's roll + windows + mask, no norm
+    torch.testing.assert_close(ours(x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_swin_block_matches_timm(shift: int) -> None:
+    ref = _randomize_(_timm_block(16, (8, 8), 2, 4, shift), seed=3).eval()
+    ours = SwinBlock(16, num_heads=2, window_size=4, shift_size=shift).double().eval()
+    _copy_attention_from_timm(ours.attn, ref.attn)
+    with torch.no_grad():
+        for name in ("norm1", "norm2"):
+            getattr(ours, name).load_state_dict(getattr(ref, name).state_dict())
+        ours.mlp.fc1.load_state_dict(ref.mlp.fc1.state_dict())
+        ours.mlp.fc2.load_state_dict(ref.mlp.fc2.state_dict())
+    x = _randn(2, 16, 8, 8, seed=1)
+    out = ours(x)
+    torch.testing.assert_close(out, ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), rtol=1e-10, atol=1e-10)
+    if shift:  # the shift matters: the unshifted block with the same weights computes something else
+        plain = SwinBlock(16, num_heads=2, window_size=4).double().eval()
+        plain.load_state_dict(ours.state_dict())
+        assert (plain(x) - out).abs().max() > 1e-3
+
+
+def test_window_attention_stays_inside_windows() -> None:
+    """A change in one window leaves the other windows' outputs unchanged (unshifted)."""
+    model = _randomize_(WindowAttention(8, window_size=4, num_heads=2)).double().eval()
+    x = _randn(1, 8, 8, 8)
+    y = x.clone()
+    y[..., :4, :4] += 1.0  # top-left window only
+    diff = (model(x) - model(y)).abs().sum(1)[0]
+    assert diff[:4, :4].min() > 0
+    assert diff[4:, :].max() == 0 and diff[:, 4:].max() == 0
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_window_attention_minimal_equals_production(shift: int) -> None:
+    prod = _randomize_(WindowAttention(16, window_size=4, num_heads=4, shift_size=shift)).double().eval()
+    minimal = WindowAttentionMinimal(16, window_size=4, num_heads=4, shift_size=shift).double()
+    minimal.load_state_dict(prod.state_dict())
+    x = _randn(2, 16, 8, 12)
+    torch.testing.assert_close(minimal(x), prod(x), rtol=1e-12, atol=1e-12)
+
+
+def test_window_attention_returns_weights() -> None:
+    model = WindowAttention(8, window_size=2, num_heads=2, shift_size=1).double()
+    out, weights = model(_randn(3, 8, 4, 6), return_attention=True)
+    assert out.shape == (3, 8, 4, 6) and weights.shape == (3 * 6, 2, 4, 4)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(18, 2, 4, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------------- SASA
+def _sasa_loop(model: LocalSelfAttention2d, x: torch.Tensor) -> torch.Tensor:
+    """The SASA equation pixel by pixel: y_ij = Σ_(a,b) softmax(q_ij·(k_ab + r_(a−i,b−j))·scale) v_ab."""
+    q, k, v = model.query(x), model.key(x), model.value(x)
+    b, _, height, width = x.shape
+    heads, d, p = model.num_heads, model.head_dim, model.kernel_size // 2
+    out = x.new_zeros(b, model.out_dim, height, width)
+    for h in range(heads):
+        c = slice(h * d, (h + 1) * d)
+        for i in range(height):
+            for j in range(width):
+                logits, values = [], []
+                for a in range(i - p, i + p + 1):
+                    for bb in range(j - p, j + p + 1):
+                        if not (0 <= a < height and 0 <= bb < width):
+                            continue  # outside the image: not a neighbour
+                        r = torch.cat([model.rel_height[h, a - i + p], model.rel_width[h, bb - j + p]])
+                        logits.append((q[:, c, i, j] * (k[:, c, a, bb] + r)).sum(-1) * model.scale)
+                        values.append(v[:, c, a, bb])
+                weights = torch.stack(logits, -1).softmax(-1)  # (B, neighbours)
+                out[:, c, i, j] = torch.einsum("bn,nbd->bd", weights, torch.stack(values))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "scale", "impl"), [(3, None, "fused"), (5, 1.0, "explicit"), (3, 1.0, "fused")]
+)
+def test_sasa_matches_the_equation_per_pixel(kernel_size: int, scale: float | None, impl: str) -> None:
+    model = _randomize_(LocalSelfAttention2d(6, 8, kernel_size, num_heads=2, scale=scale, impl=impl)).double()
+    x = _randn(2, 6, 5, 4)
+    torch.testing.assert_close(model(x), _sasa_loop(model, x), rtol=1e-10, atol=1e-10)
+
+
+def test_sasa_positions_matter_and_window_is_local() -> None:
+    model = _randomize_(LocalSelfAttention2d(4, 4, 3, num_heads=1)).double()
+    x = _randn(1, 4, 7, 7)
+    y = x.clone()
+    y[..., 0, 0] += 1.0
+    diff = (model(x) - model(y)).abs().sum(1)[0]
+    assert diff[:2, :2].min() > 0  # the 3×3 neighbourhood of (0, 0) sees the change ...
+    assert diff[2:, :].max() == 0 and diff[:, 2:].max() == 0  # ... nothing further away does
+    without = LocalSelfAttention2d(4, 4, 3, num_heads=1).double()
+    without.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        without.rel_height.zero_()
+        without.rel_width.zero_()
+    assert (without(x) - model(x)).abs().max() > 1e-3
+
+
+def test_sasa_minimal_equals_production() -> None:
+    prod = _randomize_(LocalSelfAttention2d(6, 8, 3, num_heads=2)).double()
+    minimal = LocalSelfAttention2dMinimal(6, 8, 3, num_heads=2).double()
+    minimal.load_state_dict(prod.state_dict())
+    x = _randn(2, 6, 5, 7)
+    torch.testing.assert_close(minimal(x), prod(x), rtol=1e-12, atol=1e-12)
+
+
+def test_sasa_attention_weights_are_zero_off_the_image() -> None:
+    model = LocalSelfAttention2d(4, 4, 3, num_heads=2).double()
+    _, weights = model(_randn(1, 4, 3, 3), return_attention=True)
+    assert weights.shape == (1, 2, 9, 9)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 9, dtype=torch.float64))
+    assert torch.all(weights[:, :, 0, :3] == 0) and torch.all(weights[:, :, 0, [0, 3, 6]] == 0)  # corner pixel
+
+
+# --------------------------------------------------------------------------------------- convolution as attention
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "k", "bias", "seed"),
+    [(3, 5, 3, True, 0), (4, 4, 3, False, 1), (2, 6, 5, True, 2), (3, 2, 1, True, 3)],
+)
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_conv_as_attention_equals_the_convolution(
+    c_in: int, c_out: int, k: int, bias: bool, seed: int, dtype: torch.dtype, tol: float
+) -> None:
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=bias).to(dtype)
+    layer = conv_as_attention(conv)
+    assert layer.num_heads == k * k and layer.alpha.dtype == dtype
+    x = _randn(2, c_in, 7, 6, seed=seed, dtype=dtype)
+    expected = F.conv2d(x, conv.weight, conv.bias, padding=k // 2)
+    assert (layer(x) - expected).abs().max() <= tol
+    hard = conv_as_attention(conv, alpha=math.inf)
+    assert (hard(x) - expected).abs().max() <= tol
+
+
+def test_conv_as_attention_can_fail() -> None:
+    """A soft α leaks weight to the neighbours; a flipped kernel is another convolution."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1).double()
+    x = _randn(1, 3, 6, 6)
+    assert (conv_as_attention(conv, alpha=1.0)(x) - conv(x)).abs().max() > 1e-2
+    flipped = nn.Conv2d(3, 4, 3, padding=1).double()
+    with torch.no_grad():
+        flipped.weight.copy_(conv.weight.flip(-1))
+        flipped.bias.copy_(conv.bias)
+    assert (conv_as_attention(flipped)(x) - conv(x)).abs().max() > 1e-2
+
+
+def test_conv_as_attention_heads_attend_to_their_offsets() -> None:
+    conv = nn.Conv2d(2, 2, 3, padding=1).double()
+    layer = conv_as_attention(conv)
+    _, weights = layer(_randn(1, 2, 4, 5), return_attention=True)  # (1, 9, 20, 6*7)
+    hit = weights[0].argmax(-1)  # key index on the padded 6×7 map
+    qy, qx = torch.div(torch.arange(20), 5, rounding_mode="floor"), torch.arange(20) % 5
+    for h, (dy, dx) in enumerate((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
+        assert torch.equal(hit[h], (qy + dy + 1) * 7 + (qx + dx + 1))
+
+
+def test_relative_offset_attention_logits_follow_the_formula() -> None:
+    layer = _randomize_(RelativeOffsetAttention2d(2, 3, num_heads=2, padding=1)).double()
+    logits = layer.position_logits(2, 3)  # (2, 6, 4*5)
+    for h in range(2):
+        cy, cx = layer.centers[h]
+        for q in range(6):
+            for kk in range(20):
+                dy, dx = kk // 5 - 1 - q // 3, kk % 5 - 1 - q % 3
+                expected = -layer.alpha[h] * ((dy - cy) ** 2 + (dx - cx) ** 2)
+                torch.testing.assert_close(logits[h, q, kk], expected)
+
+
+# --------------------------------------------------------------------------------------- offsets of trained heads
+def _offset_loop(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    out = torch.zeros(weights.shape[1], 2 * height - 1, 2 * width - 1, dtype=weights.dtype)
+    for q in range(height * width):
+        for k in range(height * width):
+            dy, dx = k // width - q // width, k % width - q % width
+            out[:, height - 1 + dy, width - 1 + dx] += weights[:, :, q, k].mean(0)
+    return out / (height * width)
+
+
+def test_attention_by_offset_matches_loop_and_finds_the_preferred_offset() -> None:
+    layer = MultiHeadSelfAttention2d(8, num_heads=2, pos="relative", size=(3, 4)).double()
+    _, weights = layer(_randn(2, 8, 3, 4), return_attention=True)
+    profile = attention_by_offset(weights, (3, 4))
+    assert profile.shape == (2, 5, 7)
+    torch.testing.assert_close(profile, _offset_loop(weights, 3, 4))
+    torch.testing.assert_close(profile.sum((1, 2)), torch.ones(2, dtype=torch.float64))
+    # Attention that always looks one pixel to the right (where there is one) peaks at offset (0, +1).
+    right = torch.zeros(1, 1, 12, 12, dtype=torch.float64)
+    for q in range(12):
+        right[0, 0, q, q + 1 if q % 4 < 3 else q] = 1.0
+    peak = attention_by_offset(right, (3, 4))[0]
+    assert peak.argmax() == 2 * 7 + 4  # row H-1+0, column W-1+1
+
+
+# --------------------------------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: WindowAttention(4, window_size=2, num_heads=2, shift_size=1),
+        lambda: SwinBlock(4, num_heads=2, window_size=2, shift_size=1, mlp_ratio=1.0),
+        lambda: LocalSelfAttention2d(3, 4, 3, num_heads=2),
+        lambda: RelativeOffsetAttention2d(2, 3, num_heads=2, head_dim=2, padding=1),
+    ],
+    ids=["window", "swin-block", "sasa", "relative-offset"],
+)
+def test_gradcheck(build) -> None:
+    torch.manual_seed(0)
+    model = build().double()
+    x = _randn(1, _in_channels(model), 4, 4).requires_grad_()
+    assert torch.autograd.gradcheck(model, (x,), eps=1e-6, atol=1e-5)
+
+
+def _in_channels(model: nn.Module) -> int:
+    for attr in ("dim", "in_channels"):
+        if hasattr(model, attr):
+            return getattr(model, attr)
+    raise AssertionError(type(model).__name__)
+
+
+def test_relative_offset_centers_and_alpha_learn() -> None:
+    layer = RelativeOffsetAttention2d(2, 3, num_heads=2, padding=1).double()
+    layer(_randn(1, 2, 4, 4)).square().sum().backward()
+    assert layer.centers.grad.abs().min() > 0 and layer.alpha.grad.abs().min() > 0
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: WindowAttention(16, window_size=3)(torch.randn(1, 16, 8, 8)), "window_size 3 must divide"),
+        (lambda: WindowAttention(16, window_size=4)(torch.randn(1, 8, 8, 8)), "expects 16 input channels"),
+        (lambda: WindowAttention(16, window_size=4, shift_size=4), "shift_size must be an int in"),
+        (lambda: WindowAttention(10, num_heads=4), "dim .10. must be a multiple of num_heads"),
+        (lambda: WindowAttention(16, window_size=0), "window_size must be a positive int"),
+        (lambda: SwinBlock(16, mlp_ratio=0), "mlp_ratio must be a number > 0"),
+        (lambda: SwinBlock(16, drop_path=1.0), "drop_path must be a probability"),
+        (lambda: window_partition(torch.randn(1, 3, 6, 8), 4), "window_size 4 must divide"),
+        (lambda: window_reverse(torch.randn(5, 16, 3), 4, 8, 8), "windows must be"),
+        (lambda: shifted_window_mask(8, 8, 4, -1), "shift_size must be"),
+        (lambda: LocalSelfAttention2d(8, kernel_size=4), "kernel_size must be odd"),
+        (lambda: LocalSelfAttention2d(8, 12, num_heads=4), "even head width"),
+        (lambda: LocalSelfAttention2d(8, num_heads=2)(torch.randn(1, 4, 5, 5)), "expects 8 input channels"),
+        (lambda: LocalSelfAttention2d(8, num_heads=2, scale=0.0), "scale must be a number > 0"),
+        (lambda: RelativeOffsetAttention2d(4, 4, padding=-1), "padding must be an int >= 0"),
+        (lambda: RelativeOffsetAttention2d(4, 4, num_heads=0), "num_heads must be a positive int"),
+        (lambda: conv_as_attention(nn.Conv2d(3, 4, 2, padding=1)), "kernel_size must be square and odd"),
+        (lambda: conv_as_attention(nn.Conv2d(3, 4, 3, padding=1, stride=2)), "stride 1"),
+        (lambda: conv_as_attention(nn.Conv2d(3, 4, 3, padding=0)), "zero-pad by kernel_size // 2 = 1"),
+        (lambda: conv_as_attention(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")), "padding_mode"),
+        (lambda: conv_as_attention(nn.Linear(3, 4)), "must be a torch.nn.Conv2d"),
+        (lambda: conv_as_attention(nn.Conv2d(3, 4, 3, padding=1), alpha=0), "alpha must be a number > 0"),
+        (lambda: attention_by_offset(torch.rand(1, 2, 12, 12), (3, 3)), r"weights must be \(B, heads, 9, 9\)"),
+        (lambda: attention_by_offset(torch.rand(1, 2, 9, 9), 3), "size must be the"),
+    ],
+)
+def test_bad_input_names_the_parameter(call, match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
