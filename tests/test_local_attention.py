@@ -353,3 +353,27 @@ def test_relative_offset_centers_and_alpha_learn() -> None:
 def test_bad_input_names_the_parameter(call, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+# --------------------------------------------------------------------------------------------------- meta device
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: WindowAttention(8, window_size=2, num_heads=2, shift_size=1),
+        lambda: SwinBlock(8, num_heads=2, window_size=2, shift_size=1),
+        lambda: LocalSelfAttention2d(8, 8, 3, num_heads=2),
+        lambda: RelativeOffsetAttention2d(8, 4, num_heads=9),
+        lambda: WindowAttentionMinimal(8, 2, 2, shift_size=1),
+        lambda: LocalSelfAttention2dMinimal(8, 8, 3, 2),
+    ],
+    ids=["window", "swin-block", "sasa", "relative-offset", "window-minimal", "sasa-minimal"],
+)
+def test_forward_backward_on_meta(build) -> None:
+    """No tensor is created off the input's device (a meta tensor refuses to mix with a CPU one)."""
+    with torch.device("meta"):
+        model = build()
+    x = torch.randn(2, 8, 4, 4, device="meta", requires_grad=True)
+    out = model(x)
+    assert out.is_meta
+    out.square().mean().backward()
+    assert all(p.grad is None or p.grad.is_meta for p in model.parameters()) and x.grad.is_meta
