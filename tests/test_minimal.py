@@ -39,6 +39,9 @@ except ImportError:  # pragma: no cover - before the move
     from nlbook.hybrid import LayerNorm2d, MBConv, RelativePositionBias2d, TransformerBlock2d  # type: ignore
 
 TOL = dict(rtol=1e-10, atol=1e-10)
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+)
 SOURCE = Path(minimal.__file__)
 
 
@@ -191,14 +194,18 @@ def _outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch
     out = module(*((x, *inputs[1:]) if x is not None else ()))
     if x is None:
         return out, None
-    (grad,) = torch.autograd.grad((out * _randn(*out.shape, seed=7)).sum(), x)
+    (grad,) = torch.autograd.grad((out * _randn(*out.shape, seed=7).to(out.device)).sum(), x)
     return out, grad
 
 
 @pytest.mark.parametrize("name", list(PAIRS))
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_minimal_form_computes_the_production_function(name: str, mode: str) -> None:
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_minimal_form_computes_the_production_function(name: str, mode: str, device: str) -> None:
     pair = PAIRS[name]()
+    pair.production.to(device)
+    pair.minimal.to(device)  # buffers and index tables follow the module
+    pair.inputs = tuple(t.to(device) for t in pair.inputs)
     pair.production.train(mode == "train")
     pair.minimal.train(mode == "train")
     expected, expected_grad = _outputs(pair.production, pair.inputs)
