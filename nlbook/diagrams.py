@@ -1,0 +1,1128 @@
+"""Chapters 1–5 — architecture diagrams: each block's data flow with the shape of every tensor, drawn by code.
+
+Every model the book teaches has one function here that draws it the way its paper does — boxes for operations,
+arrows for data flow, each arrow labelled with its tensor's shape (``B×C×H×W``, ``B×N×D``), residual paths at
+the side, ⊕ for addition and ⊗ for a broadcast product::
+
+    from nlbook.diagrams import draw_se
+    draw_se();
+
+=========================================  ========  ==============================================
+function                                   chapter   production module it is checked against
+=========================================  ========  ==============================================
+:func:`draw_basic_block`                   1         :class:`nlbook.cnn.BasicBlock`
+:func:`draw_attention`                     2         :func:`nlbook.attention.scaled_dot_product_attention`
+:func:`draw_multi_head_attention`          2         :class:`~nlbook.attention.MultiHeadAttention` (tokens),
+                                                     :class:`~nlbook.attention.MultiHeadSelfAttention2d` (2-D)
+:func:`draw_nonlocal_block`                3         :class:`nlbook.nonlocal_block.NonLocalBlock2d`
+:func:`draw_patch_embedding`               4         :class:`nlbook.vit.PatchEmbedding`
+:func:`draw_encoder_block`                 4         :class:`nlbook.vit.EncoderBlock`
+:func:`draw_vit`                           4         :class:`nlbook.vit.VisionTransformer`
+:func:`draw_se`, :func:`draw_cbam`         5         :class:`nlbook.hybrid.SqueezeExcitation`, ``CBAM``
+:func:`draw_bot_block`                     5         :class:`nlbook.hybrid.BoTBlock`
+:func:`draw_mbconv`                        5         :class:`nlbook.coatnet.MBConv`
+:func:`draw_transformer_block_2d`          5         :class:`nlbook.coatnet.TransformerBlock2d`
+=========================================  ========  ==============================================
+
+Each ``draw_*`` function is ``*_diagram(...).draw(ax)``: the ``*_diagram`` function returns the declarative
+:class:`Diagram` — nodes, edges, symbolic shapes — and that description is what the tests hold against the code.
+A box may name the production sub-module it stands for (``module="conv1"``); :func:`shapes_from` runs the real
+module once with forward hooks, and :meth:`Diagram.check` compares every such box's output shape with the
+diagram's symbolic one evaluated at the same sizes. A diagram that drifts from the code fails a test.
+
+Shapes are strings of dimensions joined by ``×``; a dimension is a small expression of symbols (``2C``, ``H/2``,
+``H·W``, ``N+1``, ``C/r``, ``p²``). An arrow without a label carries the shape of the arrow before it.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Circle, FancyBboxPatch
+from matplotlib.textpath import TextPath
+from torch import nn
+
+__all__ = [
+    "DIAGRAMS",
+    "KIND_STYLE",
+    "Diagram",
+    "Edge",
+    "Node",
+    "attention_diagram",
+    "basic_block_diagram",
+    "bot_block_diagram",
+    "cbam_diagram",
+    "draw_attention",
+    "draw_basic_block",
+    "draw_bot_block",
+    "draw_cbam",
+    "draw_encoder_block",
+    "draw_legend",
+    "draw_mbconv",
+    "draw_multi_head_attention",
+    "draw_nonlocal_block",
+    "draw_patch_embedding",
+    "draw_se",
+    "draw_transformer_block_2d",
+    "draw_vit",
+    "encoder_block_diagram",
+    "eval_shape",
+    "mbconv_diagram",
+    "multi_head_attention_diagram",
+    "nonlocal_block_diagram",
+    "patch_embedding_diagram",
+    "se_diagram",
+    "shapes_from",
+    "transformer_block_2d_diagram",
+    "vit_diagram",
+]
+
+Kind = Literal[
+    "input", "conv", "attention", "norm", "activation", "pooling", "linear", "reshape", "embedding", "op", "junction"
+]
+
+# One colour per kind of operation, the same in every chapter: (face, edge). Orange is where positions mix.
+KIND_STYLE: dict[str, tuple[str, str]] = {
+    "conv": ("#d4e4f4", "#3b6ea5"),
+    "attention": ("#fde0c2", "#c46a12"),
+    "norm": ("#fbf0b5", "#a88d12"),
+    "activation": ("#d8ecd2", "#4b8a3a"),
+    "pooling": ("#e6dcf2", "#7453a0"),
+    "linear": ("#f7d3da", "#ad4358"),
+    "reshape": ("#ececec", "#7a7a7a"),
+    "embedding": ("#cfeae5", "#2b8575"),
+    "input": ("none", "none"),
+    "op": ("white", "#333333"),
+    "junction": ("#333333", "#333333"),
+}
+_LEGEND_KINDS = ("conv", "linear", "norm", "activation", "pooling", "attention", "embedding", "reshape")
+
+COL = 1.75  # inches between column centres
+ROW = 0.5  # inches between row centres
+BOX_WIDTH = 1.45  # minimum box width, inches
+BOX_HEIGHT = 0.28
+OP_RADIUS = 0.11
+DOT_RADIUS = 0.03
+PAD = 0.1  # text padding inside a box, inches
+FONT = 9.0  # box labels, points
+SMALL = 8.0  # shape labels, points
+TITLE = 10.0
+LINE = "#333333"
+SHAPE_COLOUR = "#3f3f3f"
+MAX_WIDTH = 7.0  # the book's text width, inches
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Symbolic shapes
+# --------------------------------------------------------------------------------------------------------------
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
+
+
+def _to_python(expr: str) -> str:
+    """'2C′/4' → '2*C_p/4': the display notation as a Python expression (implicit products made explicit)."""
+    src = expr.replace("·", "*").replace("²", "**2").replace("′", "_p").replace("…", "")
+    return re.sub(r"(\d)\s*([A-Za-z_(])", r"\1*\2", src)
+
+
+def _eval_dim(expr: str, sizes: Mapping[str, int], definitions: Mapping[str, str], where: str) -> Fraction:
+    tree = ast.parse(_to_python(expr), mode="eval")
+    names = {_to_python(k): v for k, v in sizes.items()}
+    defs = {_to_python(k): v for k, v in definitions.items()}
+
+    def ev(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return Fraction(node.value)
+        if isinstance(node, ast.Name):
+            if node.id in names:
+                return Fraction(names[node.id])
+            if node.id in defs:
+                return _eval_dim(defs[node.id], sizes, definitions, where)
+            raise ValueError(f"{where}: no size given for symbol {node.id.replace('_p', '′')!r} in {expr!r}")
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return Fraction(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
+        raise ValueError(f"{where}: cannot read dimension {expr!r}")
+
+    return ev(tree)
+
+
+def eval_shape(shape: str, sizes: Mapping[str, int], definitions: Mapping[str, str] | None = None) -> tuple[int, ...]:
+    """The numeric shape of a symbolic one: ``eval_shape("B×2C×H/2×W/2", dict(B=2, C=8, H=4, W=4)) == (2, 16, 2, 2)``.
+
+    ``definitions`` names derived symbols (``{"N": "H·W/p²"}``). A dimension that is not a whole number is an
+    error: the diagram would promise a shape no tensor can have.
+    """
+    out = []
+    for dim in shape.split("×"):
+        value = _eval_dim(dim.strip(), sizes, definitions or {}, "eval_shape")
+        if value.denominator != 1 or value < 0:
+            raise ValueError(f"eval_shape: dimension {dim.strip()!r} of {shape!r} is {value}, not a whole number")
+        out.append(int(value))
+    return tuple(out)
+
+
+def _scaled(symbol: str, num: int = 1, den: int = 1) -> str:
+    """``num/den`` times a size symbol, written as a reader would: 2C, C/4, H/2 — or a number if it is one."""
+    if symbol.isdigit():
+        value = Fraction(int(symbol) * num, den)
+        return str(value.numerator) if value.denominator == 1 else f"{int(symbol) * num}/{den}"
+    core = symbol if re.fullmatch(r"[A-Za-z]\w*′?", symbol) else f"({symbol})"
+    text = f"{num}{core}" if num != 1 else core
+    return f"{text}/{den}" if den != 1 else text
+
+
+def shapes_from(model: nn.Module, *inputs: Any, **kwargs: Any) -> dict[str, tuple[int, ...]]:
+    """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad`` and return each sub-module's output shape.
+
+    Keys are the names of :meth:`torch.nn.Module.named_modules` (``""`` is the model itself); a module called
+    more than once reports its first call. This is how a diagram is labelled with — or checked against — the
+    real sizes.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"shapes_from: model must be a torch.nn.Module, got {type(model).__name__}")
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def record(module: nn.Module, args: Any, output: Any) -> None:
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(tensor, torch.Tensor) and name not in shapes:
+                shapes[name] = tuple(tensor.shape)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()]
+    try:
+        with torch.no_grad():
+            model(*inputs, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The declarative drawer
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation (a box), an input/output name, a ⊕/⊗ (``op``) or a branch point (``junction``).
+
+    ``x``, ``y`` are in grid units (columns of :data:`COL`, rows of :data:`ROW` inches, rows grow downwards).
+    ``module`` names the production sub-module (or parameter) the box stands for, relative to the block.
+    """
+
+    key: str
+    label: str
+    kind: Kind
+    x: float
+    y: float
+    module: str | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An arrow ``src → dst`` through optional ``via`` points (grid units), labelled ``name: shape``.
+
+    ``side`` puts the label left or right of a vertical segment; ``seg`` picks the segment (default: longest).
+    ``src_dx``/``dst_dx`` shift where the arrow leaves/enters a box horizontally, in inches (parallel arrows).
+    """
+
+    src: str
+    dst: str
+    shape: str | None = None
+    name: str | None = None
+    via: tuple[tuple[float, float], ...] = ()
+    side: Literal["left", "right"] = "right"
+    seg: int | None = None
+    src_dx: float = 0.0
+    dst_dx: float = 0.0
+    dashed: bool = False
+
+    @property
+    def text(self) -> str | None:
+        if self.name and self.shape:
+            return f"{self.name}: {self.shape}"
+        return self.name or self.shape
+
+
+@dataclass
+class Diagram:
+    """A block's data flow: add nodes with :meth:`box`, :meth:`op`, :meth:`io`, :meth:`dot`; join with :meth:`edge`."""
+
+    title: str | None = None
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+    groups: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+    definitions: dict[str, str] = field(default_factory=dict)
+
+    # -- building ------------------------------------------------------------------------------------------
+    def _add(self, node: Node) -> str:
+        if node.key in self.nodes:
+            raise ValueError(f"Diagram: node key {node.key!r} used twice")
+        self.nodes[node.key] = node
+        return node.key
+
+    def box(self, key: str, label: str, kind: Kind, at: tuple[float, float], module: str | None = None) -> str:
+        return self._add(Node(key, label, kind, *at, module=module))
+
+    def io(self, key: str, label: str, at: tuple[float, float], module: str | None = None) -> str:
+        return self._add(Node(key, label, "input", *at, module=module))
+
+    def op(self, key: str, symbol: Literal["+", "×"], at: tuple[float, float]) -> str:
+        return self._add(Node(key, symbol, "op", *at))
+
+    def dot(self, key: str, at: tuple[float, float]) -> str:
+        return self._add(Node(key, "", "junction", *at))
+
+    def edge(self, src: str, dst: str, shape: str | None = None, **options: Any) -> None:
+        for k in (src, dst):
+            if k not in self.nodes:
+                raise ValueError(f"Diagram.edge: unknown node {k!r}")
+        self.edges.append(Edge(src, dst, shape, **options))
+
+    def chain(self, keys: str, shapes: Mapping[str, str] | None = None) -> None:
+        """Straight arrows through the space-separated ``keys``; ``shapes[k]`` labels the arrow leaving ``k``."""
+        names = keys.split()
+        for a, b in zip(names, names[1:], strict=False):
+            self.edge(a, b, (shapes or {}).get(a))
+
+    def group(self, keys: Sequence[str], label: str) -> None:
+        """A dashed frame around ``keys`` (e.g. the MLP of a Transformer block), labelled at its top right."""
+        self.groups.append((tuple(keys), label))
+
+    # -- shapes --------------------------------------------------------------------------------------------
+    def tensor_shapes(self) -> dict[str, str]:
+        """The symbolic shape leaving each node: its first labelled outgoing arrow, else what came in."""
+        out_label = {}
+        first_in: dict[str, str] = {}
+        for e in self.edges:
+            if e.shape is not None and e.src not in out_label:
+                out_label[e.src] = e.shape
+            first_in.setdefault(e.dst, e.src)
+
+        def shape_of(key: str, seen: frozenset[str]) -> str | None:
+            if key in out_label:
+                return out_label[key]
+            if key in seen or key not in first_in:
+                return None
+            return shape_of(first_in[key], seen | {key})
+
+        return {k: s for k in self.nodes if (s := shape_of(k, frozenset())) is not None}
+
+    def check(self, shapes: Mapping[str, tuple[int, ...]], **sizes: int) -> list[str]:
+        """Mismatches between the boxes that name a module and ``shapes`` (from :func:`shapes_from`).
+
+        Returns readable lines, empty when every named module's output has the diagram's shape at ``sizes``.
+        """
+        problems = []
+        symbolic = self.tensor_shapes()
+        for node in self.nodes.values():
+            if node.module is None or node.module not in shapes:
+                continue
+            if node.key not in symbolic:
+                problems.append(f"{node.key} ({node.module}): the diagram gives it no shape")
+                continue
+            expected = eval_shape(symbolic[node.key], sizes, self.definitions)
+            if expected != shapes[node.module]:
+                problems.append(
+                    f"{node.key} ({node.module}): diagram {symbolic[node.key]} = {expected}, "
+                    f"module gives {shapes[node.module]}"
+                )
+        return problems
+
+    @property
+    def modules(self) -> set[str]:
+        return {n.module for n in self.nodes.values() if n.module is not None}
+
+    # -- layout --------------------------------------------------------------------------------------------
+    def _size(self, node: Node) -> tuple[float, float]:
+        """Half-width and half-height of a node in inches (a box grows to fit its label)."""
+        if node.kind == "op":
+            return OP_RADIUS, OP_RADIUS
+        if node.kind == "junction":
+            return DOT_RADIUS, DOT_RADIUS
+        w, h = _text_size(node.label, FONT, bold=node.kind == "input")
+        if node.kind == "input":
+            return w / 2 + 0.04, h / 2 + 0.03
+        return max(BOX_WIDTH, w + 2 * PAD) / 2, max(BOX_HEIGHT, h + 0.1) / 2
+
+    def _centre(self, key: str) -> tuple[float, float]:
+        n = self.nodes[key]
+        return n.x * COL, n.y * ROW
+
+    def _anchor(self, key: str, towards: tuple[float, float], dx: float) -> tuple[float, float]:
+        """Where a line from ``key``'s centre (shifted by ``dx``) towards a point crosses the node's outline."""
+        node = self.nodes[key]
+        cx, cy = self._centre(key)
+        px, py = cx + dx, cy
+        ux, uy = towards[0] - px, towards[1] - py
+        norm = (ux**2 + uy**2) ** 0.5
+        if norm == 0:
+            return px, py
+        if node.kind in ("op", "junction"):
+            r = self._size(node)[0]
+            return cx + r * ux / norm, cy + r * uy / norm
+        a, b = self._size(node)
+        ts = []
+        if ux:
+            ts.append(((cx + (a if ux > 0 else -a)) - px) / ux)
+        if uy:
+            ts.append(((cy + (b if uy > 0 else -b)) - py) / uy)
+        t = min(ts)
+        return px + t * ux, py + t * uy
+
+    def _path(self, e: Edge) -> list[tuple[float, float]]:
+        via = [(x * COL, y * ROW) for x, y in e.via]
+        sx, sy = self._centre(e.src)
+        tx, ty = self._centre(e.dst)
+        first = via[0] if via else (tx + e.dst_dx, ty)
+        last = via[-1] if via else (sx + e.src_dx, sy)
+        return [self._anchor(e.src, first, e.src_dx), *via, self._anchor(e.dst, last, e.dst_dx)]
+
+    # -- drawing -------------------------------------------------------------------------------------------
+    def draw(self, ax: plt.Axes | None = None) -> Figure:
+        """Draw into ``ax`` (a new figure sized to the diagram when ``None``) and return the figure.
+
+        Coordinates are inches, so a new figure shows labels at their point size and boxes at their size; a
+        caller's ``ax`` gets the same drawing scaled to fit it.
+        """
+        extents: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1 in inches
+        for node in self.nodes.values():
+            cx, cy = self._centre(node.key)
+            a, b = self._size(node)
+            extents.append((cx - a, cy - b, cx + a, cy + b))
+        paths = {id(e): self._path(e) for e in self.edges}
+        labels = []
+        for e in self.edges:
+            if e.text:
+                labels.append((e, *self._label_position(e, paths[id(e)])))
+        for e, x, y, ha, va in labels:
+            w, h = _text_size(e.text or "", SMALL)
+            x0 = x - w if ha == "right" else x - w / 2 if ha == "center" else x
+            y0 = y - h if va == "bottom" else y - h / 2
+            extents.append((x0, y0, x0 + w, y0 + h))
+        frames = []
+        for keys, text in self.groups:
+            boxes = [e for k, e in zip(self.nodes, extents, strict=False) if k in keys]
+            fx0, fy0 = min(b[0] for b in boxes) - 0.08, min(b[1] for b in boxes) - 0.08
+            fx1, fy1 = max(b[2] for b in boxes) + 0.08, max(b[3] for b in boxes) + 0.08
+            frames.append((fx0, fy0, fx1, fy1, text))
+            tw, th = _text_size(text, SMALL)
+            extents.append((fx0, fy0, fx1, fy1))
+            extents.append((fx1 + 0.05, fy0, fx1 + 0.05 + tw, fy0 + th))
+        for path in paths.values():
+            xs, ys = zip(*path, strict=True)
+            extents.append((min(xs), min(ys), max(xs), max(ys)))
+        x0, y0 = min(e[0] for e in extents), min(e[1] for e in extents)
+        x1, y1 = max(e[2] for e in extents), max(e[3] for e in extents)
+        top = y0
+        if self.title:
+            _, th = _text_size(self.title, TITLE, bold=True)
+            top = y0 - th - 0.12
+            x1 = max(x1, x0 + _text_size(self.title, TITLE, bold=True)[0])
+        bottom = y1
+        footnote = "     ".join(f"{k} = {v}" for k, v in self.definitions.items())
+        if footnote:
+            bottom = y1 + 0.1 + _text_size(footnote, SMALL)[1]
+            x1 = max(x1, x0 + _text_size(footnote, SMALL)[0])
+        margin = 0.12
+        width, height = x1 - x0 + 2 * margin, bottom - top + 2 * margin
+
+        if ax is None:
+            fig = plt.figure(figsize=(width, height))
+            ax = fig.add_axes((0, 0, 1, 1))
+        else:
+            fig = ax.figure  # type: ignore[assignment]
+        ax.set_xlim(x0 - margin, x1 + margin)
+        ax.set_ylim(bottom + margin, top - margin)  # rows grow downwards
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+
+        if self.title:
+            ax.text(x0, top, self.title, fontsize=TITLE, fontweight="bold", ha="left", va="top", gid="title")
+        if footnote:
+            ax.text(x0, bottom, footnote, fontsize=SMALL, style="italic", ha="left", va="bottom", gid="footnote")
+        for fx0, fy0, fx1, fy1, text in frames:
+            frame = FancyBboxPatch(
+                (fx0, fy0),
+                fx1 - fx0,
+                fy1 - fy0,
+                boxstyle="round,pad=0,rounding_size=0.06",
+                fc="none",
+                ec="#9a9a9a",
+                ls=(0, (3, 2)),
+                lw=0.8,
+                gid=f"group:{text}",
+            )
+            ax.add_patch(frame)
+            ax.text(fx1 + 0.05, fy0, text, fontsize=SMALL, style="italic", color="#555555", ha="left", va="top")
+        for e in self.edges:
+            self._draw_edge(ax, e, paths[id(e)])
+        for e, x, y, ha, va in labels:
+            ax.text(
+                x,
+                y,
+                e.text,
+                fontsize=SMALL,
+                color=SHAPE_COLOUR,
+                ha=ha,
+                va=va,
+                zorder=4,
+                gid=f"shape:{e.src}->{e.dst}",
+                bbox=dict(boxstyle="square,pad=0.08", fc="white", ec="none", alpha=0.9),
+            )
+        for node in self.nodes.values():
+            self._draw_node(ax, node)
+        return fig
+
+    def _label_position(self, e: Edge, path: list[tuple[float, float]]) -> tuple[float, float, str, str]:
+        segs = list(zip(path, path[1:], strict=False))
+        i = e.seg if e.seg is not None else max(range(len(segs)), key=lambda j: _length(*segs[j]))
+        (ax_, ay), (bx, by) = segs[i]
+        mx, my = (ax_ + bx) / 2, (ay + by) / 2
+        if abs(bx - ax_) > abs(by - ay):  # horizontal: label above the line
+            return mx, my - 0.04, "center", "bottom"
+        if e.side == "left":
+            return mx - 0.07, my, "right", "center"
+        return mx + 0.07, my, "left", "center"
+
+    def _draw_edge(self, ax: plt.Axes, e: Edge, path: list[tuple[float, float]]) -> None:
+        style = (0, (3, 2)) if e.dashed else "-"
+        if len(path) > 2:
+            xs, ys = zip(*path[:-1], strict=True)
+            ax.plot(xs, ys, color=LINE, lw=1.0, ls=style, solid_joinstyle="miter", zorder=1)
+        ax.annotate(
+            "",
+            xy=path[-1],
+            xytext=path[-2],
+            arrowprops=dict(arrowstyle="-|>", color=LINE, lw=1.0, ls=style, shrinkA=0, shrinkB=0, mutation_scale=9),
+            zorder=2,
+            gid=f"edge:{e.src}->{e.dst}",
+        )
+
+    def _draw_node(self, ax: plt.Axes, node: Node) -> None:
+        cx, cy = self._centre(node.key)
+        face, edge = KIND_STYLE[node.kind]
+        gid = f"node:{node.key}"
+        if node.kind in ("op", "junction"):
+            r = self._size(node)[0]
+            ax.add_patch(Circle((cx, cy), r, fc=face, ec=edge, lw=1.0, zorder=3, gid=gid))
+            if node.kind == "op":
+                ax.text(cx, cy, node.label, ha="center", va="center_baseline", fontsize=FONT + 1.5, zorder=4)
+            return
+        a, b = self._size(node)
+        if node.kind != "input":
+            ax.add_patch(
+                FancyBboxPatch(
+                    (cx - a, cy - b),
+                    2 * a,
+                    2 * b,
+                    boxstyle="round,pad=0,rounding_size=0.05",
+                    fc=face,
+                    ec=edge,
+                    lw=1.0,
+                    zorder=3,
+                    gid=gid,
+                )
+            )
+        ax.text(
+            cx,
+            cy,
+            node.label,
+            ha="center",
+            va="center",
+            fontsize=FONT,
+            fontweight="bold" if node.kind == "input" else "normal",
+            zorder=4,
+            gid=f"label:{node.key}",
+            linespacing=1.15,
+        )
+
+
+def _length(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return ((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) ** 0.5
+
+
+@lru_cache(maxsize=1024)
+def _text_size(text: str, size: float, bold: bool = False) -> tuple[float, float]:
+    """Width and height in inches of ``text`` at ``size`` points in the default font (lines at 1.15 spacing)."""
+    prop = FontProperties(size=size, weight="bold" if bold else "normal")
+    lines = text.split("\n")
+    width = max(TextPath((0, 0), line or " ", prop=prop).get_extents().width for line in lines)
+    return width / 72, size * (1 + 1.15 * (len(lines) - 1)) * 1.25 / 72
+
+
+def draw_legend(ax: plt.Axes | None = None) -> Figure:
+    """The colour of each kind of operation, as used by every diagram of the book."""
+    d = Diagram()
+    names = {"conv": "convolution", "linear": "linear", "attention": "attention (mixes positions)"}
+    for i, kind in enumerate(_LEGEND_KINDS):
+        d.box(kind, names.get(kind, kind), kind, at=(i % 4, (i // 4) * 0.7))
+    return d.draw(ax)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers shared by the diagrams
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _shape(*dims: str) -> str:
+    return "×".join(dims)
+
+
+def _skip(d: Diagram, src: str, dst: str, side: float, **options: Any) -> None:
+    """A residual path: sideways out of ``src`` to column ``side``, down, and into ``dst`` from the side."""
+    s, t = d.nodes[src], d.nodes[dst]
+    d.edge(src, dst, via=((side, s.y), (side, t.y)), **options)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chapter 1
+# --------------------------------------------------------------------------------------------------------------
+
+
+def basic_block_diagram(
+    *, downsample: bool = False, channels: str = "C", size: tuple[str, str] = ("H", "W"), title: str | None = None
+) -> Diagram:
+    """ResNet's BasicBlock (He et al., 2016): two 3×3 convolutions and an identity (or 1×1 projection) shortcut.
+
+    ``downsample=True`` draws the first block of a stage: stride 2, twice the channels, projection shortcut.
+    """
+    c, (h, w) = channels, size
+    c_out = _scaled(c, 2) if downsample else c
+    h_out, w_out = (_scaled(h, 1, 2), _scaled(w, 1, 2)) if downsample else (h, w)
+    d = Diagram(title if title is not None else "ResNet basic block" + (" (downsampling)" if downsample else ""))
+    d.io("x", "x", (0, 0))
+    d.dot("j", (0, 0.75))
+    stride = ", stride 2" if downsample else ""
+    d.box("conv1", f"3×3 conv{stride}", "conv", (0, 1.5), module="conv1")
+    d.box("bn1", "BatchNorm", "norm", (0, 2.5), module="bn1")
+    d.box("relu1", "ReLU", "activation", (0, 3.5))
+    d.box("conv2", "3×3 conv", "conv", (0, 4.5), module="conv2")
+    d.box("bn2", "BatchNorm", "norm", (0, 5.5), module="bn2")
+    d.op("add", "+", (0, 6.5))
+    d.box("relu2", "ReLU", "activation", (0, 7.5))
+    d.io("out", "out", (0, 8.5), module="")
+    d.edge("x", "j", _shape("B", c, h, w))
+    d.edge("j", "conv1")
+    d.chain("conv1 bn1 relu1 conv2 bn2 add relu2 out", shapes={"conv1": _shape("B", c_out, h_out, w_out)})
+    if downsample:
+        d.box("sc_conv", "1×1 conv, stride 2", "conv", (1.1, 3), module="shortcut.0")
+        d.box("sc_bn", "BatchNorm", "norm", (1.1, 4), module="shortcut.1")
+        d.edge("j", "sc_conv", via=((1.1, 0.75),))
+        d.edge("sc_conv", "sc_bn", _shape("B", c_out, h_out, w_out))
+        d.edge("sc_bn", "add", via=((1.1, 6.5),))
+    else:
+        _skip(d, "j", "add", 1.0, name="identity")
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chapter 2
+# --------------------------------------------------------------------------------------------------------------
+
+
+def attention_diagram(
+    *,
+    lead: str = "B×h",
+    queries: str = "N",
+    keys: str = "M",
+    dim: str = "d",
+    bias: bool = False,
+    title: str | None = None,
+) -> Diagram:
+    """Scaled dot-product attention, softmax(QKᵀ/√d + bias) V, after Vaswani et al. (2017, Fig. 2).
+
+    ``lead`` are the leading (batch, head) dimensions; ``bias=True`` adds the additive logits (relative positions).
+    """
+    d = Diagram(title if title is not None else "Scaled dot-product attention")
+    d.io("q", "Q", (0, 0))
+    d.io("k", "K", (1, 0))
+    d.io("v", "V", (2, 0))
+    d.box("qk", "MatMul  Q·Kᵀ", "attention", (0, 1.4))
+    d.box("scale", "scale by 1/√d", "attention", (0, 2.4))
+    row = 3.4
+    if bias:
+        d.op("bias_add", "+", (0, row))
+        d.io("bias", "bias", (1, row))
+        d.edge("bias", "bias_add", _shape(lead, queries, keys), seg=0)
+        row += 1
+    d.box("softmax", f"softmax over {keys}", "attention", (0, row), module="weights")
+    d.box("av", "MatMul  weights·V", "attention", (0, row + 1.2))
+    d.io("out", "out", (0, row + 2.4), module="out")
+    d.edge("q", "qk", _shape(lead, queries, dim))
+    d.edge("k", "qk", _shape(lead, keys, dim), via=((1, 1.4),), seg=0)
+    d.edge("v", "av", _shape(lead, keys, dim), via=((2, row + 1.2),), seg=0)
+    d.edge("qk", "scale", _shape(lead, queries, keys))
+    if bias:
+        d.chain("scale bias_add softmax")
+    else:
+        d.edge("scale", "softmax")
+    d.edge("softmax", "av", _shape(lead, queries, keys))
+    d.edge("av", "out", _shape(lead, queries, dim))
+    return d
+
+
+def multi_head_attention_diagram(
+    *, form: Literal["tokens", "2d"] = "tokens", heads: str = "h", title: str | None = None
+) -> Diagram:
+    """Multi-head self-attention: one projection to q, k, v, per-head attention, heads merged and projected.
+
+    ``form="tokens"`` is the Transformer's layer on (B, N, D) tokens (:class:`~nlbook.attention.MultiHeadAttention`);
+    ``form="2d"`` the same layer on a (B, C, H, W) map with 1×1 convolutions
+    (:class:`~nlbook.attention.MultiHeadSelfAttention2d`), every pixel a token.
+    """
+    if form not in ("tokens", "2d"):
+        raise ValueError(f"multi_head_attention_diagram: form must be 'tokens' or '2d', got {form!r}")
+    h = heads
+    name = "Multi-head attention" + (" on a feature map" if form == "2d" else "")
+    d = Diagram(title if title is not None else name)
+    if form == "tokens":
+        x_shape, qkv_shape, n, proj, merge = "B×N×D", "B×N×3D", "N", "Linear", "merge heads"
+        d.definitions["d"] = f"D/{h}"
+    else:
+        x_shape, qkv_shape, n, proj, merge = "B×C×H×W", "B×3C×H×W", "N", "1×1 conv", "merge heads, unflatten"
+        d.definitions.update({"N": "H·W", "d": f"C/{h}"})
+    d.io("x", "x", (0, 0))
+    d.box("qkv", f"{proj} → q, k, v", "linear" if form == "tokens" else "conv", (0, 1), module="qkv")
+    split = "split heads" if form == "tokens" else "flatten, split heads"
+    d.box("split", split, "reshape", (0, 2))
+    d.box("attn", f"scaled dot-product attention\n({h} heads in parallel)", "attention", (0, 3.3))
+    d.box("merge", merge, "reshape", (0, 4.6))
+    d.box("proj", f"{proj} (output)", "linear" if form == "tokens" else "conv", (0, 5.6), module="proj")
+    d.io("out", "out", (0, 6.6), module="")
+    d.edge("x", "qkv", x_shape)
+    d.edge("qkv", "split", qkv_shape)
+    for i, part in enumerate("qkv"):
+        dx = (i - 1) * 0.4
+        shape = _shape("B", h, n, "d") if part == "v" else None
+        d.edge("split", "attn", shape, name="q, k, v" if shape else None, src_dx=dx, dst_dx=dx)
+    d.edge("attn", "merge", _shape("B", h, n, "d"))
+    d.edge("merge", "proj", x_shape)
+    d.edge("proj", "out", x_shape)
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chapter 3
+# --------------------------------------------------------------------------------------------------------------
+
+
+def nonlocal_block_diagram(*, sub_sample: bool = False, title: str | None = None) -> Diagram:
+    """The non-local block (Wang et al., 2018, Fig. 2), embedded-Gaussian form: z = BN(W y) + x.
+
+    ``sub_sample=True`` adds the paper's 2×2 max-pool on φ and g (M = N/4 keys).
+    """
+    d = Diagram(title if title is not None else "Non-local block (embedded Gaussian)")
+    d.definitions["N"] = "H·W"
+    d.definitions["M"] = "H·W/4" if sub_sample else "H·W"
+    d.io("x", "x", (1, 0))
+    d.dot("j", (1, 0.7))
+    for col, (key, greek) in enumerate((("theta", "θ"), ("phi", "φ"), ("g", "g"))):
+        d.box(key, f"{greek}: 1×1 conv", "conv", (col, 1.6), module=key)
+    d.edge("x", "j", "B×C×H×W")
+    d.edge("j", "theta", via=((0, 0.7),))
+    d.edge("j", "phi")
+    d.edge("j", "g", via=((2, 0.7),))
+    row = 2.8
+    if sub_sample:
+        for key in ("phi", "g"):
+            d.box(f"pool_{key}", "2×2 max-pool", "pooling", (1 if key == "phi" else 2, row), module="pool")
+        row += 1.1
+    for col, key in enumerate(("theta", "phi", "g")):
+        d.box(f"flat_{key}", "flatten", "reshape", (col, row))
+        src = f"pool_{key}" if sub_sample and key != "theta" else key
+        if src != key:
+            d.edge(key, src, "B×C′×H×W")
+            d.edge(src, f"flat_{key}", "B×C′×H/2×W/2")
+        else:
+            d.edge(key, f"flat_{key}", "B×C′×H×W")
+    d.box("logits", "MatMul  θ·φᵀ", "attention", (0, row + 1.3))
+    d.box("softmax", "softmax over M", "attention", (0, row + 2.4))
+    d.box("mix", "MatMul  weights·g", "attention", (1, row + 3.5))
+    d.box("unflat", "unflatten", "reshape", (1, row + 4.6))
+    d.box("W", "W: 1×1 conv", "conv", (1, row + 5.6), module="W")
+    d.box("bn", "BatchNorm (γ = 0 at init)", "norm", (1, row + 6.6), module="bn")
+    d.op("add", "+", (1, row + 7.6))
+    d.io("out", "z", (1, row + 8.6), module="")
+    d.edge("flat_theta", "logits", "B×N×C′")
+    d.edge("flat_phi", "logits", "B×M×C′", via=((1, row + 1.3),), seg=0)
+    d.edge("logits", "softmax", "B×N×M")
+    d.edge("softmax", "mix", via=((0, row + 3.5),))
+    d.edge("flat_g", "mix", "B×M×C′", via=((2, row + 3.5),), seg=0)
+    d.edge("mix", "unflat", "B×N×C′")
+    d.edge("unflat", "W", "B×C′×H×W")
+    d.edge("W", "bn", "B×C×H×W")
+    d.edge("bn", "add")
+    d.edge("add", "out", "B×C×H×W")
+    _skip(d, "j", "add", 2.75, name="x")
+    d.definitions["C′"] = "C/2"
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chapter 4
+# --------------------------------------------------------------------------------------------------------------
+
+
+def patch_embedding_diagram(*, title: str | None = None) -> Diagram:
+    """Patch embedding: a p×p convolution with stride p is one linear layer applied to every patch."""
+    d = Diagram(title if title is not None else "Patch embedding")
+    d.definitions["N"] = "H·W/p²"
+    d.io("x", "image", (0, 0))
+    d.box("proj", "p×p conv, stride p\n(one linear map per patch)", "conv", (0, 1.2), module="proj")
+    d.box("flat", "flatten the grid", "reshape", (0, 2.4))
+    d.io("out", "tokens", (0, 3.4), module="")
+    d.edge("x", "proj", "B×C×H×W")
+    d.edge("proj", "flat", "B×D×H/p×W/p")
+    d.edge("flat", "out", "B×N×D")
+    return d
+
+
+def encoder_block_diagram(*, heads: str = "h", title: str | None = None) -> Diagram:
+    """The pre-norm Transformer encoder block of the ViT (Dosovitskiy et al., 2021, Fig. 1 right)."""
+    d = Diagram(title if title is not None else "Transformer encoder block (pre-norm)")
+    d.io("x", "x", (0, 0))
+    d.dot("j1", (0, 0.75))
+    d.box("norm1", "LayerNorm", "norm", (0, 1.5), module="norm1")
+    d.box("attn", f"multi-head attention ({heads} heads)", "attention", (0, 2.5), module="attn")
+    d.op("add1", "+", (0, 3.5))
+    d.dot("j2", (0, 4.25))
+    d.box("norm2", "LayerNorm", "norm", (0, 5.0), module="norm2")
+    d.box("fc1", "Linear", "linear", (0, 6.0), module="mlp.fc1")
+    d.box("act", "GELU", "activation", (0, 7.0), module="mlp.act")
+    d.box("fc2", "Linear", "linear", (0, 8.0), module="mlp.fc2")
+    d.op("add2", "+", (0, 9.0))
+    d.io("out", "out", (0, 10.0), module="")
+    d.group(("fc1", "act", "fc2"), "MLP")
+    d.edge("x", "j1", "B×N×D")
+    d.chain(
+        "j1 norm1 attn add1 j2 norm2 fc1 act fc2 add2 out",
+        shapes={"attn": "B×N×D", "fc1": "B×N×4D", "fc2": "B×N×D", "add2": "B×N×D"},
+    )
+    _skip(d, "j1", "add1", 1.0)
+    _skip(d, "j2", "add2", 1.0)
+    return d
+
+
+def vit_diagram(*, title: str | None = None) -> Diagram:
+    """The Vision Transformer (Dosovitskiy et al., 2021, Fig. 1 left), class-token form."""
+    d = Diagram(title if title is not None else "Vision Transformer (ViT)")
+    d.definitions["N"] = "H·W/p²"
+    d.io("x", "image", (0, 0))
+    d.box("embed", "patch embedding", "embedding", (0, 1), module="patch_embed")
+    d.box("cls", "prepend class token", "embedding", (0, 2), module="cls_token")
+    d.op("add", "+", (0, 3))
+    d.box("pos", "position embedding", "embedding", (1.3, 3), module="pos_embed")
+    d.box("blocks", "encoder block × L", "attention", (0, 4), module="blocks.0")
+    d.box("norm", "LayerNorm", "norm", (0, 5), module="norm")
+    d.box("take", "take the class token", "reshape", (0, 6))
+    d.box("head", "Linear head", "linear", (0, 7), module="head")
+    d.io("out", "logits", (0, 8), module="")
+    d.edge("x", "embed", "B×C×H×W")
+    d.edge("embed", "cls", "B×N×D")
+    d.edge("cls", "add", "B×(N+1)×D", side="left")
+    d.edge("pos", "add", "1×(N+1)×D")
+    d.chain("add blocks norm take head out", shapes={"add": "B×(N+1)×D", "take": "B×D", "head": "B×K"})
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chapter 5
+# --------------------------------------------------------------------------------------------------------------
+
+
+def se_diagram(*, title: str | None = None) -> Diagram:
+    """Squeeze-and-excitation (Hu et al., 2018): a per-channel gate from globally pooled features."""
+    d = Diagram(title if title is not None else "Squeeze-and-excitation")
+    d.io("x", "x", (0, 0))
+    d.dot("j", (0, 0.75))
+    d.box("pool", "global average pool", "pooling", (0, 1.5))
+    d.box("fc1", "Linear C → C/r", "linear", (0, 2.5), module="fc1")
+    d.box("relu", "ReLU", "activation", (0, 3.5))
+    d.box("fc2", "Linear C/r → C", "linear", (0, 4.5), module="fc2")
+    d.box("sigmoid", "sigmoid", "activation", (0, 5.5))
+    d.op("mul", "×", (0, 6.5))
+    d.io("out", "out", (0, 7.5), module="")
+    d.edge("x", "j", "B×C×H×W")
+    d.chain(
+        "j pool fc1 relu fc2 sigmoid mul out",
+        shapes={"pool": "B×C", "fc1": "B×C/r", "fc2": "B×C", "sigmoid": "B×C×1×1", "mul": "B×C×H×W"},
+    )
+    _skip(d, "j", "mul", 1.0, name="x")
+    return d
+
+
+def cbam_diagram(*, spatial_norm: bool = False, title: str | None = None) -> Diagram:
+    """CBAM (Woo et al., 2018): a channel gate from average- and max-pooled features, then a spatial gate."""
+    d = Diagram(title if title is not None else "CBAM: channel gate, then spatial gate")
+    d.io("x", "x", (0.5, 0))
+    d.dot("j1", (0.5, 0.7))
+    d.box("avg", "average pool over H, W", "pooling", (0, 1.5))
+    d.box("max", "max pool over H, W", "pooling", (1, 1.5))
+    d.box("mlp_a", "shared MLP", "linear", (0, 2.6), module="mlp")
+    d.box("mlp_m", "shared MLP", "linear", (1, 2.6), module="mlp")
+    d.op("add", "+", (0.5, 3.6))
+    d.box("sig1", "sigmoid", "activation", (0.5, 4.5))
+    d.op("mul1", "×", (0.5, 5.5))
+    d.dot("j2", (0.5, 6.2))
+    d.box("cmean", "mean over channels", "pooling", (0, 7.0))
+    d.box("cmax", "max over channels", "pooling", (1, 7.0))
+    d.box("cat", "concatenate", "reshape", (0.5, 8.1))
+    d.box("conv", "7×7 conv, 2 → 1", "conv", (0.5, 9.1), module="spatial_conv")
+    row = 10.1
+    if spatial_norm:
+        d.box("bn", "BatchNorm", "norm", (0.5, row), module="spatial_norm")
+        row += 1
+    d.box("sig2", "sigmoid", "activation", (0.5, row))
+    d.op("mul2", "×", (0.5, row + 1))
+    d.io("out", "out", (0.5, row + 2), module="")
+    d.group(("avg", "max", "mlp_a", "mlp_m", "add", "sig1"), "channel\nattention")
+    d.group(("cmean", "cmax", "cat", "conv", "sig2", *(("bn",) if spatial_norm else ())), "spatial\nattention")
+    d.edge("x", "j1", "B×C×H×W")
+    d.edge("j1", "avg", via=((0, 0.7),))
+    d.edge("j1", "max", via=((1, 0.7),))
+    d.edge("avg", "mlp_a", "B×C", side="left")
+    d.edge("max", "mlp_m", "B×C")
+    d.edge("mlp_a", "add", "B×C", via=((0, 3.6),), seg=0, side="left")
+    d.edge("mlp_m", "add", via=((1, 3.6),))
+    d.edge("add", "sig1")
+    d.edge("sig1", "mul1", "B×C×1×1")
+    _skip(d, "j1", "mul1", 1.85)
+    d.edge("mul1", "j2", "B×C×H×W")
+    d.edge("j2", "cmean", via=((0, 6.2),))
+    d.edge("j2", "cmax", via=((1, 6.2),))
+    d.edge("cmean", "cat", "B×1×H×W", via=((0, 8.1),), seg=0, side="left")
+    d.edge("cmax", "cat", "B×1×H×W", via=((1, 8.1),), seg=0)
+    d.edge("cat", "conv", "B×2×H×W")
+    d.chain(
+        "conv bn sig2 mul2 out" if spatial_norm else "conv sig2 mul2 out", shapes={"conv": "B×1×H×W", "mul2": "B×C×H×W"}
+    )
+    _skip(d, "j2", "mul2", 1.85)
+    return d
+
+
+def bot_block_diagram(*, downsample: bool = False, heads: str = "h", title: str | None = None) -> Diagram:
+    """BoTNet's bottleneck Transformer block (Srinivas et al., 2021): the bottleneck's 3×3 conv becomes MHSA.
+
+    ``downsample=True`` draws a strided block (C → 2C channels): attention at the input size, then 2×2 pooling.
+    """
+    d = Diagram(title if title is not None else "Bottleneck Transformer (BoT) block")
+    c_out, hw_out = ("2C", "H/2×W/2") if downsample else ("C", "H×W")
+    mid = "C/2" if downsample else "C/4"  # C_out / 4
+    d.io("x", "x", (0, 0))
+    d.dot("j", (0, 0.75))
+    d.box("reduce", "1×1 conv + BN + ReLU", "conv", (0, 1.5), module="reduce")
+    d.box("mhsa", f"MHSA, {heads} heads,\nrelative position logits", "attention", (0, 2.7), module="mhsa")
+    row = 3.9
+    if downsample:
+        d.box("pool", "2×2 average pool", "pooling", (0, row), module="pool")
+        row += 1
+    d.box("post", "BN + ReLU", "norm", (0, row), module="post")
+    d.box("expand", "1×1 conv + BN", "conv", (0, row + 1), module="expand")
+    d.op("add", "+", (0, row + 2))
+    d.box("relu", "ReLU", "activation", (0, row + 3))
+    d.io("out", "out", (0, row + 4), module="")
+    d.edge("x", "j", "B×C×H×W")
+    d.edge("j", "reduce")
+    d.edge("reduce", "mhsa", f"B×{mid}×H×W")
+    if downsample:
+        d.chain("mhsa pool post", shapes={"pool": f"B×{mid}×{hw_out}"})
+    else:
+        d.edge("mhsa", "post", f"B×{mid}×H×W")
+    d.chain("post expand add relu out", shapes={"expand": f"B×{c_out}×{hw_out}"})
+    if downsample:
+        d.box("sc", "1×1 conv, stride 2\n+ BN", "conv", (1.1, 2.7), module="shortcut")
+        d.edge("j", "sc", via=((1.1, 0.75),))
+        d.edge("sc", "add", f"B×{c_out}×{hw_out}", via=((1.1, row + 2),), seg=0)
+    else:
+        _skip(d, "j", "add", 1.0, name="identity")
+    return d
+
+
+def mbconv_diagram(*, downsample: bool = False, title: str | None = None) -> Diagram:
+    """CoAtNet's MBConv (Sandler et al., 2018; Dai et al., 2021): pre-norm inverted residual with SE.
+
+    ``downsample=True`` draws a strided block (C → 2C channels): the depthwise conv strides, and the shortcut
+    pools and projects.
+    """
+    d = Diagram(title if title is not None else "MBConv (inverted residual with SE)")
+    c_out = "2C" if downsample else "C"
+    mid = "8C" if downsample else "4C"  # expand ratio 4 on the output width
+    hw_out = "H/2×W/2" if downsample else "H×W"
+    d.io("x", "x", (0, 0))
+    d.dot("j", (0, 0.75))
+    d.box("pre_norm", "BatchNorm", "norm", (0, 1.5), module="pre_norm")
+    d.box("expand", "1×1 conv + BN + GELU\n(expand 4×)", "conv", (0, 2.6), module="expand")
+    stride = ", stride 2" if downsample else ""
+    d.box("dw", f"3×3 depthwise conv{stride}\n+ BN + GELU", "conv", (0, 3.9), module="depthwise")
+    d.box("se", "squeeze-excitation", "attention", (0, 5.1), module="se")
+    d.box("project", "1×1 conv (project)", "conv", (0, 6.1), module="project")
+    d.op("add", "+", (0, 7.1))
+    d.io("out", "out", (0, 8.1), module="")
+    d.edge("x", "j", "B×C×H×W")
+    d.chain(
+        "j pre_norm expand dw se project add out",
+        shapes={"expand": f"B×{mid}×H×W", "dw": f"B×{mid}×{hw_out}", "project": f"B×{c_out}×{hw_out}"},
+    )
+    if downsample:
+        d.box("sc_pool", "2×2 average pool", "pooling", (1.1, 3), module="shortcut.0")
+        d.box("sc_conv", "1×1 conv", "conv", (1.1, 4.3), module="shortcut.1")
+        d.edge("j", "sc_pool", via=((1.1, 0.75),))
+        d.edge("sc_pool", "sc_conv", "B×C×H/2×W/2")
+        d.edge("sc_conv", "add", f"B×{c_out}×{hw_out}", via=((1.1, 7.1),), seg=0)
+    else:
+        _skip(d, "j", "add", 1.0, name="identity")
+    return d
+
+
+def transformer_block_2d_diagram(*, downsample: bool = False, heads: str = "h", title: str | None = None) -> Diagram:
+    """CoAtNet's Transformer block on a feature map: relative attention over the H·W tokens, then an MLP.
+
+    ``downsample=True`` draws a strided block (C → 2C): pool 2×2 first, attend on the smaller grid.
+    """
+    d = Diagram(title if title is not None else "CoAtNet Transformer block")
+    c_out = "2C" if downsample else "C"
+    hw_out = "H/2×W/2" if downsample else "H×W"
+    d.definitions["N"] = "H·W/4" if downsample else "H·W"
+    d.io("x", "x", (0, 0))
+    d.dot("j1", (0, 0.75))
+    d.box("norm1", "LayerNorm over channels", "norm", (0, 1.5), module="norm1")
+    row = 2.5
+    if downsample:
+        d.box("pool", "2×2 average pool", "pooling", (0, row), module="pool")
+        d.box("proj_in", "1×1 conv C → 2C", "conv", (0, row + 1), module="proj_in")
+        row += 2
+    d.box("flat", "flatten to tokens", "reshape", (0, row))
+    d.box("attn", f"multi-head attention,\n{heads} heads", "attention", (0, row + 1.1), module="attn")
+    d.box("bias", "relative position\nbias", "embedding", (-1.25, row + 1.1), module="rel_bias")
+    d.box("unflat", "back to a map", "reshape", (0, row + 2.2))
+    d.op("add1", "+", (0, row + 3.2))
+    d.dot("j2", (0, row + 3.9))
+    d.box("norm2", "LayerNorm over channels", "norm", (0, row + 4.6), module="norm2")
+    d.box("mlp", "MLP: 1×1 conv, GELU, 1×1 conv\n(4× wide)", "conv", (0, row + 5.7), module="mlp")
+    d.op("add2", "+", (0, row + 6.8))
+    d.io("out", "out", (0, row + 7.8), module="")
+    d.edge("x", "j1", "B×C×H×W")
+    if downsample:
+        d.chain("j1 norm1 pool proj_in flat", shapes={"pool": "B×C×H/2×W/2", "proj_in": f"B×2C×{hw_out}"})
+    else:
+        d.chain("j1 norm1 flat")
+    d.edge("flat", "attn", f"B×N×{c_out}")
+    d.edge("bias", "attn", f"{heads}×N×N", seg=0)
+    d.chain(
+        "attn unflat add1 j2 norm2 mlp add2 out",
+        shapes={"attn": f"B×N×{c_out}", "unflat": f"B×{c_out}×{hw_out}", "add2": f"B×{c_out}×{hw_out}"},
+    )
+    if downsample:
+        d.box("sc_pool", "2×2 average pool", "pooling", (1.1, 3.2), module="pool")
+        d.box("sc_conv", "1×1 conv C → 2C", "conv", (1.1, 4.5), module="shortcut")
+        d.edge("j1", "sc_pool", via=((1.1, 0.75),))
+        d.edge("sc_pool", "sc_conv", "B×C×H/2×W/2")
+        d.edge("sc_conv", "add1", f"B×2C×{hw_out}", via=((1.1, row + 3.2),), seg=0)
+    else:
+        _skip(d, "j1", "add1", 1.0, name="identity")
+    _skip(d, "j2", "add2", 1.0)
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One drawing function per diagram
+# --------------------------------------------------------------------------------------------------------------
+
+# name → (chapter, builder); the tests and the chapters iterate over this table.
+DIAGRAMS: dict[str, tuple[int, Callable[..., Diagram]]] = {
+    "basic_block": (1, basic_block_diagram),
+    "attention": (2, attention_diagram),
+    "multi_head_attention": (2, multi_head_attention_diagram),
+    "nonlocal_block": (3, nonlocal_block_diagram),
+    "patch_embedding": (4, patch_embedding_diagram),
+    "encoder_block": (4, encoder_block_diagram),
+    "vit": (4, vit_diagram),
+    "se": (5, se_diagram),
+    "cbam": (5, cbam_diagram),
+    "bot_block": (5, bot_block_diagram),
+    "mbconv": (5, mbconv_diagram),
+    "transformer_block_2d": (5, transformer_block_2d_diagram),
+}
+
+
+def draw_basic_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 1: :func:`basic_block_diagram` drawn (options: ``downsample``, ``channels``, ``size``, ``title``)."""
+    return basic_block_diagram(**options).draw(ax)
+
+
+def draw_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 2: :func:`attention_diagram` drawn (options: ``lead``, ``queries``, ``keys``, ``dim``, ``bias``)."""
+    return attention_diagram(**options).draw(ax)
+
+
+def draw_multi_head_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 2: :func:`multi_head_attention_diagram` drawn (options: ``form="tokens"|"2d"``, ``heads``)."""
+    return multi_head_attention_diagram(**options).draw(ax)
+
+
+def draw_nonlocal_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 3: :func:`nonlocal_block_diagram` drawn (option: ``sub_sample``)."""
+    return nonlocal_block_diagram(**options).draw(ax)
+
+
+def draw_patch_embedding(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 4: :func:`patch_embedding_diagram` drawn."""
+    return patch_embedding_diagram(**options).draw(ax)
+
+
+def draw_encoder_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 4: :func:`encoder_block_diagram` drawn (option: ``heads``)."""
+    return encoder_block_diagram(**options).draw(ax)
+
+
+def draw_vit(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 4: :func:`vit_diagram` drawn."""
+    return vit_diagram(**options).draw(ax)
+
+
+def draw_se(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`se_diagram` drawn."""
+    return se_diagram(**options).draw(ax)
+
+
+def draw_cbam(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`cbam_diagram` drawn (option: ``spatial_norm``)."""
+    return cbam_diagram(**options).draw(ax)
+
+
+def draw_bot_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`bot_block_diagram` drawn (options: ``downsample``, ``heads``)."""
+    return bot_block_diagram(**options).draw(ax)
+
+
+def draw_mbconv(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`mbconv_diagram` drawn (option: ``downsample``)."""
+    return mbconv_diagram(**options).draw(ax)
+
+
+def draw_transformer_block_2d(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`transformer_block_2d_diagram` drawn (options: ``downsample``, ``heads``)."""
+    return transformer_block_2d_diagram(**options).draw(ax)
