@@ -22,6 +22,8 @@ function                                   chapter   production module it is che
 :func:`draw_bot_block`                     5         :class:`nlbook.hybrid.BoTBlock`
 :func:`draw_mbconv`                        5         :class:`nlbook.coatnet.MBConv`
 :func:`draw_transformer_block_2d`          5         :class:`nlbook.coatnet.TransformerBlock2d`
+:func:`draw_window_attention`              5         :class:`nlbook.local_attention.WindowAttention`
+:func:`draw_local_attention`               5         :class:`nlbook.local_attention.LocalSelfAttention2d`
 =========================================  ========  ==============================================
 
 Each ``draw_*`` function is ``*_diagram(...).draw(ax)``: the ``*_diagram`` function returns the declarative
@@ -76,6 +78,8 @@ __all__ = [
     "draw_se",
     "draw_transformer_block_2d",
     "draw_vit",
+    "draw_local_attention",
+    "draw_window_attention",
     "encoder_block_diagram",
     "eval_shape",
     "mbconv_diagram",
@@ -86,6 +90,8 @@ __all__ = [
     "shapes_from",
     "transformer_block_2d_diagram",
     "vit_diagram",
+    "local_attention_diagram",
+    "window_attention_diagram",
 ]
 
 Kind = Literal[
@@ -229,7 +235,8 @@ class Node:
     """One operation (a box), an input/output name, a ⊕/⊗ (``op``) or a branch point (``junction``).
 
     ``x``, ``y`` are in grid units (columns of :data:`COL`, rows of :data:`ROW` inches, rows grow downwards).
-    ``module`` names the production sub-module (or parameter) the box stands for, relative to the block.
+    ``module`` names the production sub-module (or parameter) the box stands for, relative to the block;
+    ``params`` names further parameters it draws (e.g. two offset tables shown as one box).
     """
 
     key: str
@@ -238,6 +245,7 @@ class Node:
     x: float
     y: float
     module: str | None = None
+    params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,8 +291,16 @@ class Diagram:
         self.nodes[node.key] = node
         return node.key
 
-    def box(self, key: str, label: str, kind: Kind, at: tuple[float, float], module: str | None = None) -> str:
-        return self._add(Node(key, label, kind, *at, module=module))
+    def box(
+        self,
+        key: str,
+        label: str,
+        kind: Kind,
+        at: tuple[float, float],
+        module: str | None = None,
+        params: tuple[str, ...] = (),
+    ) -> str:
+        return self._add(Node(key, label, kind, *at, module=module, params=params))
 
     def io(self, key: str, label: str, at: tuple[float, float], module: str | None = None) -> str:
         return self._add(Node(key, label, "input", *at, module=module))
@@ -353,7 +369,10 @@ class Diagram:
 
     @property
     def modules(self) -> set[str]:
-        return {n.module for n in self.nodes.values() if n.module is not None}
+        """Every sub-module and parameter name the boxes stand for."""
+        return {n.module for n in self.nodes.values() if n.module is not None} | {
+            p for n in self.nodes.values() for p in n.params
+        }
 
     # -- layout --------------------------------------------------------------------------------------------
     def _size(self, node: Node) -> tuple[float, float]:
@@ -576,7 +595,7 @@ def _text_size(text: str, size: float, bold: bool = False) -> tuple[float, float
 def draw_legend(ax: plt.Axes | None = None) -> Figure:
     """The colour of each kind of operation, as used by every diagram of the book."""
     d = Diagram()
-    names = {"conv": "convolution", "linear": "linear", "attention": "attention (mixes positions)"}
+    names = {"conv": "convolution", "linear": "linear", "attention": "attention and gates"}
     for i, kind in enumerate(_LEGEND_KINDS):
         d.box(kind, names.get(kind, kind), kind, at=(i % 4, (i // 4) * 0.7))
     return d.draw(ax)
@@ -1047,6 +1066,80 @@ def transformer_block_2d_diagram(*, downsample: bool = False, heads: str = "h", 
     return d
 
 
+def window_attention_diagram(*, shifted: bool = False, heads: str = "h", title: str | None = None) -> Diagram:
+    """Swin's window attention (Liu et al., 2021): attention inside M×M windows, with a relative bias per head.
+
+    ``shifted=True`` draws the shifted-window form: roll by −s, attend (with a mask keeping wrapped regions
+    apart), roll back.
+    """
+    d = Diagram(title if title is not None else "Shifted window attention (Swin)" if shifted else "Window attention")
+    d.definitions["n"] = "H·W/M²"
+    d.io("x", "x", (0, 0))
+    row = 1.0
+    if shifted:
+        d.box("roll", "cyclic shift by (−s, −s)", "reshape", (0, row))
+        row += 1
+    d.box("part", "partition into M×M windows", "reshape", (0, row))
+    d.box("mha", f"multi-head attention,\n{heads} heads, per window", "attention", (0, row + 1.2), module="mha")
+    bias = "relative position bias\n+ shift mask" if shifted else "relative position\nbias"
+    d.box("bias", bias, "embedding", (-1.25, row + 1.2), module="rel_bias")
+    d.box("merge", "merge the windows", "reshape", (0, row + 2.4))
+    last = "merge"
+    if shifted:
+        d.box("unroll", "shift back by (s, s)", "reshape", (0, row + 3.4))
+        last = "unroll"
+    d.io("out", "out", (0, d.nodes[last].y + 1), module="")
+    d.edge("x", "roll" if shifted else "part", "B×C×H×W")
+    if shifted:
+        d.edge("roll", "part", "B×C×H×W")
+    d.edge("part", "mha", "(B·n)×M²×C")
+    d.edge("bias", "mha", f"{heads}×M²×M²", seg=0)
+    d.edge("mha", "merge", "(B·n)×M²×C")
+    if shifted:
+        d.edge("merge", "unroll", "B×C×H×W")
+    d.edge(last, "out", "B×C×H×W")
+    return d
+
+
+def local_attention_diagram(*, heads: str = "h", title: str | None = None) -> Diagram:
+    """SASA local self-attention (Ramachandran et al., 2019): each pixel attends to its k×k neighbourhood."""
+    d = Diagram(title if title is not None else "Local self-attention (SASA)")
+    d.definitions.update({"N": "H·W", "d": f"C/{heads}"})
+    d.io("x", "x", (1, 0))
+    d.dot("j", (1, 0.7))
+    for col, (key, name) in enumerate((("query", "q"), ("value", "v"), ("key", "k"))):
+        d.box(key, f"{name}: 1×1 conv", "conv", (col, 1.6), module=key)
+    d.edge("x", "j", "B×C×H×W")
+    d.edge("j", "query", via=((0, 0.7),))
+    d.edge("j", "value")
+    d.edge("j", "key", via=((2, 0.7),))
+    d.box("q_flat", "one query per pixel", "reshape", (0, 2.8))
+    d.box("v_unfold", "unfold k×k\nneighbourhoods", "reshape", (1, 2.8))
+    d.box("k_unfold", "unfold k×k\nneighbourhoods", "reshape", (2, 2.8))
+    d.op("k_add", "+", (2, 4.0))
+    d.box(
+        "offsets",
+        "offset embeddings\n(row ‖ column)",
+        "embedding",
+        (2.95, 4.0),
+        module="rel_height",
+        params=("rel_width",),
+    )
+    d.box("attn", "attention over the k² neighbours\n(outside the image masked)", "attention", (1, 5.1))
+    d.box("merge", "merge heads", "reshape", (1, 6.3))
+    d.io("out", "out", (1, 7.3), module="")
+    for key, flat in (("query", "q_flat"), ("value", "v_unfold"), ("key", "k_unfold")):
+        d.edge(key, flat, "B×C×H×W" if key == "value" else None)
+    d.edge("q_flat", "attn", f"B×{heads}×N×1×d", via=((0, 5.1),), seg=0, side="left")
+    d.edge("v_unfold", "attn", f"B×{heads}×N×k²×d")
+    d.edge("k_unfold", "k_add", f"B×{heads}×N×k²×d", side="left")
+    d.edge("offsets", "k_add", f"{heads}×k²×d", seg=0)
+    d.edge("k_add", "attn", via=((2, 5.1),))
+    d.edge("attn", "merge", f"B×{heads}×N×1×d")
+    d.edge("merge", "out", "B×C×H×W")
+    return d
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One drawing function per diagram
 # --------------------------------------------------------------------------------------------------------------
@@ -1065,6 +1158,8 @@ DIAGRAMS: dict[str, tuple[int, Callable[..., Diagram]]] = {
     "bot_block": (5, bot_block_diagram),
     "mbconv": (5, mbconv_diagram),
     "transformer_block_2d": (5, transformer_block_2d_diagram),
+    "window_attention": (5, window_attention_diagram),
+    "local_attention": (5, local_attention_diagram),
 }
 
 
@@ -1126,3 +1221,13 @@ def draw_mbconv(ax: plt.Axes | None = None, **options: Any) -> Figure:
 def draw_transformer_block_2d(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`transformer_block_2d_diagram` drawn (options: ``downsample``, ``heads``)."""
     return transformer_block_2d_diagram(**options).draw(ax)
+
+
+def draw_window_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`window_attention_diagram` drawn (options: ``shifted``, ``heads``)."""
+    return window_attention_diagram(**options).draw(ax)
+
+
+def draw_local_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
+    """Chapter 5: :func:`local_attention_diagram` drawn (option: ``heads``)."""
+    return local_attention_diagram(**options).draw(ax)

@@ -22,6 +22,7 @@ from nlbook.attention import MultiHeadAttention, MultiHeadSelfAttention2d, scale
 from nlbook.cnn import BasicBlock
 from nlbook.coatnet import MBConv, TransformerBlock2d
 from nlbook.hybrid import CBAM, BoTBlock, SqueezeExcitation
+from nlbook.local_attention import LocalSelfAttention2d, WindowAttention
 from nlbook.nonlocal_block import NonLocalBlock2d
 from nlbook.vit import EncoderBlock, PatchEmbedding, VisionTransformer
 
@@ -118,6 +119,27 @@ CASES: dict[str, Case] = {
         lambda: TransformerBlock2d(16, 32, size=4, stride=2, head_dim=8),
         (2, 16, 4, 4),
         dict(B=2, C=16, H=4, W=4, h=4),
+    ),
+    "window_attention": (
+        D.window_attention_diagram,
+        {},
+        lambda: WindowAttention(8, window_size=2, num_heads=2),
+        (2, 8, 4, 6),
+        dict(B=2, C=8, H=4, W=6, M=2, h=2),
+    ),
+    "window_attention_shifted": (
+        D.window_attention_diagram,
+        {"shifted": True},
+        lambda: WindowAttention(8, window_size=2, num_heads=2, shift_size=1),
+        (2, 8, 4, 6),
+        dict(B=2, C=8, H=4, W=6, M=2, h=2),
+    ),
+    "local_attention": (
+        D.local_attention_diagram,
+        {},
+        lambda: LocalSelfAttention2d(8, kernel_size=3, num_heads=2),
+        (2, 8, 5, 6),
+        dict(B=2, C=8, H=5, W=6, k=3, h=2),
     ),
 }
 
