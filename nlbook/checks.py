@@ -17,6 +17,8 @@ reaches a float32 convolution).
 * :func:`check_image_batch` — a (B, C, H, W) real floating-point batch with the expected channels and, with
   ``like=model``, the same dtype and device as the model's parameters; :func:`check_grid_input` adds the map
   size for blocks whose parameters are tied to one grid; :func:`to_pair` reads a size ``s`` or ``(H, W)``.
+* :func:`dry_run` and :func:`check_batchnorm_batch` — one small forward pass before a run (output width,
+  BatchNorm batch sizes), so that training or timing fails at once instead of after the data moved.
 
 This module is the lowest layer: it imports only the standard library and torch.
 """
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "check_batchnorm_batch",
     "check_choice",
     "check_float",
     "check_grid_input",
@@ -42,6 +45,7 @@ __all__ = [
     "check_path_writable",
     "check_positive_int",
     "check_probability",
+    "dry_run",
     "to_pair",
 ]
 
@@ -80,7 +84,7 @@ def _interval(low: float | None, high: float | None, low_open: bool, high_open: 
         return f"{'>' if low_open else '>='} {low:g}"
     if high is not None:
         return f"{'<' if high_open else '<='} {high:g}"
-    return "finite"
+    return ""
 
 
 def check_float(
@@ -95,16 +99,14 @@ def check_float(
 ) -> float:
     """``value`` as a ``float`` in the interval given by ``low``/``high`` (``*_open``: bound excluded).
 
-    Real numbers (ints and numpy scalars too) pass; ``bool``, strings, tensors and NaN never do. Without
-    bounds the value must be finite. ``TypeError`` for the wrong type, ``ValueError`` for the wrong value.
+    Real numbers (ints and numpy scalars too) pass; ``bool``, strings, tensors, NaN and infinities never do.
+    ``TypeError`` for the wrong type, ``ValueError`` for the wrong value.
     """
-    expected = f"a real number {_interval(low, high, low_open, high_open)}"
+    expected = f"a finite real number {_interval(low, high, low_open, high_open)}".rstrip()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be {expected}, got {_got(value)}")
     value = float(value)
-    bad = math.isnan(value)
-    if low is None and high is None:
-        bad = bad or math.isinf(value)
+    bad = not math.isfinite(value)  # a hyper-parameter is never NaN or infinite
     if low is not None:
         bad = bad or value < low or (low_open and value == low)
     if high is not None:
@@ -245,3 +247,54 @@ def to_pair(size: int | Sequence[int], where: str) -> tuple[int, int]:
     if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
         raise ValueError(f"{where}: size must be a positive int or a pair (H, W) of them, got {size!r}")
     return pair  # type: ignore[return-value]
+
+
+def dry_run(model: nn.Module, x: torch.Tensor, where: str) -> tuple[torch.Tensor, dict[str, int]]:
+    """Run ``model`` once on the small batch ``x`` — eval mode, no gradients, its mode restored afterwards —
+    and return the output and, for every BatchNorm layer, how many values per channel *one* image gives it
+    (H·W of its input map; 1 for a (B, C) input).
+
+    Callers compare the output with what they expect (e.g. logits for every class) and the BatchNorm sizes
+    with the batch they will train on (:func:`check_batchnorm_batch`), before any real work starts. A torch
+    error inside the model becomes a ``ValueError`` that names the caller and the batch.
+    """
+    sizes: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+
+            def record(mod: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+                t = args[0]
+                per_image = t.numel() // max(t.shape[0] * t.shape[1], 1) if t.dim() >= 2 else 1
+                sizes[name] = min(sizes.get(name, per_image), per_image)
+
+            hooks.append(module.register_forward_pre_hook(record))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            try:
+                out = model(x)
+            except RuntimeError as err:  # torch's own shape/dtype errors; nlbook's checks raise Type/ValueError
+                raise ValueError(
+                    f"{where}: the model fails on a batch of {x.shape[0]} image(s) of shape {tuple(x.shape)} "
+                    f"({type(err).__name__}: {err})"
+                ) from err
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return out, sizes
+
+
+def check_batchnorm_batch(where: str, sizes: dict[str, int], batch: int, what: str) -> None:
+    """BatchNorm in training normalises with the batch's own statistics, so it needs more than one value per
+    channel: raise if ``batch`` images (described by ``what``) give any layer of ``sizes`` (from
+    :func:`dry_run`) only one — e.g. one image whose map has shrunk to 1×1 — instead of torch's error mid-run."""
+    tight = [name for name, per_image in sizes.items() if batch * per_image <= 1]
+    if tight:
+        raise ValueError(
+            f"{where}: BatchNorm in training needs more than one value per channel, but {what} gives layer "
+            f"{tight[0]!r} a single value per channel ({batch} image, a 1×1 map there); use a batch of at least "
+            "2 images (or larger images)"
+        )
