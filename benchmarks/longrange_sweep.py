@@ -1,139 +1,230 @@
-"""Accuracy vs glyph distance for each fusion strategy on the long-range task (chapter 7's bigger run).
+"""Chapter 7 — accuracy against glyph distance for every contestant on the long-range task, converged, 3 seeds.
 
-Trains every model of :func:`nlbook.longrange.strategy_models` on the same generated training set (all
-distances mixed), for several seeds, and scores it on fixed test images at every distance. Writes a JSON
-with the hardware, versions, budget, seeds, every run and the per-distance mean and spread, which the
-chapter plots beside its own quick run::
+Trains every model of :func:`nlbook.longrange_sweep.strategy_models` on the same generated 16×16 training set
+(all distances mixed) with the chapter's one recipe (:func:`nlbook.longrange_sweep.train_config`), for each
+seed, scores it on the fixed test split after every epoch and, at the end, on fixed test images at every single
+distance, and writes the record ``benchmarks/results/ch7_longrange.json`` (``nlbook-record/1``, see
+:mod:`nlbook.records`) that chapter 7 renders::
 
-    python benchmarks/longrange_sweep.py                       # CPU defaults, writes the file below
-    python benchmarks/longrange_sweep.py --models vit cnn_rf7 --seeds 0 --epochs 2 --out /tmp/x.json
+    python benchmarks/longrange_sweep.py                 # the record (about 15 min on 2 CPU threads)
+    python benchmarks/longrange_sweep.py --models vit cnn_rf7 --seeds 0 1 --max-epochs 2 --out /tmp/x.json
 
-Default output: ``benchmarks/results/longrange_sweep_cpu.json`` (``..._<device>.json`` on other devices).
-The file is rewritten after every run, so an interrupted sweep keeps what it finished.
+Convergence criterion. Every run follows its schedule (warm-up, then cosine decay to zero) for ``MAX_EPOCHS``
+epochs — the decaying learning rate is the stopping rule; a run counts as *converged* when the best test
+accuracy of its last quarter of epochs exceeds the best before it by less than ``MIN_DELTA`` (0.005: five of
+the 1,000 test images). A run still improving at the end is recorded with ``converged: false``.
+
+Each run also records what rule the model learned: its accuracy on its own training images (evaluation mode),
+the share of test images it calls "same", and how far its answer is fixed by *which* two glyphs are drawn
+(:func:`nlbook.longrange_sweep.glyph_pair_rule`) — the measurement that explains a CNN below chance.
+
+``planned_arms()`` returns the arms this script would train today, without training: the staleness test in
+``tests/test_longrange.py`` compares it with the committed record. The record is rewritten after every run, so
+an interrupted sweep keeps what it finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
 
-import nlbook
-from nlbook.longrange import LongRangeTask, accuracy_by_distance, longrange_dataset, strategy_models, train_config
-from nlbook.runtime import device_name, pick_device
-from nlbook.train import fit
+import torch  # noqa: E402
+
+from nlbook.data import longrange_dataset  # noqa: E402
+from nlbook.longrange import TEST_SEED, LongRangeTask  # noqa: E402
+from nlbook.longrange_sweep import (  # noqa: E402
+    accuracy_by_distance,
+    glyph_pair_rule,
+    strategy_models,
+    train_config,
+)
+from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_record  # noqa: E402
+from nlbook.train import count_parameters, fit  # noqa: E402
+
+EXPERIMENT = "ch7_longrange"
+COMMAND = "python benchmarks/longrange_sweep.py"
+IMAGE_SIZE = 16
+N_TRAIN, N_TEST = 3000, 1000
+N_PER_DISTANCE = 400  # fixed test images at each single distance
+N_RULE = 4000  # fresh test images for the learned-rule diagnostics
+MAX_EPOCHS = 16
+MIN_DELTA = 0.005
+SEEDS = (0, 1, 2)
+THREADS = 2
+CRITERION = (
+    f"each run follows its warm-up + cosine schedule for max_epochs; converged when the best test accuracy of the "
+    f"last quarter of epochs exceeds the best before it by less than min_delta ({MIN_DELTA})"
+)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image-size", type=int, default=16)
-    ap.add_argument("--n-train", type=int, default=3000)
-    ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--n-per-distance", type=int, default=400)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--models", nargs="+", default=list(strategy_models()))
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    out = Path(args.out or f"benchmarks/results/longrange_sweep_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _config_dict(epochs: int = MAX_EPOCHS) -> dict[str, Any]:
+    """The recipe as recorded: ``asdict(TrainConfig)`` minus the seed, plus the generated data's sizes."""
+    config = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in asdict(train_config(epochs)).items()}
+    config.pop("seed")
+    config["data"] = {"image_size": IMAGE_SIZE, "n_train": N_TRAIN, "n_test": N_TEST, "n_per_distance": N_PER_DISTANCE}
+    return config
 
-    specs = strategy_models(args.image_size)
-    unknown = [m for m in args.models if m not in specs]
-    if unknown:
-        raise SystemExit(f"unknown models {unknown}; choose from {list(specs)}")
-    task = LongRangeTask(image_size=args.image_size)
+
+def planned_arms(max_epochs: int = MAX_EPOCHS) -> list[dict[str, Any]]:
+    """The arms this script trains today (model spec with its parameter count, recipe), without training."""
+    arms = []
+    for key, spec in strategy_models(IMAGE_SIZE).items():
+        params = count_parameters(spec.build())
+        arms.append(
+            {
+                "name": key,
+                "label": spec.label,
+                "x": None,
+                "strategy": spec.strategy,
+                "receptive_field": spec.receptive_field,
+                "model_spec": {**spec.model_spec, "params": params},
+                "train_config": _config_dict(max_epochs),
+                "params": params,
+            }
+        )
+    return arms
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy in evaluation mode (BatchNorm's running statistics), the way the test split is scored."""
+    model.eval()
+    said = torch.cat([model(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
+    return (said == labels).float().mean().item()
+
+
+def converged(test_accs: list[float]) -> bool:
+    """The criterion: the last quarter of epochs improved the best test accuracy by less than ``MIN_DELTA``."""
+    k = max(1, len(test_accs) // 4)
+    if len(test_accs) <= k:
+        return False
+    return max(test_accs[-k:]) - max(test_accs[:-k]) < MIN_DELTA
+
+
+def train_run(key: str, seed: int, data, task: LongRangeTask, max_epochs: int) -> dict[str, Any]:
+    """One seed of one contestant: train, then score per distance and describe the learned rule."""
+    spec = strategy_models(IMAGE_SIZE)[key]
+    torch.manual_seed(seed)  # the initial weights
+    model = spec.build()
+    rec = fit(model, data, train_config(max_epochs, seed=seed), device="cpu", name=key, progress=False)
     distances = list(range(task.min_distance, task.max_distance + 1))
-    result = {
-        "task": {
-            "image_size": task.image_size,
+    by_d = accuracy_by_distance(model, task, distances, data.mean, data.std, n=N_PER_DISTANCE)
+    train_acc_eval = _accuracy(model, data.normalize(data.train_images), data.train_labels)
+    rule = glyph_pair_rule(model, task.sample(N_RULE, TEST_SEED + 7919), data.mean, data.std)
+    accs = [e.test_acc for e in rec.history]
+    return {
+        "seed": seed,
+        "epochs_run": len(rec.history),
+        "converged": converged(accs),
+        "final_test_acc": accs[-1],
+        "best_test_acc": max(accs),
+        "train_seconds": sum(e.seconds for e in rec.history),
+        "wall_seconds": rec.wall_time_s,
+        "acc_by_distance": {str(d): a for d, a in by_d.items()},
+        "rule": {
+            "train_acc_eval": train_acc_eval,
+            "fresh_acc": rule.accuracy,
+            "said_same": rule.said_same,
+            "pair_determined": rule.determined,
+            "said_same_by_pair": {f"{a}{b}": v for (a, b), v in rule.said_same_by_pair.items()},
+        },
+        "history": [
+            {
+                "epoch": e.epoch,
+                "lr": e.lr,
+                "train_loss": e.train_loss,
+                "train_acc": e.train_acc,
+                "test_loss": e.test_loss,
+                "test_acc": e.test_acc,
+                "seconds": e.seconds,
+            }
+            for e in rec.history
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(strategy_models(IMAGE_SIZE)))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch.set_num_threads")
+    ap.add_argument("--out", default=None, help=f"default: benchmarks/results/{EXPERIMENT}.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    arms = {a["name"]: a for a in planned_arms(args.max_epochs)}
+    unknown = [m for m in args.models if m not in arms]
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; choose from {list(arms)}")
+    out = Path(args.out) if args.out else RESULTS_DIR / f"{EXPERIMENT}.json"
+    task = LongRangeTask(image_size=IMAGE_SIZE)
+    record: dict[str, Any] = {
+        "format": FORMAT,
+        "experiment": EXPERIMENT,
+        "chapter": 7,
+        "question": (
+            "How does test accuracy depend on the distance between the two glyphs for CNNs of growing receptive "
+            "field, a CNN with an MLP after global pooling, and models with attention (Non-local, ViT, BoTNet)?"
+        ),
+        "provenance": provenance("cpu", None if argv is None else ["benchmarks/longrange_sweep.py", *argv]),
+        "dataset": {
+            "name": "longrange",
+            "train_size": N_TRAIN,
+            "test_size": N_TEST,
+            "image_size": IMAGE_SIZE,
+            "channels": 3,
+            "classes": 2,
             "glyph_size": task.glyph_size,
             "num_glyphs": task.num_glyphs,
             "noise": task.noise,
             "train_distances": list(task.distance_range),
-            "eval_distances": distances,
-            "n_train": args.n_train,
-            "n_test": args.n_test,
-            "n_per_distance": args.n_per_distance,
+            "eval_distances": list(range(task.min_distance, task.max_distance + 1)),
+            "n_per_distance": N_PER_DISTANCE,
+            "n_rule": N_RULE,
+            "test_seed": TEST_SEED,
+            "chance": 0.5,
         },
-        "budget": {"epochs": args.epochs, "train_config": None},
-        "seeds": args.seeds,
-        "hardware": device_name(device),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "versions": {"nlbook": nlbook.__version__, "torch": torch.__version__, "python": platform.python_version()},
-        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "runs": [],
-        "summary": {},
+        "convergence": {
+            "criterion": CRITERION,
+            "max_epochs": args.max_epochs,
+            "patience": max(1, args.max_epochs // 4),
+            "min_delta": MIN_DELTA,
+        },
+        "wall_s": 0.0,
+        "arms": [],
     }
-    t_all = time.perf_counter()
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
+    t0 = time.perf_counter()
     print(
-        f"{'model':<10} {'seed':>4} {'params':>8} {'RF':>4} {'test acc':>9} {'seconds':>8}  acc at d = min / mid / max"
+        f"{'model':<10} {'seed':>4} {'params':>8} {'final':>6} {'best':>6} {'conv':>5} {'s':>6}  rule: train/fresh/same"
     )
     for seed in args.seeds:
-        data = longrange_dataset(args.n_train, args.n_test, image_size=args.image_size, seed=seed)
+        data = longrange_dataset(N_TRAIN, N_TEST, image_size=IMAGE_SIZE, seed=seed)
         for key in args.models:
-            spec = specs[key]
-            torch.manual_seed(seed)  # the initial weights
-            model = spec.build()
-            config = train_config(args.epochs, seed=seed)
-            result["budget"]["train_config"] = {k: v for k, v in vars(config).items() if k != "seed"}
-            rec = fit(model, data, config, device=device, name=key, progress=False)
-            by_d = accuracy_by_distance(model, task, distances, data.mean, data.std, n=args.n_per_distance)
-            rf = spec.receptive_field  # of the convolutional part; None for the ViT
-            result["runs"].append(
-                {
-                    "model": key,
-                    "label": spec.label,
-                    "strategy": spec.strategy,
-                    "seed": seed,
-                    "params": rec.params,
-                    "receptive_field": rf,
-                    "test_acc_per_epoch": [e.test_acc for e in rec.history],
-                    "train_loss_per_epoch": [e.train_loss for e in rec.history],
-                    "wall_time_s": rec.wall_time_s,
-                    "acc_by_distance": {str(d): a for d, a in by_d.items()},
-                }
-            )
-            accs = list(by_d.values())
+            run = train_run(key, seed, data, task, args.max_epochs)
+            runs[key].append(run)
+            r = run["rule"]
             print(
-                f"{key:<10} {seed:>4} {rec.params:>8,} {rf or '-':>4} {rec.test_acc:>9.3f} {rec.wall_time_s:>8.1f}  "
-                f"{accs[0]:.2f} / {accs[len(accs) // 2]:.2f} / {accs[-1]:.2f}",
+                f"{key:<10} {seed:>4} {arms[key]['params']:>8,} "
+                f"{run['final_test_acc']:>6.3f} {run['best_test_acc']:>6.3f} "
+                f"{str(run['converged']):>5} {run['wall_seconds']:>6.1f}  "
+                f"{r['train_acc_eval']:.3f}/{r['fresh_acc']:.3f}/{r['said_same']:.2f}",
                 flush=True,
             )
-            result["summary"] = _summary(result["runs"])
-            result["total_wall_time_s"] = time.perf_counter() - t_all
-            out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out} ({result['total_wall_time_s']:.0f} s in all)")
-
-
-def _summary(runs: list[dict]) -> dict:
-    """Per model: mean and standard deviation over seeds of the accuracy at each distance."""
-    summary: dict[str, dict] = {}
-    for key in dict.fromkeys(r["model"] for r in runs):
-        mine = [r for r in runs if r["model"] == key]
-        per_d = {}
-        for d in mine[0]["acc_by_distance"]:
-            vals = [r["acc_by_distance"][d] for r in mine]
-            per_d[d] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "n": len(vals)}
-        summary[key] = {
-            "label": mine[0]["label"],
-            "receptive_field": mine[0]["receptive_field"],
-            "params": mine[0]["params"],
-            "acc_by_distance": per_d,
-            "final_test_acc_mean": statistics.fmean(r["test_acc_per_epoch"][-1] for r in mine),
-        }
-    return summary
+            record["arms"] = [arms[m] | {"runs": runs[m]} for m in args.models if runs[m]]
+            record["wall_s"] = time.perf_counter() - t0
+            write_record(record, out)
+    print(results_table(record))
+    print(f"wrote {out} ({record['wall_s'] / 60:.1f} min)")
+    return out
 
 
 if __name__ == "__main__":

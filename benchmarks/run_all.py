@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 
 import nlbook  # noqa: E402
-from nlbook.bench import RECORD_FORMAT, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
+from nlbook.comparison import RECORD_FORMAT, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
 from nlbook.data import load_dataset  # noqa: E402
 from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
 from nlbook.zoo import model_names, model_spec  # noqa: E402
@@ -116,7 +116,7 @@ def check_targets(
     """Each target: what it asks, what was measured, and ``met`` (``None`` if not measurable in this run).
 
     An accuracy target "≥ X within T seconds" is met when *every* seed's time-to-accuracy
-    (:func:`nlbook.bench.time_to_accuracy`: training seconds until the test accuracy first reaches X) is at
+    (:func:`nlbook.comparison.time_to_accuracy`: training seconds until the test accuracy first reaches X) is at
     most T. The mean final accuracy and the mean training wall time are recorded beside it.
     """
     by_name = {r["model"]: r for r in rows}

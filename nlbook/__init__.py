@@ -15,6 +15,6 @@ shared by all of them: nlbook.runtime (device, profile, seeding), nlbook.data, n
 """
 
 from nlbook.runtime import RunContext, setup
+from nlbook.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["RunContext", "__version__", "setup"]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nlbook.cnn import check_image_batch
+from nlbook.checks import check_float, check_image_batch
 
 __all__ = [
     "attention_weights",
@@ -100,6 +100,8 @@ def scaled_dot_product_attention(
         q: (..., N, d) queries; k: (..., M, d) keys; v: (..., M, d_v) values.
         bias: additive float logits broadcastable to (..., N, M) (relative positions), or a boolean mask of
             that shape (``True`` = may attend), as in :func:`torch.nn.functional.scaled_dot_product_attention`.
+            A query whose whole row is masked (``False`` or ``-inf`` everywhere) attends to nothing: its output
+            is zero on both paths (and its weights are zero), never NaN.
         scale: defaults to 1/sqrt(d).
         impl: ``"fused"`` calls :func:`torch.nn.functional.scaled_dot_product_attention` (flash /
             memory-efficient kernels: O(N) memory when there is no bias and no dropout — a bias is itself an
@@ -145,7 +147,11 @@ def scaled_dot_product_attention(
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if impl == "fused" and not return_weights:
         q, k, v, bias = _kernel_layout(q, k, v, bias)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+        if bias is not None and bias.dtype == torch.bool:
+            # fully masked queries: zero on every PyTorch version (older kernels gave NaN), like the explicit path
+            out = out.masked_fill(~bias.any(dim=-1, keepdim=True), 0.0)
+        return out
     weights = attention_weights(q, k, bias=bias, scale=scale)
     out = torch.matmul(F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights, v)
     return (out, weights) if return_weights else out
@@ -169,7 +175,13 @@ def attention_weights(
         logits = logits.masked_fill(~bias, float("-inf"))
     elif bias is not None:
         logits = logits + bias
-    return logits.softmax(dim=-1)
+    if bias is None:
+        return logits.softmax(dim=-1)
+    # A query that may attend to nothing (every logit -inf) gets all-zero weights, hence a zero output — what
+    # PyTorch's fused SDPA returns — instead of softmax's 0/0 = NaN. Its logits are zeroed first so that no
+    # NaN reaches the backward pass either.
+    blind = torch.isneginf(logits).all(dim=-1, keepdim=True)
+    return logits.masked_fill(blind, 0.0).softmax(dim=-1).masked_fill(blind, 0.0)
 
 
 class MultiHeadAttention(nn.Module):
@@ -254,8 +266,9 @@ def sincos_position_encoding_2d(
 
     The Transformer's 1-D encoding (Vaswani et al., 2017) applied to each axis separately: the first
     ``dim/2`` channels encode the row ``y`` and the last ``dim/2`` the column ``x``, each as ``dim/4`` sines
-    followed by ``dim/4`` cosines at geometrically spaced frequencies ``temperature**(-i / (dim/4))``
-    (the MAE/ViT-sincos layout). Parameter-free, so it works for any map size.
+    followed by ``dim/4`` cosines at geometrically spaced frequencies ``temperature**(-i / (dim/4))``.
+    MAE's ``get_2d_sincos_pos_embed`` and big_vision's ``posemb_sincos_2d`` use the same blocks with the
+    halves swapped (column first, then row). Parameter-free, so it works for any map size.
     """
     for name, value in (("height", height), ("width", width), ("dim", dim)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -264,6 +277,9 @@ def sincos_position_encoding_2d(
         raise ValueError(
             f"sincos_position_encoding_2d: dim must be divisible by 4 (sin and cos for rows and columns), got {dim}"
         )
+    # The frequencies temperature**(-i/(dim/4)) fall from 1 towards 1/temperature: at 1 they would all be equal,
+    # at <= 0 they would be NaN or infinite.
+    check_float("sincos_position_encoding_2d", "temperature", temperature, low=1.0, low_open=True)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     quarter = dim // 4
     # Frequencies in float64 at least for accuracy; cast at the end.

@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlbook.checks import check_image_batch, check_int
+
 __all__ = [
     "BasicBlock",
     "BlockFactory",
     "InsertFactory",
     "ResNet",
     "ReceptiveField",
-    "check_image_batch",
     "conv2d_sliding",
     "conv_output_size",
     "receptive_field",
@@ -37,21 +38,6 @@ BlockFactory = Callable[[int, int, int, int, int], nn.Module]
 """``(stage, index, in_channels, out_channels, stride) -> residual block``."""
 InsertFactory = Callable[[int, int, int], "nn.Module | None"]
 """``(stage, index, channels) -> module inserted after that block, or None``."""
-
-
-def check_image_batch(x: torch.Tensor, channels: int | None, where: str) -> None:
-    """Raise a clear error unless ``x`` is a (B, C, H, W) float tensor with ``channels`` channels."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{where} expects a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{where} expects a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(
-            f"{where} expects {channels} input channels (B, {channels}, H, W), "
-            f"got {x.shape[1]} in shape {tuple(x.shape)}"
-        )
-    if not (x.is_floating_point() or x.is_complex()):
-        raise TypeError(f"{where} expects a floating-point tensor, got {x.dtype}; convert images with .float()")
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -85,8 +71,18 @@ def conv2d_sliding(
 
     Slow and for teaching only; equals ``F.conv2d(x, weight, bias, stride, padding)``.
     """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"conv2d_sliding: weight must be a 4-D tensor (out_channels, in_channels, kh, kw), got {got}")
     check_image_batch(x, weight.shape[1], "conv2d_sliding")
+    stride = check_int("conv2d_sliding", "stride", stride, low=1)
+    padding = check_int("conv2d_sliding", "padding", padding, low=0)
     out_c, in_c, kh, kw = weight.shape
+    if x.shape[-2] + 2 * padding < kh or x.shape[-1] + 2 * padding < kw:
+        raise ValueError(
+            f"conv2d_sliding: a {kh}x{kw} kernel does not fit a {x.shape[-2]}x{x.shape[-1]} input "
+            f"with padding {padding}"
+        )
     x = F.pad(x, (padding, padding, padding, padding))
     b, _, h, w = x.shape
     oh = (h - kh) // stride + 1
@@ -206,10 +202,12 @@ class ResNet(nn.Module):
         widths, depths = tuple(widths), tuple(depths)
         if len(widths) == 0 or len(widths) != len(depths):
             raise ValueError(f"ResNet: widths and depths need the same non-zero length, got {widths} and {depths}")
-        if any(w < 1 for w in widths) or any(d < 1 for d in depths):
-            raise ValueError(f"ResNet: widths and depths must be positive, got {widths} and {depths}")
-        if num_classes < 1 or in_channels < 1:
-            raise ValueError(f"ResNet: num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (*widths, *depths)):
+            raise ValueError(f"ResNet: widths and depths must be positive ints, got {widths} and {depths}")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (num_classes, in_channels)):
+            raise ValueError(
+                f"ResNet: num_classes and in_channels must be >= 1 (ints), got {num_classes}, {in_channels}"
+            )
         self.in_channels = in_channels
         self.widths, self.depths = widths, depths
         block_factory = block_factory or _basic_block
@@ -245,7 +243,7 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map, (B, widths[-1], H / 2**(len(widths)-1), ...)."""
-        check_image_batch(x, self.in_channels, type(self).__name__)
+        check_image_batch(x, self.in_channels, type(self).__name__, like=self)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)

@@ -8,7 +8,8 @@ Which dataset runs is always explicit — an argument, or ``$NLBOOK_DATASET`` �
   error that says what to do — never a silent switch to other data.
 * ``digits``: scikit-learn's 1,797 handwritten digits (shipped inside the package, no network), brought to
   3×32×32 by bilinear upsampling. Used by CI and offline builds.
-* ``longrange``: the generated long-range-dependency task of :mod:`nlbook.longrange` (default settings).
+* ``longrange``: the generated long-range-dependency task of :mod:`nlbook.longrange` (default settings,
+  :func:`longrange_dataset`).
 
 Why device-resident: on a 2-vCPU Colab machine, per-image augmentation in DataLoader workers starves a
 GPU. Keeping the whole uint8 dataset on the device (CIFAR-10 is 150 MB) and cropping/flipping a batch at a
@@ -25,6 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nlbook.checks import check_int, check_positive_int
+from nlbook.longrange import CLASSES as LONGRANGE_CLASSES
+from nlbook.longrange import TEST_SEED, LongRangeTask
+from nlbook.runtime import DATASETS, resolve_dataset_name
+
 __all__ = [
     "DATASETS",
     "DeviceLoader",
@@ -32,11 +38,12 @@ __all__ = [
     "DatasetUnavailableError",
     "data_root",
     "load_dataset",
+    "longrange_dataset",
+    "normalize",
     "random_crop_flip",
     "resolve_dataset_name",
 ]
 
-DATASETS = ("cifar10", "digits", "longrange")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -81,7 +88,12 @@ class ImageDataset:
         )
 
     def subset(self, max_train: int | None, max_test: int | None) -> ImageDataset:
-        """The first ``max_train`` / ``max_test`` examples (the splits are stored shuffled)."""
+        """The first ``max_train`` / ``max_test`` examples (the splits are stored shuffled; ``None``: all).
+
+        A negative count is an error, not Python's "all but the last n"."""
+        for name, value in (("max_train", max_train), ("max_test", max_test)):
+            if value is not None:
+                check_int("ImageDataset.subset", name, value, low=0)
         return replace(
             self,
             train_images=self.train_images[:max_train],
@@ -92,7 +104,7 @@ class ImageDataset:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images → float, standardised per channel (on the images' device)."""
-        return _normalize(images, self.mean, self.std)
+        return normalize(images, self.mean, self.std)
 
     def __repr__(self) -> str:
         return (
@@ -101,16 +113,10 @@ class ImageDataset:
         )
 
 
-def resolve_dataset_name(name: str | None = None) -> str:
-    """``name``, else ``$NLBOOK_DATASET``, else ``cifar10``; raise on unknown names."""
-    name = name or os.environ.get("NLBOOK_DATASET") or "cifar10"
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} (argument or NLBOOK_DATASET)")
-    return name
-
-
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Where downloads go: ``root``, else ``$NLBOOK_DATA``, else ``~/.cache/nlbook``."""
+    if root is not None and (isinstance(root, bool) or not isinstance(root, str | os.PathLike)):
+        raise TypeError(f"data_root: root must be a folder (str or os.PathLike) or None, got {type(root).__name__}")
     return Path(root or os.environ.get("NLBOOK_DATA") or Path.home() / ".cache" / "nlbook").expanduser()
 
 
@@ -128,8 +134,6 @@ def load_dataset(
     elif name == "digits":
         ds = _load_digits()
     else:
-        from nlbook.longrange import longrange_dataset
-
         ds = longrange_dataset()
     return ds.to(device) if device is not None else ds
 
@@ -188,7 +192,7 @@ def _load_digits(test_fraction: float = 0.2) -> ImageDataset:
     return ImageDataset("digits", classes, images[tr], labels[tr], images[te], labels[te], mean, std, hflip=False)
 
 
-def _normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     m = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     return (images.float() / 255.0 - m) / s
@@ -298,7 +302,50 @@ class DeviceLoader:
             if self.world_size > 1:
                 share = -(-idx.numel() // self.world_size)
                 x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
-            x = _normalize(x, self.mean, self.std)
+            x = normalize(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
+
+
+def longrange_dataset(
+    n_train: int = 8000,
+    n_test: int = 2000,
+    *,
+    image_size: int = 32,
+    distance: int | tuple[int, int] | None = None,
+    glyph_size: int = 3,
+    num_glyphs: int = 4,
+    noise: float = 0.0,
+    colored: bool = True,
+    seed: int = 0,
+    test_seed: int = TEST_SEED,
+    device: torch.device | str | None = None,
+) -> ImageDataset:
+    """The task as an :class:`nlbook.data.ImageDataset` named ``"longrange"`` (classes ``different``, ``same``).
+
+    The training split is drawn with ``seed``, the test split with ``test_seed`` (fixed by default, so runs
+    with different training seeds are scored on the same images). Task knobs: see :class:`LongRangeTask`.
+    Note: train on it with ``augment=False`` — random crops can push a glyph out of the image.
+    """
+    task = LongRangeTask(image_size, distance, glyph_size, num_glyphs, noise, colored)
+    check_positive_int("longrange_dataset", n_train=n_train, n_test=n_test)
+    if seed == test_seed:
+        raise ValueError(f"longrange_dataset: seed and test_seed must differ (both {seed}): the splits would be equal")
+    train = task.sample(n_train, seed, device=device)
+    test = task.sample(n_test, test_seed, device=device)
+    # Per-channel statistics from (at most) the first 4096 training images: plenty for normalisation.
+    mean, std = _channel_stats(train.images[:4096].cpu())
+    # neither a crop (it can cut a glyph off) nor a flip (it moves glyphs) is label-preserving here
+    return ImageDataset(
+        "longrange",
+        LONGRANGE_CLASSES,
+        train.images,
+        train.labels,
+        test.images,
+        test.labels,
+        mean,
+        std,
+        hflip=False,
+        crop=False,
+    )

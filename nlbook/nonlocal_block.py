@@ -42,7 +42,8 @@ from einops import rearrange
 from torch import nn
 
 from nlbook.attention import AttentionImpl, attention_weights, scaled_dot_product_attention
-from nlbook.cnn import ResNet, check_image_batch
+from nlbook.checks import check_image_batch
+from nlbook.cnn import ResNet
 
 __all__ = [
     "MODES",

@@ -1,10 +1,13 @@
-"""Where and how big a run is: device choice, run profile, seeding, and the line every notebook prints.
+"""Every chapter — where and how big a run is: device, run profile, dataset name, seeding, precision.
+
+This module owns every ``NLBOOK_*`` choice, and the line every notebook prints at its top.
 
 Two environment variables make a run explicit (each notebook prints both at the top):
 
 * ``NLBOOK_PROFILE`` — ``quick`` (CI on 2 CPU cores: about a minute per notebook) or ``full`` (the real
   experiment on a GPU). Default: ``full`` when CUDA is available, else ``quick``.
-* ``NLBOOK_DATASET`` — see :mod:`nlbook.data` (``cifar10`` by default; ``digits`` offline).
+* ``NLBOOK_DATASET`` — which data :func:`nlbook.data.load_dataset` loads (:func:`resolve_dataset_name`:
+  ``cifar10`` by default; ``digits`` offline).
 * ``NLBOOK_DEVICE`` — optional override of the automatic choice (CUDA, then MPS, then CPU).
 """
 
@@ -18,7 +21,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PROFILES", "Profile", "RunContext", "device_name", "get_profile", "pick_device", "seed_everything", "setup"]
+from nlbook.version import __version__
+
+__all__ = [
+    "DATASETS",
+    "PROFILES",
+    "Profile",
+    "RunContext",
+    "autocast_dtype",
+    "device_name",
+    "get_profile",
+    "pick_device",
+    "resolve_dataset_name",
+    "resolve_profile",
+    "seed_everything",
+    "setup",
+]
+
+DATASETS = ("cifar10", "digits", "longrange")
 
 
 @dataclass(frozen=True)
@@ -41,22 +61,42 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def pick_device(prefer: str | None = None) -> torch.device:
-    """``prefer`` or ``$NLBOOK_DEVICE`` if given, else CUDA, then Apple MPS, then CPU."""
-    prefer = prefer or os.environ.get("NLBOOK_DEVICE")
-    if prefer:
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def pick_device(prefer: str | torch.device | None = None) -> torch.device:
+    """``prefer`` or ``$NLBOOK_DEVICE`` if given, else CUDA, then Apple MPS, then CPU.
+
+    A requested device must exist on this machine: ``cuda`` without a GPU, ``cuda:3`` on a one-GPU machine or
+    ``mps`` off Apple silicon are errors (never a silent fallback), and ``meta`` (shapes without data) or
+    other device types cannot train or time a model here.
+    """
+    source = "argument" if prefer is not None else "NLBOOK_DEVICE"
+    prefer = prefer if prefer is not None else os.environ.get("NLBOOK_DEVICE") or None
+    if prefer is not None:
+        expected = "expected 'cpu', 'cuda', 'cuda:N' or 'mps'"
         try:
             device = torch.device(prefer)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(
-                f"unknown device {prefer!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps' (argument or NLBOOK_DEVICE)"
-            ) from err
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(f"unknown device {prefer!r} ({source}); {expected}") from err
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device {prefer!r} ({source}) cannot run nlbook's models; {expected}")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {prefer!r} requested but CUDA is not available")
+            raise RuntimeError(f"device {prefer!r} ({source}) requested but CUDA is not available")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {prefer!r} ({source}) requested but this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+        if device.type == "mps" and not _mps_available():
+            raise RuntimeError(
+                f"device {prefer!r} ({source}) requested but Apple MPS is not available (it needs macOS on Apple "
+                "silicon); use 'cpu' or 'cuda'"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -84,6 +124,42 @@ def get_profile(name: str | None = None, device: torch.device | None = None) -> 
     return PROFILES[name]
 
 
+def resolve_profile(profile: Profile | str | None) -> Profile:
+    """A :class:`Profile` from itself, its name, or ``None`` (``$NLBOOK_PROFILE`` / device)."""
+    if profile is None or isinstance(profile, str):
+        return get_profile(profile)
+    if not isinstance(profile, Profile):
+        raise TypeError(
+            f"profile must be an nlbook.runtime.Profile, a profile name or None, got {type(profile).__name__}"
+        )
+    return profile
+
+
+def resolve_dataset_name(name: str | None = None) -> str:
+    """``name``, else ``$NLBOOK_DATASET``, else ``cifar10``; raise on unknown names."""
+    name = name or os.environ.get("NLBOOK_DATASET") or "cifar10"
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} (argument or NLBOOK_DATASET)")
+    return name
+
+
+def autocast_dtype(device: torch.device, amp: bool | None = None, amp_dtype: torch.dtype | None = None):
+    """The one mixed-precision rule: the autocast dtype for ``device``, or ``None`` for full precision.
+
+    ``amp=None`` means "on for CUDA, off elsewhere". An explicit ``amp_dtype`` wins; otherwise bfloat16
+    (same exponent range as float32, so no loss scaling), except on CUDA cards without bfloat16 — a T4 —
+    where it is float16 and training needs a gradient scaler.
+    """
+    enabled = amp if amp is not None else device.type == "cuda"
+    if not enabled:
+        return None
+    if amp_dtype is not None:
+        return amp_dtype
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same."""
     random.seed(seed)
@@ -106,10 +182,8 @@ class RunContext:
         return device_name(self.device)
 
     def describe(self) -> str:
-        import nlbook
-
         return (
-            f"nlbook {nlbook.__version__} | torch {torch.__version__} | device {self.device.type} "
+            f"nlbook {__version__} | torch {torch.__version__} | device {self.device.type} "
             f"({self.hardware}) | profile {self.profile.name} | dataset {self.dataset} | seed {self.seed}"
         )
 
@@ -118,8 +192,6 @@ def setup(
     seed: int = 0, profile: str | None = None, dataset: str | None = None, device: str | None = None
 ) -> RunContext:
     """Choose device, profile and dataset (arguments win over environment variables), seed, print them."""
-    from nlbook.data import resolve_dataset_name
-
     dev = pick_device(device)
     ctx = RunContext(dev, get_profile(profile, dev), resolve_dataset_name(dataset), seed)
     seed_everything(seed)

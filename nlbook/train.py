@@ -19,6 +19,7 @@ What it does, and why:
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -36,13 +37,24 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
+from nlbook.checks import check_batchnorm_batch, check_choice, check_float, check_int, dry_run
 from nlbook.data import DeviceLoader, ImageDataset
 from nlbook.distributed import DistInfo, all_reduce_sum, current, wrap_model
-from nlbook.runtime import Profile, device_name, pick_device
+from nlbook.runtime import Profile, autocast_dtype, device_name, pick_device
 
-__all__ = ["EpochStats", "TrainConfig", "TrainRecord", "count_parameters", "evaluate", "fit", "make_optimizer"]
+__all__ = [
+    "EpochStats",
+    "TrainConfig",
+    "TrainRecord",
+    "TrainingInterrupted",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+]
 
 Recipe = Literal["cnn", "transformer"]
+AMP_DTYPES = (None, torch.bfloat16, torch.float16)  # what torch.autocast can run (None: chosen per device)
 
 
 @dataclass(frozen=True)
@@ -69,14 +81,48 @@ class TrainConfig:
     max_test: int | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"TrainConfig: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"TrainConfig: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise ValueError(f"TrainConfig: schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("TrainConfig: need lr > 0, weight_decay >= 0 and 0 <= label_smoothing < 1")
+        """Check every field's type and range now, not epochs later inside :func:`fit` (or never: a negative
+        ``grad_clip`` would flip the gradients, ``max_test=0`` would report 0 % accuracy)."""
+        w = "TrainConfig"
+        fields = {
+            "epochs": check_int(w, "epochs", self.epochs),
+            "batch_size": check_int(w, "batch_size", self.batch_size),
+            "optimizer": check_choice(w, "optimizer", self.optimizer, ("sgd", "adamw")),
+            "lr": check_float(w, "lr", self.lr, low=0.0, low_open=True),
+            "weight_decay": check_float(w, "weight_decay", self.weight_decay, low=0.0),
+            "momentum": check_float(w, "momentum", self.momentum, low=0.0, high=1.0, high_open=True),
+            "schedule": check_choice(w, "schedule", self.schedule, ("cosine", "onecycle", "constant")),
+            "warmup_epochs": check_float(w, "warmup_epochs", self.warmup_epochs, low=0.0),
+            "label_smoothing": check_float(
+                w, "label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True
+            ),
+            "seed": check_int(w, "seed", self.seed, low=0, high=2**32 - 1),  # numpy's range, used by every seed
+        }
+        if self.grad_clip is not None:
+            fields["grad_clip"] = check_float(
+                w, "grad_clip (None: no clipping)", self.grad_clip, low=0.0, low_open=True
+            )
+        for name in ("max_train", "max_test"):
+            if getattr(self, name) is not None:
+                fields[name] = check_int(w, f"{name} (None: all images)", getattr(self, name))
+        for name in ("augment", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{w}: {name} must be True or False, got {getattr(self, name)!r}")
+        if self.amp is not None and not isinstance(self.amp, bool):
+            raise TypeError(f"{w}: amp must be True, False or None (on for CUDA only), got {self.amp!r}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(
+                f"{w}: amp_dtype must be None (automatic), torch.bfloat16 or torch.float16, got {self.amp_dtype!r}"
+            )
+        if self.optimizer == "sgd" and fields["momentum"] == 0:
+            raise ValueError(f"{w}: momentum must be > 0 with optimizer='sgd' (Nesterov momentum), got 0")
+        if fields["warmup_epochs"] > fields["epochs"]:
+            raise ValueError(
+                f"{w}: warmup_epochs must be <= epochs ({self.epochs}), got {self.warmup_epochs!r}: "
+                "the learning rate would never reach lr"
+            )
+        for name, value in fields.items():  # plain Python numbers (numpy ints and floats become int/float)
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_profile(cls, profile: Profile, recipe: Recipe = "cnn", **overrides) -> TrainConfig:
@@ -148,6 +194,30 @@ class TrainRecord:
         return d
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's "interrupt kernel") during :func:`fit`: still a ``KeyboardInterrupt``, carrying
+    the partial :class:`TrainRecord` of every epoch that finished as ``.record``.
+
+    The one rule of :func:`fit`: *any* exception that leaves it once training has started carries ``.record``
+    — this class for an interrupt, the original exception (same type, with ``.record`` attached and a note
+    saying so) for anything else, e.g. running out of memory in epoch 3. The model is back in the train/eval
+    mode it was in either way.
+    """
+
+    def __init__(self, record: TrainRecord):
+        super().__init__(f"fit interrupted after {len(record.history)} finished epoch(s); their history is in .record")
+        self.record = record
+
+
+def _attach_record(err: BaseException, record: TrainRecord) -> None:
+    """Give the exception that stops :func:`fit` the partial record (see :class:`TrainingInterrupted`)."""
+    try:
+        err.record = record  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type that refuses new attributes: nothing to attach to
+        return
+    err.add_note(f"nlbook.train.fit: the {len(record.history)} finished epoch(s) are in this exception's .record")
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     if not isinstance(model, nn.Module):
@@ -190,13 +260,9 @@ def _make_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_ep
 
 def _autocast(device: torch.device, config: TrainConfig):
     """The autocast context and whether a gradient scaler is needed (fp16 only)."""
-    enabled = config.amp if config.amp is not None else device.type == "cuda"
-    if not enabled:
-        return nullcontext(), False
-    dtype = config.amp_dtype
+    dtype = autocast_dtype(device, config.amp, config.amp_dtype)
     if dtype is None:
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if (device.type != "cuda" or cuda_bf16) else torch.float16
+        return nullcontext(), False
     return torch.autocast(device.type, dtype=dtype), dtype == torch.float16
 
 
@@ -225,15 +291,80 @@ def _evaluate_sums(
     return sums
 
 
-def evaluate(
-    model: nn.Module, data: ImageDataset, batch_size: int = 256, device: torch.device | None = None
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``data``'s test split."""
+def _model_device(model: nn.Module) -> torch.device:
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _preflight(
+    where: str,
+    model: nn.Module,
+    data: ImageDataset,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    train_batch: int | None = None,
+    what: str = "",
+) -> None:
+    """Everything that can be checked before a tensor moves: the objects' types, a model that can learn, the
+    dtype the model expects, and one small dry run comparing the model's logits with the dataset's classes
+    (``train_batch``: the images per process and step, for BatchNorm's sake)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where} expects an nn.Module as model, got {type(model).__name__}")
     if not isinstance(data, ImageDataset):
-        raise TypeError(f"evaluate expects an nlbook.data.ImageDataset, got {type(data).__name__}")
-    device = device or next(model.parameters()).device
-    loss_sum, correct, n = _evaluate_sums(model, data, batch_size, device, DistInfo()).tolist()
-    return loss_sum / max(n, 1), correct / max(n, 1)
+        raise TypeError(
+            f"{where} expects an nlbook.data.ImageDataset as data (e.g. nlbook.data.load_dataset('digits')), "
+            f"got {type(data).__name__}"
+        )
+    if data.test_images.shape[0] == 0:
+        raise ValueError(f"{where}: the dataset {data.name!r} has no test images to evaluate on")
+    if train_batch is not None and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"{where}: the model has no trainable parameters (requires_grad is False everywhere); "
+            "unfreeze some before training"
+        )
+    ref = next((t for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
+    allowed = {torch.float32} | ({amp_dtype} if amp_dtype is not None else set())
+    if ref is not None and ref.dtype not in allowed:
+        raise TypeError(
+            f"{where}: the model's parameters are {ref.dtype} but the dataset's batches are torch.float32; "
+            "convert the model with model.float() (TrainConfig(amp=True) trains in mixed precision)"
+        )
+    sample = data.normalize(data.test_images[:2]).to(_model_device(model))
+    out, batchnorm_sizes = dry_run(model, sample, where)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != sample.shape[0]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"{where}: the model must return logits of shape (B, num_classes) = ({sample.shape[0]}, "
+            f"{data.num_classes}) for a batch of shape {tuple(sample.shape)}, got {got}"
+        )
+    if out.shape[1] != data.num_classes:
+        raise ValueError(
+            f"{where}: the model outputs {out.shape[1]} logits per image but the dataset {data.name!r} has "
+            f"{data.num_classes} classes; build the model with num_classes={data.num_classes}"
+        )
+    if train_batch is not None:
+        check_batchnorm_batch(where, batchnorm_sizes, train_batch, what)
+
+
+def evaluate(
+    model: nn.Module, data: ImageDataset, batch_size: int = 256, device: torch.device | str | None = None
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``data``'s test split, where the model is.
+
+    ``device`` (optional) must be where the model's parameters are; the test images go there batch by batch.
+    """
+    _preflight("evaluate", model, data)
+    check_int("evaluate", "batch_size", batch_size)
+    where_model = _model_device(model)
+    if device is not None:
+        device = pick_device(device)
+        if device.type != where_model.type or device.index not in (None, where_model.index):
+            raise ValueError(
+                f"evaluate: device={str(device)!r} but the model's parameters are on {where_model}; move the model "
+                "first (model.to(device)) or leave device out"
+            )
+    loss_sum, correct, n = _evaluate_sums(model, data, batch_size, where_model, DistInfo()).tolist()
+    return loss_sum / n, correct / n
 
 
 def _resolve_distributed(distributed: DistInfo | bool | None) -> DistInfo:
@@ -259,7 +390,14 @@ def fit(
 ) -> TrainRecord:
     """Train ``model`` on ``data`` with ``config``; return the :class:`TrainRecord`.
 
-    The dataset is moved to the device once; batches are augmented there (random crop + flip).
+    The dataset is moved to the device once; batches are augmented there (random crop + flip). Before that,
+    everything that can be checked is: the device exists, ``model`` is a module with trainable parameters,
+    ``data`` an :class:`~nlbook.data.ImageDataset`, and one dry run on two images shows that the model returns
+    one logit per class of the dataset (and that BatchNorm gets more than one value per channel).
+
+    Nothing is lost if the run stops: an interrupt raises :class:`TrainingInterrupted` (a
+    ``KeyboardInterrupt``) and any other exception leaves with ``.record`` — the :class:`TrainRecord` of every
+    finished epoch — attached; the model's train/eval mode is restored in every case.
 
     ``distributed`` (default: whatever :func:`nlbook.distributed.init_distributed` set up, i.e. DDP under
     ``torchrun`` and a single process otherwise) trains with ``DistributedDataParallel``: ``config.batch_size``
@@ -268,15 +406,31 @@ def fit(
     ``sync_batchnorm`` (default: on CUDA) makes BatchNorm use global-batch statistics; see
     :func:`nlbook.distributed.wrap_model`.
     """
-    config = config or TrainConfig()
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}")
     info = _resolve_distributed(distributed)
+    # Every check before anything moves: a bad device, model, dataset or batch fails now, not after the copy.
     if device is None:
         device = info.device if info.enabled else pick_device()
-    device = torch.device(device)
+    device = pick_device(device)
     if info.enabled and config.batch_size % info.world_size:
         raise ValueError(
             f"fit: the global batch_size {config.batch_size} must be divisible by the {info.world_size} processes"
         )
+    per_process = config.batch_size // info.world_size
+    what = f"batch_size {config.batch_size}" + (f" over {info.world_size} processes" if info.enabled else "")
+    _preflight(
+        "fit",
+        model,
+        data,
+        amp_dtype=autocast_dtype(device, config.amp, config.amp_dtype),
+        train_batch=per_process,
+        what=what,
+    )
+    n_train = data.train_images.shape[0] if config.max_train is None else min(config.max_train, len(data.train_images))
+    if n_train < config.batch_size:
+        raise ValueError(f"fit: batch_size {config.batch_size} is larger than the {n_train} training images")
     data = data.subset(config.max_train, config.max_test).to(device)
     model = model.to(device)
     if config.channels_last:
@@ -314,52 +468,66 @@ def fit(
     )
     show = (progress if progress is not None else not os.environ.get("TQDM_DISABLE")) and info.is_main
     bar = tqdm(total=config.epochs * len(loader), desc=record.name, disable=not show, leave=False)
+    was_training = model.training
     start = time.perf_counter()
-    for epoch in range(config.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        for x, y in loader:
-            with autocast:
-                logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            # accumulate on the device: no host sync per step
-            loss_sum += loss.detach() * y.numel()
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += y.numel()
-            bar.update()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
-        # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
-        acc = _sum_dtype(device)
-        train = torch.stack([loss_sum.to(acc), correct.to(acc), torch.tensor(seen, dtype=acc, device=device)])
-        train = all_reduce_sum(train, info)
-        eval_batch = -(-max(config.batch_size, 256) // info.world_size) * info.world_size
-        test = all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info), info)
-        (train_loss, train_correct, train_seen), (test_loss, test_correct, test_seen) = train.tolist(), test.tolist()
-        stats = EpochStats(
-            epoch=epoch + 1,
-            lr=opt.param_groups[0]["lr"],
-            train_loss=train_loss / train_seen,
-            train_acc=train_correct / train_seen,
-            test_loss=test_loss / max(test_seen, 1),
-            test_acc=test_correct / max(test_seen, 1),
-            seconds=seconds,
-            images_per_s=train_seen / seconds,
-        )
-        record.history.append(stats)
-        bar.set_postfix(loss=f"{stats.train_loss:.3f}", test_acc=f"{stats.test_acc:.3f}")
-    bar.close()
+    try:
+        for epoch in range(config.epochs):
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            for x, y in loader:
+                with autocast:
+                    logits = step_model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip is not None:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                # accumulate on the device: no host sync per step
+                loss_sum += loss.detach() * y.numel()
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += y.numel()
+                bar.update()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t0
+            # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
+            acc = _sum_dtype(device)
+            train = torch.stack([loss_sum.to(acc), correct.to(acc), torch.tensor(seen, dtype=acc, device=device)])
+            train = all_reduce_sum(train, info)
+            eval_batch = -(-max(config.batch_size, 256) // info.world_size) * info.world_size
+            test = all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info), info)
+            (train_loss, train_correct, train_seen), (test_loss, test_correct, test_seen) = (
+                train.tolist(),
+                test.tolist(),
+            )
+            stats = EpochStats(
+                epoch=epoch + 1,
+                lr=opt.param_groups[0]["lr"],
+                train_loss=train_loss / train_seen,
+                train_acc=train_correct / train_seen,
+                test_loss=test_loss / max(test_seen, 1),
+                test_acc=test_correct / max(test_seen, 1),
+                seconds=seconds,
+                images_per_s=train_seen / seconds,
+            )
+            record.history.append(stats)
+            bar.set_postfix(loss=f"{stats.train_loss:.3f}", test_acc=f"{stats.test_acc:.3f}")
+    except BaseException as err:
+        # Nothing lost: whatever stops the run, every finished epoch leaves with the exception.
+        record.wall_time_s = time.perf_counter() - start
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, TrainingInterrupted):
+            raise TrainingInterrupted(record) from err
+        _attach_record(err, record)
+        raise
+    finally:
+        bar.close()
+        model.train(was_training)
     record.wall_time_s = time.perf_counter() - start
     return record

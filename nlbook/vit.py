@@ -7,8 +7,8 @@ attention from :mod:`nlbook.attention`) mixes all tokens with each other from th
 32×32 images and the ImageNet ViT-B/16 shape.
 
 The layout mirrors :class:`torchvision.models.VisionTransformer` one-to-one, so
-:func:`load_torchvision_state_dict` / :func:`to_torchvision_state_dict` move weights across and the tests
-check that both models give the same logits — the tutorial model *is* the reference model.
+:mod:`nlbook.vit_torchvision` moves weights across by renaming keys and the tests check that both models give
+the same logits — the tutorial model *is* the reference model.
 
 Also here: the einops "cut into patches + linear layer" form of the patch embedding (:func:`patchify`,
 :meth:`PatchEmbedding.forward_linear`), stochastic depth (:class:`DropPath`), bicubic resampling of the
@@ -19,7 +19,7 @@ position embeddings for another input size (:func:`interpolate_pos_embed`) and a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -28,7 +28,7 @@ from einops import rearrange
 from torch import nn
 
 from nlbook.attention import AttentionImpl, MultiHeadAttention
-from nlbook.cnn import check_image_batch
+from nlbook.checks import check_image_batch, check_positive_int, check_probability
 
 __all__ = [
     "VIT_PRESETS",
@@ -40,12 +40,8 @@ __all__ = [
     "VisionTransformer",
     "attention_rollout",
     "drop_path",
-    "from_torchvision",
     "interpolate_pos_embed",
-    "load_torchvision_state_dict",
     "patchify",
-    "to_torchvision_state_dict",
-    "torchvision_kwargs",
     "vit_preset",
 ]
 
@@ -54,18 +50,6 @@ HeadInit = Literal["normal", "zeros"]
 
 # torchvision (and the original JAX code) use LayerNorm with eps 1e-6, not PyTorch's default 1e-5.
 LN_EPS = 1e-6
-
-
-def _check_positive_int(where: str, **values: Any) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-
-
-def _check_probability(where: str, **values: Any) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-            raise ValueError(f"{where}: {name} must be a probability in [0, 1), got {value!r}")
 
 
 def _check_patchable(x: torch.Tensor, patch_size: int, where: str) -> tuple[int, int]:
@@ -92,7 +76,7 @@ def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     convolution.
     """
     check_image_batch(x, None, "patchify")
-    _check_positive_int("patchify", patch_size=patch_size)
+    check_positive_int("patchify", patch_size=patch_size)
     _check_patchable(x, patch_size, "patchify")
     return rearrange(x, "b c (gh p1) (gw p2) -> b (gh gw) (c p1 p2)", p1=patch_size, p2=patch_size)
 
@@ -123,7 +107,7 @@ class PatchEmbedding(nn.Module):
         strict_size: bool = True,
     ):
         super().__init__()
-        _check_positive_int(
+        check_positive_int(
             "PatchEmbedding", image_size=image_size, patch_size=patch_size, in_channels=in_channels, embed_dim=embed_dim
         )
         if image_size % patch_size:
@@ -184,7 +168,7 @@ def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.
     Surviving samples are scaled by 1/(1-p) so the expected output is unchanged; at evaluation time the
     branch is always kept (identity).
     """
-    _check_probability("drop_path", p=p)
+    check_probability("drop_path", p=p)
     if p == 0.0 or not training:
         return x
     keep = 1.0 - p
@@ -198,7 +182,7 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float = 0.0):
         super().__init__()
-        _check_probability("DropPath", p=p)
+        check_probability("DropPath", p=p)
         self.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,7 +200,7 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0):
         super().__init__()
-        _check_positive_int("Mlp", dim=dim, hidden_dim=hidden_dim)
+        check_positive_int("Mlp", dim=dim, hidden_dim=hidden_dim)
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(dropout)
@@ -257,8 +241,8 @@ class EncoderBlock(nn.Module):
         mlp_dim: int | None = None,
     ):
         super().__init__()
-        _check_positive_int("EncoderBlock", dim=dim, num_heads=num_heads)
-        _check_probability("EncoderBlock", dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
+        check_positive_int("EncoderBlock", dim=dim, num_heads=num_heads)
+        check_probability("EncoderBlock", dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
         if mlp_dim is None:
             if not mlp_ratio > 0:
                 raise ValueError(f"EncoderBlock: mlp_ratio must be > 0, got {mlp_ratio!r}")
@@ -302,8 +286,9 @@ def interpolate_pos_embed(
     """Resample learned position embeddings (1, prefix + gh·gw, D) to another patch grid.
 
     The prefix (class token) embeddings are kept; the grid part is treated as a D-channel image and
-    resized bicubically (with antialiasing when shrinking), as timm's ``resample_abs_pos_embed`` and the
-    ViT paper's fine-tuning at higher resolution do. At the same grid it returns ``pos_embed`` unchanged.
+    resized bicubically with antialiasing on (it matters only when shrinking), as timm's
+    ``resample_abs_pos_embed`` does. The ViT paper's reference code resizes bilinearly when it fine-tunes at a
+    higher resolution. At the same grid it returns ``pos_embed`` unchanged.
     """
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
         raise ValueError(f"interpolate_pos_embed expects (1, N, D) embeddings, got shape {tuple(pos_embed.shape)}")
@@ -387,8 +372,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"{name}: head_init must be 'normal' (DeiT/timm) or 'zeros' (JAX/torchvision), got {head_init!r}"
             )
-        _check_positive_int(name, num_classes=num_classes, depth=depth, embed_dim=embed_dim, num_heads=num_heads)
-        _check_probability(name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
+        check_positive_int(name, num_classes=num_classes, depth=depth, embed_dim=embed_dim, num_heads=num_heads)
+        check_probability(name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
         if pool not in ("cls", "gap"):
             raise ValueError(f"{name}: pool must be 'cls' (class token) or 'gap' (average of tokens), got {pool!r}")
         if embed_dim % num_heads:
@@ -481,7 +466,7 @@ class VisionTransformer(nn.Module):
 
     def set_image_size(self, image_size: int) -> None:
         """Permanently resample the position embeddings to ``image_size`` (fine-tuning at another resolution)."""
-        _check_positive_int("set_image_size", image_size=image_size)
+        check_positive_int("set_image_size", image_size=image_size)
         if image_size % self.patch_size:
             raise ValueError(
                 f"set_image_size: image_size {image_size} is not divisible by the patch size {self.patch_size}"
@@ -497,7 +482,7 @@ class VisionTransformer(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) → encoder input tokens (B, prefix + N, D): patches, class token, positions."""
-        check_image_batch(x, self.in_channels, type(self).__name__)
+        check_image_batch(x, self.in_channels, type(self).__name__, like=self)
         grid = _check_patchable(x, self.patch_size, type(self).__name__)
         tokens = self.patch_embed(x)
         if self.cls_token is not None:
@@ -611,128 +596,3 @@ def vit_preset(name: str, **overrides: Any) -> VisionTransformer:
     if name not in VIT_PRESETS:
         raise ValueError(f"vit_preset: unknown preset {name!r}; expected one of {sorted(VIT_PRESETS)}")
     return VisionTransformer(**{**VIT_PRESETS[name], **overrides})
-
-
-# ----------------------------------------------------------------------------------------------------------
-# torchvision interoperability
-# ----------------------------------------------------------------------------------------------------------
-
-# (ours, torchvision) names of the parameters outside the encoder blocks.
-_TV_GLOBAL = (
-    ("patch_embed.proj.weight", "conv_proj.weight"),
-    ("patch_embed.proj.bias", "conv_proj.bias"),
-    ("cls_token", "class_token"),
-    ("pos_embed", "encoder.pos_embedding"),
-    ("norm.weight", "encoder.ln.weight"),
-    ("norm.bias", "encoder.ln.bias"),
-    ("head.weight", "heads.head.weight"),
-    ("head.bias", "heads.head.bias"),
-)
-# (ours, torchvision) names inside block i. Our fused qkv Linear has torchvision's in_proj layout
-# (rows: q, then k, then v), so these are plain renames, no reshuffling.
-_TV_BLOCK = (
-    ("norm1.weight", "ln_1.weight"),
-    ("norm1.bias", "ln_1.bias"),
-    ("attn.qkv.weight", "self_attention.in_proj_weight"),
-    ("attn.qkv.bias", "self_attention.in_proj_bias"),
-    ("attn.proj.weight", "self_attention.out_proj.weight"),
-    ("attn.proj.bias", "self_attention.out_proj.bias"),
-    ("norm2.weight", "ln_2.weight"),
-    ("norm2.bias", "ln_2.bias"),
-    ("mlp.fc1.weight", "mlp.0.weight"),
-    ("mlp.fc1.bias", "mlp.0.bias"),
-    ("mlp.fc2.weight", "mlp.3.weight"),
-    ("mlp.fc2.bias", "mlp.3.bias"),
-)
-
-
-def _torchvision_name_map(depth: int) -> list[tuple[str, str]]:
-    pairs = list(_TV_GLOBAL)
-    for i in range(depth):
-        pairs += [(f"blocks.{i}.{a}", f"encoder.layers.encoder_layer_{i}.{b}") for a, b in _TV_BLOCK]
-    return pairs
-
-
-def _check_torchvision_compatible(model: VisionTransformer, where: str) -> None:
-    if not isinstance(model, VisionTransformer):
-        raise TypeError(f"{where} expects an nlbook.vit.VisionTransformer, got {type(model).__name__}")
-    if model.pool != "cls":
-        raise ValueError(f"{where}: torchvision's VisionTransformer has a class token; build ours with pool='cls'")
-    if model.blocks[0].attn.qkv.bias is None:
-        raise ValueError(f"{where}: torchvision's attention has q/k/v biases; build ours with qkv_bias=True")
-
-
-def to_torchvision_state_dict(model: VisionTransformer) -> dict[str, torch.Tensor]:
-    """Our weights under torchvision's ``VisionTransformer`` names (load with ``load_state_dict(strict=True)``)."""
-    _check_torchvision_compatible(model, "to_torchvision_state_dict")
-    ours = model.state_dict()
-    return {tv: ours[name] for name, tv in _torchvision_name_map(model.depth)}
-
-
-def load_torchvision_state_dict(model: VisionTransformer, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Copy a torchvision ``VisionTransformer`` state dict into ``model`` (in place; every tensor must fit).
-
-    Raises ``ValueError`` naming missing/unexpected keys or mismatched shapes (e.g. a different depth, or a
-    torchvision model with a ``representation_size`` pre-logits layer, which ours does not have).
-    """
-    _check_torchvision_compatible(model, "load_torchvision_state_dict")
-    pairs = _torchvision_name_map(model.depth)
-    expected = {tv for _, tv in pairs}
-    missing = sorted(expected - set(state_dict))
-    unexpected = sorted(set(state_dict) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            "load_torchvision_state_dict: the state dict does not match this model's configuration; "
-            f"missing keys {missing[:5]}{'…' if len(missing) > 5 else ''}, "
-            f"unexpected keys {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
-        )
-    ours = model.state_dict()
-    converted = {}
-    for name, tv in pairs:
-        if tuple(state_dict[tv].shape) != tuple(ours[name].shape):
-            raise ValueError(
-                f"load_torchvision_state_dict: {tv} has shape {tuple(state_dict[tv].shape)} but our {name} "
-                f"has shape {tuple(ours[name].shape)}; build ours with the same image/patch size, width and depth"
-            )
-        converted[name] = state_dict[tv]
-    model.load_state_dict(converted, strict=True)
-
-
-def torchvision_kwargs(model: VisionTransformer) -> dict[str, Any]:
-    """Constructor arguments of the ``torchvision.models.VisionTransformer`` with the same shape as ``model``."""
-    _check_torchvision_compatible(model, "torchvision_kwargs")
-    if model.in_channels != 3:
-        raise ValueError("torchvision_kwargs: torchvision's VisionTransformer takes 3-channel images only")
-    return dict(
-        image_size=model.image_size,
-        patch_size=model.patch_size,
-        num_layers=model.depth,
-        num_heads=model.num_heads,
-        hidden_dim=model.embed_dim,
-        mlp_dim=model.blocks[0].mlp.fc1.out_features,
-        num_classes=model.num_classes,
-    )
-
-
-def from_torchvision(tv_model: nn.Module, **kwargs: Any) -> VisionTransformer:
-    """Build our :class:`VisionTransformer` with the shape of a torchvision one and copy its weights.
-
-    ``kwargs`` (e.g. ``impl="explicit"``) go to our constructor; dropout rates are taken from ``tv_model``.
-    """
-    for attr in ("image_size", "patch_size", "hidden_dim", "mlp_dim", "num_classes", "encoder"):
-        if not hasattr(tv_model, attr):
-            raise TypeError(f"from_torchvision expects a torchvision.models.VisionTransformer, got {type(tv_model)}")
-    model = VisionTransformer(
-        image_size=tv_model.image_size,
-        patch_size=tv_model.patch_size,
-        num_classes=tv_model.num_classes,
-        embed_dim=tv_model.hidden_dim,
-        depth=len(tv_model.encoder.layers),
-        num_heads=tv_model.encoder.layers[0].num_heads,
-        mlp_dim=tv_model.mlp_dim,
-        dropout=tv_model.dropout,
-        attn_dropout=tv_model.attention_dropout,
-        **kwargs,
-    )
-    load_torchvision_state_dict(model, tv_model.state_dict())
-    return model

@@ -25,10 +25,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from nlbook.runtime import Profile, get_profile
+from nlbook.cnn import ResNet
+from nlbook.coatnet import coatnet
+from nlbook.hybrid import hybrid_resnet
+from nlbook.nonlocal_block import NonLocalResNet
+from nlbook.runtime import Profile, resolve_profile
 from nlbook.train import Recipe, TrainConfig
+from nlbook.vit import VisionTransformer
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "model_names", "model_spec", "recipe", "resolve_profile"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "model_names", "model_spec", "recipe"]
 
 
 @dataclass(frozen=True)
@@ -80,17 +85,6 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def resolve_profile(profile: Profile | str | None) -> Profile:
-    """A :class:`~nlbook.runtime.Profile` from itself, its name, or ``None`` (``$NLBOOK_PROFILE`` / device)."""
-    if profile is None or isinstance(profile, str):
-        return get_profile(profile)
-    if not isinstance(profile, Profile):
-        raise TypeError(
-            f"profile must be an nlbook.runtime.Profile, a profile name or None, got {type(profile).__name__}"
-        )
-    return profile
-
-
 def _cnn_shape(profile: Profile) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Stage widths (w, 2w, 4w, 8w) and per-stage blocks (depth // 3, at least 1)."""
     w, blocks = profile.width, max(1, profile.depth // 3)
@@ -98,23 +92,17 @@ def _cnn_shape(profile: Profile) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def _resnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
-    from nlbook.cnn import ResNet
-
     widths, depths = _cnn_shape(p)
     return ResNet(num_classes, in_channels, widths, depths)
 
 
 def _nonlocal_resnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
-    from nlbook.nonlocal_block import NonLocalResNet
-
     widths, depths = _cnn_shape(p)
     # Defaults of chapter 3: embedded Gaussian blocks after stages 1 and 2 (the paper's res3/res4).
     return NonLocalResNet(num_classes, in_channels, widths, depths)
 
 
 def _vit(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
-    from nlbook.vit import VisionTransformer
-
     heads = max(2, p.embed_dim // 64)
     if p.embed_dim % heads:
         raise ValueError(f"vit: profile embed_dim {p.embed_dim} must be divisible by {heads} heads")
@@ -132,8 +120,6 @@ def _vit(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.
 
 def _hybrid(kind: str) -> Callable[[int, int, int, Profile], nn.Module]:
     def build(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
-        from nlbook.hybrid import hybrid_resnet
-
         widths, depths = _cnn_shape(p)
         return hybrid_resnet(kind, num_classes, in_channels, widths=widths, depths=depths, image_size=image_size)  # type: ignore[arg-type]
 
@@ -141,8 +127,6 @@ def _hybrid(kind: str) -> Callable[[int, int, int, Profile], nn.Module]:
 
 
 def _coatnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
-    from nlbook.hybrid import coatnet
-
     widths, depths = _cnn_shape(p)
     return coatnet(num_classes, in_channels, image_size, widths=widths, depths=depths)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nlbook import bench
+from nlbook import bench, comparison
 from nlbook.attention import scaled_dot_product_attention
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -200,8 +200,8 @@ def _result(name: str, params: int, speed: float) -> bench.BenchResult:
     )  # fmt: skip
 
 
-def _run(name: str, seed: int, acc: float, cost: bench.BenchResult | None) -> bench.ModelRun:
-    return bench.ModelRun(
+def _run(name: str, seed: int, acc: float, cost: bench.BenchResult | None) -> comparison.ModelRun:
+    return comparison.ModelRun(
         name=name, strategy="baseline" if name == "resnet" else "hybrid", seed=seed, dataset="digits",
         profile="quick", test_acc=acc, train_wall_s=1.0, epochs=1, train_images=10, test_images=10, config={},
         history=[], cost=cost,
@@ -211,12 +211,12 @@ def _run(name: str, seed: int, acc: float, cost: bench.BenchResult | None) -> be
 def test_summarize_means_and_spread_over_seeds():
     base, other = _result("resnet", 1000, 100.0), _result("vit", 2000, 50.0)
     runs = [_run("resnet", 0, 0.5, base), _run("resnet", 1, 0.7, None), _run("vit", 0, 0.4, other)]
-    rows = bench.summarize(runs)
+    rows = comparison.summarize(runs)
     assert [r["model"] for r in rows] == ["resnet", "vit"]
     assert rows[0]["acc_mean"] == pytest.approx(0.6) and rows[0]["acc_std"] == pytest.approx(math.sqrt(0.02))
     assert rows[0]["n_seeds"] == 2 and rows[0]["params"] == 1000
     assert rows[1]["acc_std"] is None and rows[1]["n_seeds"] == 1
-    table = bench.format_table(rows, baseline="resnet", title="T")
+    table = comparison.format_table(rows, baseline="resnet", title="T")
     lines = table.splitlines()
     assert lines[0] == "T" and "×" in lines[1]
     vit_line = next(line for line in lines if line.startswith("vit"))
@@ -225,10 +225,10 @@ def test_summarize_means_and_spread_over_seeds():
 
 
 def test_format_table_baseline_must_exist():
-    rows = bench.summarize([_result("vit", 10, 1.0)])
+    rows = comparison.summarize([_result("vit", 10, 1.0)])
     with pytest.raises(ValueError, match="baseline 'resnet' is not among the rows"):
-        bench.format_table(rows, baseline="resnet")
-    table = bench.format_table(rows, baseline=None)
+        comparison.format_table(rows, baseline="resnet")
+    table = comparison.format_table(rows, baseline=None)
     assert "×" not in table and table.splitlines()[-1].startswith("vit")
 
 
@@ -239,7 +239,7 @@ def test_peak_step_memory_needs_a_callable():
 
 def test_summarize_rejects_other_items():
     with pytest.raises(TypeError, match="BenchResult or ModelRun"):
-        bench.summarize([{"model": "x"}])
+        comparison.summarize([{"model": "x"}])
 
 
 # ------------------------------------------------------------------------------------------------ benchmark
@@ -250,7 +250,7 @@ def test_benchmark_model_trains_and_measures(tmp_path):
     from nlbook.data import load_dataset
 
     data = load_dataset("digits")
-    run = bench.benchmark_model(
+    run = comparison.benchmark_model(
         "resnet", data, profile="quick", device="cpu", seed=1, epochs=1, max_train=128, max_test=64,
         batch_size=32, warmup=0, repeats=1, progress=False,
     )  # fmt: skip
@@ -263,7 +263,7 @@ def test_benchmark_model_trains_and_measures(tmp_path):
 
 def test_benchmark_model_unknown_name():
     with pytest.raises(ValueError, match="resnet"):
-        bench.benchmark_model("alexnet", data=None)
+        comparison.benchmark_model("alexnet", data=None)
 
 
 # ------------------------------------------------------------------------------------------------ scripts
@@ -308,28 +308,28 @@ def test_run_all_writes_a_complete_record(tmp_path, capsys):
     assert [r["model"] for r in table] == ["resnet", "vit"] and table[0]["hardware"] == record["hardware"]["name"]
     out = capsys.readouterr().out
     assert "target vit_85" in out and "params (M)" in out
-    (name, found), *_ = bench.recorded_runs(tmp_path)
+    (name, found), *_ = comparison.recorded_runs(tmp_path)
     assert name == path.name and found["summary"] == record["summary"]
-    described = bench.describe_record(found)
+    described = comparison.describe_record(found)
     assert described.startswith("RECORDED RUN") and "digits, profile quick" in described and "vit" in described
 
 
 def test_recorded_runs_reads_only_result_files(tmp_path):
     import json
 
-    assert bench.recorded_runs(tmp_path / "missing") == []
+    assert comparison.recorded_runs(tmp_path / "missing") == []
     (tmp_path / "notes.json").write_text('{"a": 1}')
     (tmp_path / "broken.json").write_text("{")
     (tmp_path / "tmp").mkdir()
     other = {"summary": "another script's file", "hardware": "cpu"}
     (tmp_path / "other.json").write_text(json.dumps(other))
     fake = {"summary": [{"model": "resnet", "params": 10}], "hardware": {"name": "GPU X"}, "dataset": "cifar10"}
-    fake["format"] = bench.RECORD_FORMAT
+    fake["format"] = comparison.RECORD_FORMAT
     (tmp_path / "tmp" / "ignored.json").write_text(json.dumps(fake | {"created": "2099"}))
     (tmp_path / "old.json").write_text(json.dumps(fake | {"created": "2026-01-01"}))
     (tmp_path / "new.json").write_text(json.dumps(fake | {"created": "2026-02-01"}))
-    assert [name for name, _ in bench.recorded_runs(tmp_path)] == ["new.json", "old.json"]
-    assert "GPU X" in bench.describe_record(fake)
+    assert [name for name, _ in comparison.recorded_runs(tmp_path)] == ["new.json", "old.json"]
+    assert "GPU X" in comparison.describe_record(fake)
 
 
 def test_run_all_rejects_unknown_model():
@@ -345,12 +345,12 @@ def test_time_to_accuracy_sums_training_time_up_to_the_first_epoch_at_the_thresh
     from nlbook.train import EpochStats
 
     history = _history((100.0, 0.80), (120.0, 0.931), (130.0, 0.92), (110.0, 0.95))
-    assert bench.time_to_accuracy(history, 0.93) == 220.0  # the first crossing counts, not the last epoch
-    assert bench.time_to_accuracy(history, 0.95) == 460.0
-    assert bench.time_to_accuracy(history, 0.96) is None
-    assert bench.time_to_accuracy([], 0.5) is None
+    assert comparison.time_to_accuracy(history, 0.93) == 220.0  # the first crossing counts, not the last epoch
+    assert comparison.time_to_accuracy(history, 0.95) == 460.0
+    assert comparison.time_to_accuracy(history, 0.96) is None
+    assert comparison.time_to_accuracy([], 0.5) is None
     stats = [EpochStats(1, 0.1, 1.0, 0.5, 1.0, 0.6, 12.5, 100.0), EpochStats(2, 0.1, 0.9, 0.6, 0.9, 0.7, 10.0, 90.0)]
-    assert bench.time_to_accuracy(stats, 0.65) == 22.5
+    assert comparison.time_to_accuracy(stats, 0.65) == 22.5
 
 
 def test_check_targets_logic():

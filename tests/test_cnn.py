@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlbook.cnn import BasicBlock, ResNet, check_image_batch, conv2d_sliding, conv_output_size, receptive_field
+from nlbook.checks import check_image_batch
+from nlbook.cnn import BasicBlock, ResNet, conv2d_sliding, conv_output_size, receptive_field
 
 
 @pytest.mark.parametrize("size", [7, 8, 32])

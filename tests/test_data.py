@@ -141,7 +141,7 @@ def test_loader_rejects_bad_arguments(digits):
 
 
 def test_datasets_declare_which_augmentations_preserve_labels():
-    from nlbook.longrange import longrange_dataset
+    from nlbook.data import longrange_dataset
 
     lr = longrange_dataset(n_train=64, n_test=16)
     assert not lr.crop and not lr.hflip

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 import nlbook
-from nlbook import zoo
+from nlbook import coatnet, zoo
 from nlbook.attention import (
     LearnedPositionEncoding2d,
     MultiHeadAttention,
@@ -75,19 +75,24 @@ def _hybrid_cases() -> list[Case]:
         Case("CBAM-spatial-norm", _q(h.CBAM), lambda: h.CBAM(16, spatial_norm=True), ((2, 16, 8, 8),)),
         Case("BoTBlock", _q(h.BoTBlock), lambda: h.BoTBlock(16, 32, 8), ((2, 16, 8, 8),)),
         Case("BoTBlock-stride2", _q(h.BoTBlock), lambda: h.BoTBlock(16, 32, 8, stride=2), ((2, 16, 8, 8),)),
-        Case("LayerNorm2d", _q(h.LayerNorm2d), lambda: h.LayerNorm2d(16), ((2, 16, 8, 8),)),
-        Case("MBConv", _q(h.MBConv), lambda: h.MBConv(16, 32, stride=2), ((2, 16, 8, 8),)),
-        Case("RelativePositionBias2d", _q(h.RelativePositionBias2d), lambda: h.RelativePositionBias2d(4, 2), ()),
+        Case("LayerNorm2d", _q(coatnet.LayerNorm2d), lambda: coatnet.LayerNorm2d(16), ((2, 16, 8, 8),)),
+        Case("MBConv", _q(coatnet.MBConv), lambda: coatnet.MBConv(16, 32, stride=2), ((2, 16, 8, 8),)),
+        Case(
+            "RelativePositionBias2d",
+            _q(coatnet.RelativePositionBias2d),
+            lambda: coatnet.RelativePositionBias2d(4, 2),
+            (),
+        ),
         Case(
             "TransformerBlock2d",
-            _q(h.TransformerBlock2d),
-            lambda: h.TransformerBlock2d(16, 32, 8, stride=2, head_dim=8),
+            _q(coatnet.TransformerBlock2d),
+            lambda: coatnet.TransformerBlock2d(16, 32, 8, stride=2, head_dim=8),
             ((2, 16, 8, 8),),
         ),
         Case(
             "CoAtNet",
-            _q(h.CoAtNet),
-            lambda: h.CoAtNet(widths=(8, 16, 16, 32), depths=(1, 1, 1, 1), head_dim=8),
+            _q(coatnet.CoAtNet),
+            lambda: coatnet.CoAtNet(widths=(8, 16, 16, 32), depths=(1, 1, 1, 1), head_dim=8),
             IMG,
         ),
     ] + [

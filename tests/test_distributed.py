@@ -1,6 +1,6 @@
 """nlbook.distributed and the DDP path of nlbook.train.fit, on CPU with gloo.
 
-The central check launches ``torchrun --nproc_per_node=2 -m nlbook.distributed`` on 127.0.0.1 and compares
+The central check launches ``torchrun --nproc_per_node=2 -m nlbook.launch`` on 127.0.0.1 and compares
 its trained weights with a one-process ``fit`` on the same global batches. The model is the zoo's ViT
 (LayerNorm, no BatchNorm): BatchNorm normalises each rank's *share* with that share's statistics, so a
 2-process BatchNorm network genuinely computes something else than one process on the whole batch, and
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nlbook import distributed as D
-from nlbook import zoo
+from nlbook import launch, zoo
 from nlbook.data import load_dataset
 from nlbook.runtime import seed_everything
 from nlbook.train import TrainConfig, fit
@@ -30,7 +30,7 @@ RUN += ["--max-train", "128", "--max-test", "100", "--seed", "0"]
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_on_the_same_global_batches() -> None:
-    run = D.launch_local(2, RUN, threads_per_process=1)
+    run = launch.launch_local(2, RUN, threads_per_process=1)
     two, rec2 = run.state_dict, run.record
 
     # the same run in this process: same seed, same initial weights, whole global batch on one rank
@@ -124,9 +124,9 @@ def test_bad_environment_and_backend_are_clear_errors(monkeypatch: pytest.Monkey
 
 def test_launch_local_reports_a_failed_launch() -> None:
     with pytest.raises(RuntimeError, match="no-such-model"):
-        D.launch_local(1, ["--model", "no-such-model", "--dataset", "digits"], threads_per_process=1)
+        launch.launch_local(1, ["--model", "no-such-model", "--dataset", "digits"], threads_per_process=1)
     with pytest.raises(ValueError, match="nproc"):
-        D.launch_local(0, [])
+        launch.launch_local(0, [])
 
 
 def test_fit_rejects_a_global_batch_that_does_not_split_evenly() -> None:

@@ -13,20 +13,8 @@ from timm.layers.cbam import CbamModule
 from torch import nn
 
 from nlbook.cnn import BasicBlock, ResNet
-from nlbook.hybrid import (
-    CBAM,
-    HYBRID_KINDS,
-    BoTBlock,
-    CoAtNet,
-    LayerNorm2d,
-    MBConv,
-    RelativePositionBias2d,
-    SqueezeExcitation,
-    TransformerBlock2d,
-    attention_maps,
-    coatnet,
-    hybrid_resnet,
-)
+from nlbook.coatnet import CoAtNet, LayerNorm2d, MBConv, RelativePositionBias2d, TransformerBlock2d, coatnet
+from nlbook.hybrid import CBAM, HYBRID_KINDS, BoTBlock, SqueezeExcitation, attention_maps, hybrid_resnet
 
 
 def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -8,18 +8,12 @@ import pytest
 import torch
 
 from nlbook.cnn import ResNet
-from nlbook.data import load_dataset
-from nlbook.longrange import (
-    CLASSES,
-    TEST_SEED,
-    LongRangeTask,
+from nlbook.data import load_dataset, longrange_dataset
+from nlbook.longrange import CLASSES, TEST_SEED, LongRangeTask, critical_distance, glyph_cells, render
+from nlbook.longrange_sweep import (
     accuracy_by_distance,
-    critical_distance,
-    glyph_cells,
     load_sweep_results,
-    longrange_dataset,
     plot_accuracy_vs_distance,
-    render,
     strategy_models,
     train_config,
 )

@@ -76,7 +76,7 @@ def test_batch_larger_than_dataset_is_a_clear_error(digits):
         (dict(epochs=0), "epochs"),
         (dict(optimizer="adam"), "optimizer"),
         (dict(schedule="step"), "schedule"),
-        (dict(lr=0.0), "lr > 0"),
+        (dict(lr=0.0), "lr must be a finite real number > 0"),
     ],
 )
 def test_bad_config_is_a_clear_error(kw, msg):
@@ -102,7 +102,7 @@ def test_device_choice(monkeypatch):
 
 
 def test_no_weight_decay_on_norms_biases_tokens_and_position_tables():
-    from nlbook.hybrid import coatnet
+    from nlbook.coatnet import coatnet
     from nlbook.train import make_optimizer
 
     model = coatnet(num_classes=10, in_channels=3, image_size=32, width=8, depths=(1, 1, 1, 1))

@@ -19,13 +19,15 @@ from nlbook.vit import (
     VisionTransformer,
     attention_rollout,
     drop_path,
-    from_torchvision,
     interpolate_pos_embed,
-    load_torchvision_state_dict,
     patchify,
+    vit_preset,
+)
+from nlbook.vit_torchvision import (
+    from_torchvision,
+    load_torchvision_state_dict,
     to_torchvision_state_dict,
     torchvision_kwargs,
-    vit_preset,
 )
 
 TV_SMALL = dict(image_size=32, patch_size=4, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=256, num_classes=10)

@@ -7,7 +7,8 @@ import torch
 
 from nlbook import zoo
 from nlbook.cnn import ResNet
-from nlbook.hybrid import CBAM, BoTBlock, CoAtNet, SqueezeExcitation
+from nlbook.coatnet import CoAtNet
+from nlbook.hybrid import CBAM, BoTBlock, SqueezeExcitation
 from nlbook.nonlocal_block import NonLocalBlock2d, NonLocalResNet
 from nlbook.runtime import PROFILES
 from nlbook.vit import VisionTransformer, vit_preset

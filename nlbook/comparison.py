@@ -1,0 +1,321 @@
+"""Chapter 6 — Head-to-head: every zoo model trained on the same data, with its cost beside its accuracy.
+
+:func:`benchmark_model` trains one model of :mod:`nlbook.zoo` with its family's recipe and measures its cost
+with :func:`nlbook.bench.measure`; :func:`summarize` and :func:`format_table` turn runs into the chapter's
+table (accuracy mean ± std over seeds, cost ratios to the ResNet baseline); :func:`time_to_accuracy` reads a
+run's history the DAWNBench way; :func:`recorded_runs` / :func:`describe_record` read the results files that
+``benchmarks/run_all.py`` writes. How each cost number is measured is :mod:`nlbook.bench`'s business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nlbook.bench import BenchResult, measure
+from nlbook.data import ImageDataset, load_dataset
+from nlbook.runtime import Profile, autocast_dtype, pick_device, resolve_profile, seed_everything
+from nlbook.train import fit
+from nlbook.zoo import build_model, model_spec, recipe
+
+__all__ = [
+    "RECORD_FORMAT",
+    "ModelRun",
+    "benchmark_model",
+    "describe_record",
+    "format_table",
+    "recorded_runs",
+    "summarize",
+    "summarize_runs",
+    "time_to_accuracy",
+]
+
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+@dataclass
+class ModelRun:
+    """One zoo model trained once (one seed) under a budget: its test accuracy and its measured cost."""
+
+    name: str
+    strategy: str
+    seed: int
+    dataset: str
+    profile: str
+    test_acc: float
+    train_wall_s: float
+    epochs: int
+    train_images: int
+    test_images: int
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    cost: BenchResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost"] = None if self.cost is None else self.cost.to_dict()
+        return d
+
+
+def time_to_accuracy(history: Sequence[Any], threshold: float) -> float | None:
+    """Training seconds until the test accuracy first reaches ``threshold`` — DAWNBench's time-to-accuracy.
+
+    ``history`` is a run's per-epoch record (:class:`nlbook.train.EpochStats` objects or their dicts, as in
+    :attr:`ModelRun.history`). The time is the sum of the epochs' training seconds (evaluation excluded) up to
+    and including the first epoch whose test accuracy is at least ``threshold``; ``None`` if none reaches it.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
+        raise ValueError(f"time_to_accuracy: threshold must be an accuracy in (0, 1], got {threshold!r}")
+    elapsed = 0.0
+    for i, epoch in enumerate(history):
+        stats = epoch if isinstance(epoch, dict) else asdict(epoch) if is_dataclass(epoch) else {}
+        if "seconds" not in stats or "test_acc" not in stats:
+            raise ValueError(
+                f"time_to_accuracy: epoch {i} of the history has no 'seconds' and 'test_acc' "
+                f"(expected nlbook.train.EpochStats or its dict), got {epoch!r}"
+            )
+        elapsed += stats["seconds"]
+        if stats["test_acc"] >= threshold:
+            return elapsed
+    return None
+
+
+def benchmark_model(
+    name: str,
+    data: ImageDataset | str | None = None,
+    *,
+    profile: Profile | str | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    cost: bool = True,
+    warmup: int = 2,
+    repeats: int = 5,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> ModelRun:
+    """Build zoo model ``name``, train it with its recipe under ``profile``'s budget, and measure its cost.
+
+    Args:
+        name: a name from :func:`nlbook.zoo.model_names`.
+        data: an :class:`nlbook.data.ImageDataset`, or a dataset name, or ``None`` (``$NLBOOK_DATASET``).
+        profile: a :class:`~nlbook.runtime.Profile` or its name (default: ``$NLBOOK_PROFILE`` / device).
+        device: default: :func:`nlbook.runtime.pick_device`.
+        seed: seeds the weights' initialisation, the data order and the augmentation.
+        cost: also :func:`measure` the trained model (batch = the recipe's batch size; the same autocast
+            precision as training). Cost does not depend on the seed: pass ``False`` for repeated seeds.
+        warmup, repeats: passed to :func:`measure`.
+        **overrides: fields of the recipe's :class:`~nlbook.train.TrainConfig` (e.g. ``epochs=1``).
+    """
+    spec = model_spec(name)
+    prof = resolve_profile(profile)
+    dev = torch.device(device) if device is not None else pick_device()
+    if data is None or isinstance(data, str):
+        data = load_dataset(data)
+    if not isinstance(data, ImageDataset):
+        raise TypeError(f"benchmark_model: data must be an ImageDataset, a dataset name or None, got {type(data)}")
+    config = recipe(name, prof, seed=seed, **overrides)
+
+    seed_everything(seed)  # the initial weights depend on the seed
+    model = build_model(
+        name, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size, profile=prof
+    )
+    record = fit(model, data, config, device=dev, name=name, progress=progress)
+    n_train = min(data.train_images.shape[0], config.max_train or data.train_images.shape[0])
+    n_test = min(data.test_images.shape[0], config.max_test or data.test_images.shape[0])
+    result = None
+    if cost:
+        shape = (config.batch_size, data.in_channels, data.image_size, data.image_size)
+        result = measure(
+            model,
+            shape,
+            device=dev,
+            warmup=warmup,
+            repeats=repeats,
+            amp_dtype=autocast_dtype(dev, config.amp, config.amp_dtype),
+            name=name,
+        )
+    return ModelRun(
+        name=name,
+        strategy=spec.strategy,
+        seed=seed,
+        dataset=data.name,
+        profile=prof.name,
+        test_acc=record.test_acc,
+        train_wall_s=record.wall_time_s,
+        epochs=config.epochs,
+        train_images=n_train,
+        test_images=n_test,
+        config=record.config,
+        history=[asdict(e) for e in record.history],
+        cost=result,
+    )
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def summarize(items: Sequence[BenchResult | ModelRun]) -> list[dict[str, Any]]:
+    """One row per model: its cost and, for :class:`ModelRun` items, accuracy mean / std over seeds.
+
+    Rows come in order of first appearance. The cost of a model is taken from its first item that has
+    one (cost does not depend on the seed). ``acc_std`` is the sample standard deviation (``None`` for
+    a single seed).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    accs: dict[str, list[float]] = {}
+    walls: dict[str, list[float]] = {}
+    for item in items:
+        if isinstance(item, BenchResult):
+            name, result = item.name, item
+        elif isinstance(item, ModelRun):
+            name, result = item.name, item.cost
+            accs.setdefault(name, []).append(item.test_acc)
+            walls.setdefault(name, []).append(item.train_wall_s)
+        else:
+            raise TypeError(f"summarize expects BenchResult or ModelRun items, got {type(item).__name__}")
+        row = rows.setdefault(name, {"model": name})
+        if isinstance(item, ModelRun):
+            row.setdefault("strategy", item.strategy)
+        if result is not None and "params" not in row:
+            row.update(
+                params=result.params,
+                flops_forward=result.flops_forward,
+                infer_images_per_s=result.infer_images_per_s,
+                train_images_per_s=result.train_images_per_s,
+                train_peak_bytes=result.train_peak_bytes,
+                infer_peak_bytes=result.infer_peak_bytes,
+            )
+    for name, values in accs.items():
+        rows[name].update(
+            acc_mean=statistics.fmean(values),
+            acc_std=statistics.stdev(values) if len(values) > 1 else None,
+            acc_min=min(values),
+            acc_max=max(values),
+            n_seeds=len(values),
+            train_wall_s=statistics.fmean(walls[name]),
+        )
+    return list(rows.values())
+
+
+def summarize_runs(runs: Sequence[ModelRun]) -> list[dict[str, Any]]:
+    """:func:`summarize` for a list of :class:`ModelRun` (kept as the name the chapter uses)."""
+    return summarize(runs)
+
+
+_COLUMNS: tuple[tuple[str, str, float, str, bool], ...] = (
+    # (key, header, scale, format, ratio to baseline?)
+    ("params", "params (M)", 1e-6, "{:.3f}", True),
+    ("flops_forward", "GFLOPs/img", 1e-9, "{:.3f}", True),
+    ("infer_images_per_s", "infer img/s", 1.0, "{:,.0f}", True),
+    ("train_images_per_s", "train img/s", 1.0, "{:,.0f}", True),
+    ("train_peak_bytes", "train MiB", 2.0**-20, "{:.1f}", True),
+)
+
+
+def format_table(rows: Sequence[dict[str, Any]], *, baseline: str | None = "resnet", title: str | None = None) -> str:
+    """A plain-text table of :func:`summarize` rows; ``×`` columns are ratios to the ``baseline`` row.
+
+    ``baseline=None`` leaves the ratio columns out; a baseline that is not among the rows is a ``ValueError``.
+
+    Ratios are value / baseline for every column: above 1 means more parameters, FLOPs or memory — and
+    *faster* for the images/s columns. Accuracy, when present, is ``mean ± std`` in per cent over seeds.
+    """
+    rows = list(rows)
+    base = next((r for r in rows if r.get("model") == baseline), None) if baseline else None
+    if baseline and base is None:
+        names = [r.get("model") for r in rows]
+        raise ValueError(f"format_table: baseline {baseline!r} is not among the rows {names}; pass baseline=None")
+    headers = ["model"]
+    if any("strategy" in r for r in rows):
+        headers.append("strategy")
+    for _, header, _, _, ratio in _COLUMNS:
+        headers.append(header)
+        if ratio and base is not None:
+            headers.append("×")
+    has_acc = any("acc_mean" in r for r in rows)
+    if has_acc:
+        headers += ["test acc (%)", "seeds", "train s"]
+    lines = []
+    for r in rows:
+        cells = [str(r.get("model", ""))]
+        if "strategy" in headers:
+            cells.append(str(r.get("strategy", "")))
+        for key, _, scale, fmt, ratio in _COLUMNS:
+            value = r.get(key)
+            cells.append("—" if value is None else fmt.format(value * scale))
+            if ratio and base is not None:
+                ref = base.get(key)
+                ok = value is not None and ref not in (None, 0)
+                cells.append(f"{value / ref:.2f}" if ok else "—")
+        if has_acc:
+            mean, std = r.get("acc_mean"), r.get("acc_std")
+            acc = "—" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+            wall = r.get("train_wall_s")
+            cells += [acc, str(r.get("n_seeds", "—")), "—" if wall is None else f"{wall:.1f}"]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    out = [title] if title else []
+    out.append(
+        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+    )
+    out.append("  ".join("-" * w for w in widths))
+    for cells in lines:
+        out.append(
+            "  ".join(c.ljust(w) if i <= 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        )
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------- recorded runs
+
+
+RECORD_FORMAT = "nlbook-run-all/1"
+"""The ``format`` field of a ``benchmarks/run_all.py`` results file (other JSON files are not its records)."""
+
+
+def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The result files written by ``benchmarks/run_all.py``, newest first, as ``(file name, record)``.
+
+    ``folder`` defaults to ``benchmarks/results`` of the checkout this package was imported from; an
+    installed package (e.g. on Colab) has none, and the list is empty. Only JSON files directly in the folder
+    whose ``format`` is :data:`RECORD_FORMAT` count: the ``tmp/`` sub-folder of throw-away runs is not searched,
+    and other scripts' result files are skipped.
+    """
+    path = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    if not path.is_dir():
+        return []
+    records = []
+    for file in path.glob("*.json"):
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue  # not a results file
+        if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:  # other scripts' files are skipped
+            records.append((file.name, record))
+    return sorted(records, key=lambda item: str(item[1].get("created", "")), reverse=True)
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """A recorded run's table, headed by what it ran on: hardware, profile, data, budget, seeds, date."""
+    if not isinstance(record, dict) or "summary" not in record:
+        raise ValueError(
+            "describe_record expects a results record written by benchmarks/run_all.py (a dict with a 'summary'), "
+            f"got {type(record).__name__}" + (f" with keys {sorted(record)}" if isinstance(record, dict) else "")
+        )
+    budget = record.get("budget", {})
+    hardware = record.get("hardware", {})
+    title = (
+        f"RECORDED RUN ({record.get('created', '?')}): {record.get('dataset', '?')}, profile "
+        f"{record.get('profile', {}).get('name', '?')}, {budget.get('epochs', '?')} epochs on "
+        f"{budget.get('train_images', '?')} images, seeds {record.get('seeds', '?')} | {hardware.get('name', '?')} | "
+        f"torch {record.get('versions', {}).get('torch', '?')}"
+    )
+    return format_table(record["summary"], baseline="resnet", title=title)

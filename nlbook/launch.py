@@ -1,0 +1,156 @@
+"""Appendix A — the launcher: train a zoo model on every process that ``torchrun`` started.
+
+:mod:`nlbook.distributed` holds the primitives (process group, rank-aware printing, DDP wrapping) that
+:func:`nlbook.train.fit` uses; this module is the command line on top of them, and :func:`launch_local`
+starts it on this machine's CPUs the way the appendix does::
+
+    torchrun --nproc_per_node=2 -m nlbook.launch --model vit --dataset digits --profile quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nlbook import zoo
+from nlbook.data import load_dataset
+from nlbook.distributed import barrier, cleanup, init_distributed, print0, unwrap
+from nlbook.runtime import get_profile, seed_everything
+from nlbook.train import fit
+
+__all__ = ["LocalRun", "launch_local", "main"]
+
+
+@dataclass
+class LocalRun:
+    """What :func:`launch_local` brought back from rank 0."""
+
+    nproc: int
+    threads_per_process: int
+    wall_s: float  # the whole launch: process start-up, data loading, training, evaluation
+    stdout: str
+    record: dict  # nlbook.train.TrainRecord.to_dict()
+    state_dict: dict[str, torch.Tensor]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_local(
+    nproc: int, args: list[str], *, threads_per_process: int | None = None, timeout_s: float = 600.0
+) -> LocalRun:
+    """Run ``torchrun --nproc_per_node=nproc -m nlbook.launch *args`` on this machine's CPUs (gloo).
+
+    The processes meet on 127.0.0.1 at a free port; ``threads_per_process`` (default: the CPU cores divided
+    evenly) sets ``OMP_NUM_THREADS`` so N processes do not oversubscribe the cores. Rank 0's record and
+    trained weights come back through a temporary folder. Raises ``RuntimeError`` with the processes' output
+    if the launch fails.
+    """
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"launch_local: nproc must be a positive int, got {nproc!r}")
+    threads = threads_per_process or max(1, (os.cpu_count() or 1) // nproc)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}"]
+        cmd += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "nlbook.launch", *args]
+        cmd += ["--save", str(out / "weights.pt"), "--json", str(out / "record.json")]
+        env = os.environ | {"OMP_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
+        env.pop("NLBOOK_DEVICE", None)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        record = json.loads((out / "record.json").read_text())
+        state = torch.load(out / "weights.pt")
+    return LocalRun(nproc, threads, wall, proc.stdout, record, state)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# command line: torchrun --nproc_per_node=N -m nlbook.launch --model resnet ...
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="torchrun --nproc_per_node=N -m nlbook.launch",
+        description="Train a zoo model with nlbook.train.fit on every process torchrun started (DDP).",
+    )
+    p.add_argument("--model", default="resnet", help="zoo model name (nlbook.zoo.model_names())")
+    p.add_argument("--dataset", default=None, help="cifar10, digits or longrange (default $NLBOOK_DATASET)")
+    p.add_argument("--profile", default=None, help="quick or full (default $NLBOOK_PROFILE / device)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="the GLOBAL batch, split evenly over ranks")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--max-train", type=int, default=None)
+    p.add_argument("--max-test", type=int, default=None)
+    p.add_argument("--no-augment", action="store_true", help="no random crops/flips (exact 1-vs-N comparisons)")
+    p.add_argument("--no-sync-batchnorm", action="store_true", help="keep per-rank BatchNorm statistics on GPUs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default=None, help="rank 0 writes the trained state_dict here (torch.save)")
+    p.add_argument("--json", default=None, help="rank 0 writes the TrainRecord here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``torchrun -m nlbook.launch``; see ``--help``."""
+    args = _parser().parse_args(argv)
+    info = init_distributed()
+    try:
+        profile = get_profile(args.profile, info.device)
+        overrides = {"seed": args.seed}
+        for key in ("epochs", "batch_size", "lr", "max_train", "max_test"):
+            if getattr(args, key) is not None:
+                overrides[key] = getattr(args, key)
+        if args.no_augment:
+            overrides["augment"] = False
+        config = zoo.recipe(args.model, profile, **overrides)
+        # local rank 0 of each machine loads (for CIFAR-10: downloads) first, the other ranks then read the
+        # finished files; every rank passes exactly one barrier
+        if info.local_rank != 0:
+            barrier(info)
+        data = load_dataset(args.dataset)
+        if info.local_rank == 0:
+            barrier(info)
+        seed_everything(args.seed)  # the same initial weights on every rank (DDP broadcasts rank 0's anyway)
+        model = zoo.build_model(
+            args.model,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            image_size=data.image_size,
+            profile=profile,
+        )
+        print0(
+            f"{args.model} on {data.name}: {info.world_size} process(es), backend {info.backend or 'none'}, "
+            f"device {info.device.type}, global batch {config.batch_size}",
+            info=info,
+        )
+        sync_bn = False if args.no_sync_batchnorm else None
+        record = fit(model, data, config, device=info.device, name=args.model, distributed=info, sync_batchnorm=sync_bn)
+        print0(record.summary(), info=info)
+        if info.is_main and args.save:
+            torch.save({k: v.cpu() for k, v in unwrap(model).state_dict().items()}, args.save)
+        if info.is_main and args.json:
+            with open(args.json, "w") as f:
+                json.dump(record.to_dict(), f, indent=1, default=str)
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    # `-m nlbook.launch` runs this file as `__main__`; the process-group state lives in nlbook.distributed,
+    # imported once like everywhere else, so nlbook.train sees the same DistInfo.
+    sys.exit(main())
