@@ -41,7 +41,8 @@ CHECK_TAG = "nbval-check-output"
 CELL_ID = "nlbook-setup"
 
 TEMPLATE = """\
-# Set-up: does nothing where nlbook is importable; elsewhere (e.g. Colab) installs the book's own version.
+# Set-up: does nothing where nlbook is importable; elsewhere (e.g. Colab)
+# installs the book's own version.
 try:
     import nlbook
 except ImportError:
@@ -52,7 +53,7 @@ except ImportError:
     import nlbook
 print("nlbook", nlbook.__version__)
 if nlbook.__version__ != "{version}":
-    print("note: this notebook was written for nlbook {version}; results and APIs may differ")"""
+    print("note: written for nlbook {version}; results and APIs may differ")"""
 
 
 def read_settings(root: Path = ROOT) -> dict[str, str]:
