@@ -29,14 +29,10 @@ from nlbook.attention import (
     scaled_dot_product_attention,
 )
 from nlbook.cnn import BasicBlock, conv2d_sliding
+from nlbook.coatnet import LayerNorm2d, MBConv, RelativePositionBias2d, TransformerBlock2d
 from nlbook.hybrid import CBAM, BoTBlock, SqueezeExcitation
 from nlbook.nonlocal_block import NonLocalBlock2d
 from nlbook.vit import EncoderBlock, Mlp, PatchEmbedding, VisionTransformer, vit_preset
-
-try:  # the CoAtNet parts move from nlbook.hybrid to nlbook.coatnet in the layered package
-    from nlbook.coatnet import LayerNorm2d, MBConv, RelativePositionBias2d, TransformerBlock2d
-except ImportError:  # pragma: no cover - before the move
-    from nlbook.hybrid import LayerNorm2d, MBConv, RelativePositionBias2d, TransformerBlock2d  # type: ignore
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 CUDA = pytest.param(
