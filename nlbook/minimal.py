@@ -6,30 +6,18 @@ weights (same state-dict keys) and compares the outputs in float64. The producti
 modules add what a reader does not need at first: argument checks with clear errors,
 fused attention kernels, dropout, stochastic depth and the options chapters explore.
 
-======================================  ================================================
-form here                               production counterpart
-======================================  ================================================
-chapter 1
-``conv2d``                              ``torch.nn.functional.conv2d``
-``BasicBlock``                          ``nlbook.cnn.BasicBlock``
-chapter 2
-``attention``                   ``nlbook.attention.scaled_dot_product_attention``
-``MultiHeadAttention``                  ``nlbook.attention.MultiHeadAttention``
-``RelativePositionLogits2d``            ``nlbook.attention.RelativePositionLogits2d``
-``MultiHeadSelfAttention2d``            ``nlbook.attention.MultiHeadSelfAttention2d``
-chapter 3
-``NonLocalBlock2d``                     ``nlbook.nonlocal_block.NonLocalBlock2d``
-chapter 4
-``PatchEmbedding``                      ``nlbook.vit.PatchEmbedding``
-``Mlp``, ``EncoderBlock``               ``nlbook.vit.Mlp``, ``nlbook.vit.EncoderBlock``
-``VisionTransformer``                   ``nlbook.vit.VisionTransformer``
-chapter 5
-``SqueezeExcitation``, ``CBAM``         ``nlbook.hybrid``
-``BoTBlock``                            ``nlbook.hybrid.BoTBlock``
-``MBConv``, ``LayerNorm2d``             CoAtNet's parts (``nlbook.coatnet``)
-``RelativePositionBias2d``              (same)
-``TransformerBlock2d``                  (same)
-======================================  ================================================
+Forms and their production counterparts:
+
+* chapter 1 — ``conv2d`` (``torch.nn.functional.conv2d``), ``BasicBlock`` (``nlbook.cnn``);
+* chapter 2 — ``attention`` (``nlbook.attention.scaled_dot_product_attention``),
+  ``MultiHeadAttention``, ``RelativePositionLogits2d``, ``MultiHeadSelfAttention2d``
+  (``nlbook.attention``);
+* chapter 3 — ``NonLocalBlock2d`` (``nlbook.nonlocal_block``, embedded Gaussian);
+* chapter 4 — ``PatchEmbedding``, ``Mlp``, ``EncoderBlock``, ``VisionTransformer``
+  (``nlbook.vit``, class token and learned positions);
+* chapter 5 — ``SqueezeExcitation``, ``CBAM``, ``BoTBlock`` (``nlbook.hybrid``);
+  ``MBConv``, ``LayerNorm2d``, ``RelativePositionBias2d``, ``TransformerBlock2d``
+  (``nlbook.coatnet``).
 
 Lines stay within 88 characters: the chapters show these forms verbatim.
 """
