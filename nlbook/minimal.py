@@ -8,7 +8,8 @@ fused attention kernels, dropout, stochastic depth and the options chapters expl
 
 Forms and their production counterparts:
 
-* chapter 1 — ``conv2d`` (``torch.nn.functional.conv2d``), ``BasicBlock`` (``nlbook.cnn``);
+* chapter 1 — ``conv2d`` (``torch.nn.functional.conv2d``),
+  ``BasicBlock`` (``nlbook.cnn``);
 * chapter 2 — ``attention`` (``nlbook.attention.scaled_dot_product_attention``),
   ``MultiHeadAttention``, ``RelativePositionLogits2d``, ``MultiHeadSelfAttention2d``
   (``nlbook.attention``);
