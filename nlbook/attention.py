@@ -196,8 +196,8 @@ class MultiHeadAttention(nn.Module):
         dim: int,
         num_heads: int = 8,
         qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
+        attn_dropout: float = 0.0,
+        dropout: float = 0.0,
         impl: AttentionImpl = "fused",
     ):
         super().__init__()
@@ -207,9 +207,9 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"MultiHeadAttention: impl must be 'fused' or 'explicit', got {impl!r}")
         self.dim, self.num_heads, self.head_dim, self.impl = dim, num_heads, dim // num_heads, impl
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.attn_drop = attn_drop
+        self.attn_dropout = attn_dropout
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_dropout = nn.Dropout(dropout)
 
     def forward(
         self, x: torch.Tensor, bias: torch.Tensor | None = None, return_attention: bool = False
@@ -227,12 +227,12 @@ class MultiHeadAttention(nn.Module):
             k,
             v,
             bias=bias,
-            dropout_p=self.attn_drop if self.training else 0.0,
+            dropout_p=self.attn_dropout if self.training else 0.0,
             impl=self.impl,
             return_weights=return_attention,
         )
         out, weights = res if return_attention else (res, None)
-        out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+        out = self.proj_dropout(self.proj(rearrange(out, "b h n d -> b n (h d)")))
         return (out, weights) if return_attention else out
 
 
@@ -456,7 +456,7 @@ class MultiHeadSelfAttention2d(nn.Module):
         qkv_bias: bias in the q/k/v projection (BoTNet: none).
         impl: ``"fused"`` or ``"explicit"``, passed to :func:`scaled_dot_product_attention`.
         proj: a 1x1 output projection mixing the heads (Transformer style); BoTNet has none.
-        attn_drop: dropout on the attention weights while training (on CPU it selects PyTorch's math kernel).
+        attn_dropout: dropout on the attention weights while training (on CPU it selects PyTorch's math kernel).
 
     Speed: ``impl="fused"`` (default) calls PyTorch's SDPA; without a bias, attention dropout or unequal q/v
     head widths it runs a flash-style kernel whose memory is O(HW) (:func:`scaled_dot_product_attention`
@@ -477,7 +477,7 @@ class MultiHeadSelfAttention2d(nn.Module):
         qkv_bias: bool = False,
         impl: AttentionImpl = "fused",
         proj: bool = True,
-        attn_drop: float = 0.0,
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         where = "MultiHeadSelfAttention2d"
@@ -511,8 +511,8 @@ class MultiHeadSelfAttention2d(nn.Module):
             size = _check_size(size, where)
         if impl not in ("fused", "explicit"):
             raise ValueError(f"{where}: impl must be 'fused' or 'explicit', got {impl!r}")
-        if not 0.0 <= attn_drop < 1.0:
-            raise ValueError(f"{where}: attn_drop must be in [0, 1), got {attn_drop!r}")
+        if not 0.0 <= attn_dropout < 1.0:
+            raise ValueError(f"{where}: attn_dropout must be in [0, 1), got {attn_dropout!r}")
         self.dim, self.num_heads, self.head_dim, self.pos, self.size, self.impl = (
             dim,
             num_heads,
@@ -521,7 +521,7 @@ class MultiHeadSelfAttention2d(nn.Module):
             size,
             impl,
         )
-        self.attn_drop = attn_drop
+        self.attn_dropout = attn_dropout
         self.qkv = nn.Conv2d(dim, 3 * inner, kernel_size=1, bias=qkv_bias)
         self.proj = nn.Conv2d(inner, dim, kernel_size=1) if proj else None
         self.pos_embed = LearnedPositionEncoding2d(dim, *size) if pos == "learned" else None
@@ -556,7 +556,7 @@ class MultiHeadSelfAttention2d(nn.Module):
             v,
             bias=bias,
             scale=scale,
-            dropout_p=self.attn_drop if self.training else 0.0,
+            dropout_p=self.attn_dropout if self.training else 0.0,
             impl=self.impl,
             return_weights=return_attention,
         )

@@ -1,7 +1,7 @@
-"""Chapter 6 — Head-to-head: what a model costs, measured the same way for every model.
+"""Chapters 2–6 and appendix B ("How we measure") — what a model costs, measured the same way for every model.
 
-:func:`measure` is the one function the comparison chapter and the ``benchmarks/`` scripts use for the
-*cost* of a model; :func:`benchmark_model` adds what it *buys* (test accuracy after a training budget).
+:func:`measure` is the one function the chapters and the ``benchmarks/`` scripts use for the *cost* of a
+model; :func:`nlbook.comparison.benchmark_model` adds what it *buys* (test accuracy after a training budget).
 How each number is obtained — so that the table can be trusted, and reproduced:
 
 * **Parameters** — every parameter tensor's ``numel`` (trainable and all).

@@ -1,4 +1,4 @@
-"""Argument checks shared by every chapter's module (no chapter of its own).
+"""Every chapter — argument checks shared by every chapter's module.
 
 Every public constructor and function of :mod:`nlbook` validates what it is given *before* any tensor moves,
 and its error names the function, the parameter and what was expected — never an error from deep inside torch.

@@ -229,11 +229,16 @@ class ResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.num_features = channels
         self.head = nn.Linear(channels, num_classes)
-        self._init_weights(zero_init_residual)
+        self.zero_init_residual = zero_init_residual
+        self.reset_parameters()
 
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        # Only the layers this class builds itself (stem, BasicBlocks, head) are initialised here:
-        # inserted or factory-built modules (a Non-local block's zero BatchNorm, say) keep their own.
+    def reset_parameters(self) -> None:
+        """He (fan-out) initialisation of the stem and of every BasicBlock (optionally zero last γ).
+
+        Only the layers this class builds itself (stem, BasicBlocks, head) are initialised here:
+        inserted or factory-built modules (a Non-local block's zero BatchNorm, say) keep their own.
+        """
+        zero_init_residual = self.zero_init_residual
         for m in self.stem.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

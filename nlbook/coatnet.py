@@ -79,7 +79,13 @@ class MBConv(nn.Module):
         if in_channels != out_channels:
             shortcut.append(nn.Conv2d(in_channels, out_channels, 1))
         self.shortcut = nn.Sequential(*shortcut)  # empty Sequential = identity
-        if zero_init_last:
+        self.zero_init_last = zero_init_last
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default initialisation, except an optional zero last projection (the block starts as
+        its shortcut)."""
+        if self.zero_init_last:
             nn.init.zeros_(self.project.weight)
             nn.init.zeros_(self.project.bias)
 
@@ -106,13 +112,17 @@ class RelativePositionBias2d(nn.Module):
         h, w = self.size
         self.num_heads = num_heads
         self.table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1), num_heads))
-        nn.init.trunc_normal_(self.table, std=0.02)
+        self.reset_parameters()
         # index[n, m] = flat table position of the offset (y_n − y_m, x_n − x_m), shifted to be >= 0.
         ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         ys, xs = ys.flatten(), xs.flatten()
         dy = ys[:, None] - ys[None, :] + (h - 1)
         dx = xs[:, None] - xs[None, :] + (w - 1)
         self.register_buffer("index", dy * (2 * w - 1) + dx, persistent=False)
+
+    def reset_parameters(self) -> None:
+        """Truncated normal, std 0.02 (timm's and Swin's choice for relative position tables)."""
+        nn.init.trunc_normal_(self.table, std=0.02)
 
     def forward(self) -> torch.Tensor:
         """The (heads, N, N) additive logits."""

@@ -1,4 +1,4 @@
-"""Datasets as device-resident uint8 tensors, and a loader that augments whole batches on the device.
+"""Every chapter — datasets as device-resident uint8 tensors, and a loader that augments whole batches on the device.
 
 Which dataset runs is always explicit — an argument, or ``$NLBOOK_DATASET`` — and printed by
 :func:`nlbook.setup`:

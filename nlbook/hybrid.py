@@ -218,10 +218,15 @@ class BoTBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
             )
+        self.zero_init_residual = zero_init_residual
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He (fan-out) initialisation for the convolutions, as in the ResNet; optionally a zero last γ."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if zero_init_residual:
+        if self.zero_init_residual:
             nn.init.zeros_(self.expand[1].weight)
 
     def _check(self, x: torch.Tensor) -> None:

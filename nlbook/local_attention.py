@@ -186,7 +186,7 @@ class WindowAttention(nn.Module):
             )
         self.dim, self.window_size, self.num_heads, self.shift_size = dim, window_size, num_heads, shift_size
         self.mha = MultiHeadAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_dropout, proj_drop=dropout, impl=impl
+            dim, num_heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout, dropout=dropout, impl=impl
         )
         self.rel_bias = RelativePositionBias2d(window_size, num_heads)
         self.reset_parameters()

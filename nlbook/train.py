@@ -1,4 +1,4 @@
-"""One small training loop for every chapter.
+"""Every chapter — one small training loop.
 
 ``fit(model, dataset, config)`` trains on device-resident data (:mod:`nlbook.data`), evaluates after every
 epoch and returns a :class:`TrainRecord` — per-epoch loss/accuracy, wall time, images/s, parameter count

@@ -39,7 +39,7 @@ __all__ = [
     "Pool",
     "VisionTransformer",
     "attention_rollout",
-    "drop_path",
+    "stochastic_depth",
     "interpolate_pos_embed",
     "patchify",
     "vit_preset",
@@ -162,13 +162,13 @@ def _divisors_hint(n: int) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.Tensor:
+def stochastic_depth(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.Tensor:
     """Stochastic depth (Huang et al., 2016): drop a residual branch for whole samples with probability ``p``.
 
     Surviving samples are scaled by 1/(1-p) so the expected output is unchanged; at evaluation time the
     branch is always kept (identity).
     """
-    check_probability("drop_path", p=p)
+    check_probability("stochastic_depth", p=p)
     if p == 0.0 or not training:
         return x
     keep = 1.0 - p
@@ -178,7 +178,7 @@ def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.
 
 
 class DropPath(nn.Module):
-    """Module form of :func:`drop_path`."""
+    """Module form of :func:`stochastic_depth` (the layer timm calls drop path)."""
 
     def __init__(self, p: float = 0.0):
         super().__init__()
@@ -186,7 +186,7 @@ class DropPath(nn.Module):
         self.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.p, self.training)
+        return stochastic_depth(x, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -249,7 +249,7 @@ class EncoderBlock(nn.Module):
             mlp_dim = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = MultiHeadAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_dropout, proj_drop=dropout, impl=impl
+            dim, num_heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout, dropout=dropout, impl=impl
         )
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, mlp_dim, dropout)

@@ -1,4 +1,4 @@
-"""Figures the chapters share: image grids, training curves, feature maps, filters and attention maps.
+"""Every chapter — figures the chapters share: image grids, training curves, feature maps, filters and attention maps.
 
 Every function returns the matplotlib ``Figure`` (and draws nothing else), so a notebook cell ends with
 the call and the figure is shown once.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,7 +264,7 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         lambda: att.MultiHeadSelfAttention2d(8, 2, pos="learned"), ValueError, r"needs size=\(H, W\)"
     ),
     "attention.MultiHeadSelfAttention2d/attn-drop-nan": Case(
-        lambda: att.MultiHeadSelfAttention2d(8, 2, attn_drop=NAN), ValueError, r"attn_drop must be in \[0, 1\)"
+        lambda: att.MultiHeadSelfAttention2d(8, 2, attn_dropout=NAN), ValueError, r"attn_dropout must be in \[0, 1\)"
     ),
     "attention.MultiHeadSelfAttention2d/forward-rank-3": Case(
         lambda: att.MultiHeadSelfAttention2d(8, 2)(img(8, 4, 4)), ValueError, r"4-D tensor"
@@ -440,11 +441,11 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "vit.PatchEmbedding/forward-size": Case(
         lambda: vit.PatchEmbedding(8, 4, 3, 8)(img(1, 3, 12, 12)), ValueError, r"8"
     ),
-    "vit.drop_path/p-1": Case(
-        lambda: vit.drop_path(img(2, 4), p=1.0, training=True), ValueError, r"probability in \[0, 1\)"
+    "vit.stochastic_depth/p-1": Case(
+        lambda: vit.stochastic_depth(img(2, 4), p=1.0, training=True), ValueError, r"probability in \[0, 1\)"
     ),
-    "vit.drop_path/p-nan": Case(
-        lambda: vit.drop_path(img(2, 4), p=NAN, training=True), ValueError, r"probability in \[0, 1\)"
+    "vit.stochastic_depth/p-nan": Case(
+        lambda: vit.stochastic_depth(img(2, 4), p=NAN, training=True), ValueError, r"probability in \[0, 1\)"
     ),
     "vit.DropPath/negative": Case(lambda: vit.DropPath(-0.1), ValueError, r"probability in \[0, 1\)"),
     "vit.Mlp/zero-hidden": Case(lambda: vit.Mlp(8, 0), ValueError, r"hidden_dim must be a positive int"),
@@ -735,7 +736,7 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     ),
     "comparison.describe_record/not-a-record": Case(lambda: cmp.describe_record({}), ValueError, r"summary"),
     "comparison.recorded_runs/not-a-path": Case(
-        lambda: cmp.recorded_runs(3), TypeError, r"expected str, bytes or os\.PathLike object", origin="pathlib"
+        lambda: cmp.recorded_runs(3), TypeError, r"recorded_runs: folder must be a path \(str or os\.PathLike\) or None"
     ),
     "comparison.summarize/wrong-items": Case(lambda: cmp.summarize([3]), TypeError, r"BenchResult or ModelRun"),
     "comparison.summarize_runs/wrong-items": Case(lambda: cmp.summarize_runs([3]), TypeError, r"ModelRun"),
@@ -1212,6 +1213,41 @@ ISSUE_17_CASES |= {
         lambda: cnn.conv2d_sliding(img(1, 3, 2, 2), img(2, 3, 3, 3)), ValueError, r"3x3 kernel does not fit a 2x2"
     ),
 }
+
+
+def truncated_json(name: str = "run.json") -> Path:
+    """A results file cut off mid-write (what a crash without an atomic write leaves)."""
+    file = Path(tempfile.mkdtemp(prefix="nlbook-bad-input-")) / name
+    file.write_text('{"format": "nlbook-run-all/1", "summary": [{"model": "res')
+    return file
+
+
+ISSUE_17_CASES |= {
+    # -- readers: a truncated results file is an error naming it, never "no runs"
+    "comparison.recorded_runs/truncated-json": Case(
+        lambda: cmp.recorded_runs(truncated_json().parent), ValueError, r"recorded_runs: .*run\.json is not a readable"
+    ),
+    "longrange_sweep.load_sweep_results/truncated-json": Case(
+        lambda: lrs.load_sweep_results(path=truncated_json()), ValueError, r"load_sweep_results: .* truncated"
+    ),
+    "longrange_sweep.load_sweep_results/not-a-path": Case(
+        lambda: lrs.load_sweep_results(path=3), TypeError, r"path must be a file path \(str or os\.PathLike\) or None"
+    ),
+    "longrange_sweep.load_sweep_results/device-not-a-string": Case(
+        lambda: lrs.load_sweep_results(None), TypeError, r"device_type must be a str"
+    ),
+    # -- the launcher: output paths checked before anything trains
+    "launch.main/save-in-missing-folder": Case(
+        lambda: launch.main(["--dataset", "digits", "--save", "/nonexistent-nlbook/w.pt"]),
+        ValueError,
+        r"nlbook\.launch: --save must be a file path in an existing folder",
+    ),
+    "launch.main/json-is-a-folder": Case(
+        lambda: launch.main(["--dataset", "digits", "--json", str(ROOT)]),
+        ValueError,
+        r"nlbook\.launch: --json must be a file path, but .* is a folder",
+    ),
+}
 _clash = sorted(set(ISSUE_17_CASES) & set(CASES))
 assert not _clash, f"duplicate bad-input rows: {_clash}"
 CASES |= ISSUE_17_CASES
@@ -1266,9 +1302,8 @@ NO_BAD_INPUT = {
     "distributed.current": "takes no arguments",
     "distributed.cleanup": "takes no arguments",
     "distributed.print0": "prints its arguments like print()",
-    "longrange_sweep.load_sweep_results": "a reader: returns None when no sweep was recorded for that device (documented)",
     "distributed.unwrap": "returns anything that is not a DDP/compiled wrapper unchanged, by design",
-    "launch.main": "a command line: argparse reports usage errors",
+    "launch.main": "a command line: argparse reports usage errors (its output paths have rows)",
     "nonlocal_block.SeedArticleNonLocalBlock": "the seed article's block as printed, failure included (chapter 3)",
 }
 

@@ -283,7 +283,7 @@ def test_bad_task_parameters(kwargs, match):
 def test_bad_dataset_and_sample_arguments():
     with pytest.raises(ValueError, match="seed and test_seed must differ"):
         longrange_dataset(10, 10, seed=5, test_seed=5)
-    with pytest.raises(ValueError, match="n_train must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_train must be a positive int"):
         longrange_dataset(0, 10)
     with pytest.raises(ValueError, match="distance 31 is outside"):
         longrange_dataset(10, 10, distance=31)

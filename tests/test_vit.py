@@ -18,9 +18,9 @@ from nlbook.vit import (
     PatchEmbedding,
     VisionTransformer,
     attention_rollout,
-    drop_path,
     interpolate_pos_embed,
     patchify,
+    stochastic_depth,
     vit_preset,
 )
 from nlbook.vit_torchvision import (
@@ -127,8 +127,8 @@ def test_non_divisible_and_bad_inputs_raise_clear_errors() -> None:
         model(torch.randn(1, 3, 18, 18))
     with pytest.raises(ValueError, match=r"EncoderBlock expects \(B, N, 16\) tokens"):
         model.blocks[0](torch.randn(1, 5, 8))
-    with pytest.raises(ValueError, match=r"drop_path: p must be a probability in \[0, 1\)"):
-        drop_path(torch.randn(2, 3), p=float("nan"), training=True)
+    with pytest.raises(ValueError, match=r"stochastic_depth: p must be a probability in \[0, 1\)"):
+        stochastic_depth(torch.randn(2, 3), p=float("nan"), training=True)
     with pytest.raises(ValueError, match="expects 3 input channels"):
         model(torch.randn(1, 1, 16, 16))
     with pytest.raises(ValueError, match="4-D tensor"):
@@ -257,12 +257,12 @@ def test_presets() -> None:
 # -------------------------------------------------------------------------------- regularisation: dropout
 def test_drop_path_drops_whole_samples_and_keeps_expectation() -> None:
     x = torch.ones(4000, 3, 5)
-    out = drop_path(x, 0.25, training=True)
+    out = stochastic_depth(x, 0.25, training=True)
     per_sample = out.flatten(1)
     # every sample is either dropped entirely or kept and scaled by 1/(1-p)
     assert torch.all((per_sample == 0).all(1) | (per_sample == 1 / 0.75).all(1))
     assert abs(out.mean().item() - 1.0) < 0.05
-    assert torch.equal(drop_path(x, 0.25, training=False), x)
+    assert torch.equal(stochastic_depth(x, 0.25, training=False), x)
     layer = DropPath(0.5).eval()
     assert torch.equal(layer(x), x)
 
