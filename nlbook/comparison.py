@@ -287,8 +287,13 @@ def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, di
     ``folder`` defaults to ``benchmarks/results`` of the checkout this package was imported from; an
     installed package (e.g. on Colab) has none, and the list is empty. Only JSON files directly in the folder
     whose ``format`` is :data:`RECORD_FORMAT` count: the ``tmp/`` sub-folder of throw-away runs is not searched,
-    and other scripts' result files are skipped.
+    and other scripts' result files are skipped. A JSON file that cannot be read — truncated by a crash, say —
+    is an error naming it, never silently "no runs".
     """
+    if folder is not None and (isinstance(folder, bool) or not isinstance(folder, str | os.PathLike)):
+        raise TypeError(
+            f"recorded_runs: folder must be a path (str or os.PathLike) or None, got {type(folder).__name__}"
+        )
     path = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     if not path.is_dir():
         return []
@@ -296,8 +301,11 @@ def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, di
     for file in path.glob("*.json"):
         try:
             record = json.loads(file.read_text())
-        except (OSError, ValueError):
-            continue  # not a results file
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"recorded_runs: {file} is not a readable JSON file ({type(err).__name__}: {err}); it may have been "
+                "truncated by an interrupted run — re-run the script that wrote it, or move the file away"
+            ) from err
         if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:  # other scripts' files are skipped
             records.append((file.name, record))
     return sorted(records, key=lambda item: str(item[1].get("created", "")), reverse=True)

@@ -17,12 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import torch
 
 from nlbook import zoo
+from nlbook.checks import check_path_writable
 from nlbook.data import load_dataset
 from nlbook.distributed import barrier, cleanup, init_distributed, print0, unwrap
 from nlbook.runtime import get_profile, seed_everything
@@ -104,9 +107,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, text: bool = False) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename it into place (``os.replace`` is
+    atomic): a crash or a full disk mid-write leaves the previous file (or none), never a truncated one."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w" if text else "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_record(path: str, record: dict) -> None:
+    _write_atomically(path, lambda f: json.dump(record, f, indent=1, default=str), text=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``torchrun -m nlbook.launch``; see ``--help``."""
+    """Entry point of ``torchrun -m nlbook.launch``; see ``--help``.
+
+    Rank 0 writes ``--save`` and ``--json``: both paths are checked before anything trains, each file is written
+    atomically, and a run that stops early (Ctrl-C, an error) still writes the finished epochs to ``--json``
+    (with an ``"interrupted"`` field saying why).
+    """
     args = _parser().parse_args(argv)
+    if os.environ.get("RANK", "0").strip() == "0":  # the writer; torchrun stops the other ranks if it fails here
+        for flag, path in (("--save", args.save), ("--json", args.json)):
+            if path is not None:
+                check_path_writable("nlbook.launch", flag, path)
     info = init_distributed()
     try:
         profile = get_profile(args.profile, info.device)
@@ -138,13 +170,21 @@ def main(argv: list[str] | None = None) -> int:
             info=info,
         )
         sync_bn = False if args.no_sync_batchnorm else None
-        record = fit(model, data, config, device=info.device, name=args.model, distributed=info, sync_batchnorm=sync_bn)
+        try:
+            record = fit(
+                model, data, config, device=info.device, name=args.model, distributed=info, sync_batchnorm=sync_bn
+            )
+        except BaseException as err:  # nothing lost: the epochs that finished still reach --json
+            partial = getattr(err, "record", None)
+            if info.is_main and args.json and partial is not None:
+                _write_record(args.json, partial.to_dict() | {"interrupted": f"{type(err).__name__}: {err}"})
+            raise
         print0(record.summary(), info=info)
         if info.is_main and args.save:
-            torch.save({k: v.cpu() for k, v in unwrap(model).state_dict().items()}, args.save)
+            state = {k: v.cpu() for k, v in unwrap(model).state_dict().items()}
+            _write_atomically(args.save, lambda f: torch.save(state, f))
         if info.is_main and args.json:
-            with open(args.json, "w") as f:
-                json.dump(record.to_dict(), f, indent=1, default=str)
+            _write_record(args.json, record.to_dict())
     finally:
         cleanup()
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import tempfile
 from collections.abc import Callable
@@ -1461,3 +1462,57 @@ def test_fully_masked_rows_agree(kind: str, rank: int) -> None:
     assert not explicit.isnan().any() and not fused.isnan().any()
     explicit.sum().backward()
     assert not q.grad.isnan().any() and torch.all(q.grad[..., 2, :] == 0)
+
+
+def test_launcher_writes_atomically(tmp_path: Path) -> None:
+    """A write that fails half-way leaves the previous file as it was, and no temporary file behind."""
+    target = tmp_path / "record.json"
+    target.write_text('{"old": true}')
+
+    def fails_midway(f: object) -> None:
+        f.write('{"new": ')
+        raise OSError("disk full (simulated)")
+
+    with pytest.raises(OSError, match="disk full"):
+        launch._write_atomically(target, fails_midway, text=True)
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_launcher_run_writes_weights_and_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NLBOOK_DEVICE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    args = ["--dataset", "digits", "--profile", "quick", "--epochs", "1", "--batch-size", "32"]
+    args += [
+        "--max-train",
+        "64",
+        "--max-test",
+        "32",
+        "--save",
+        str(tmp_path / "w.pt"),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    assert launch.main(args) == 0
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert len(record["history"]) == 1 and "interrupted" not in record
+    assert torch.load(tmp_path / "w.pt")  # a complete state dict
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "w.pt"]
+
+
+def test_launcher_keeps_finished_epochs_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "NLBOOK_DEVICE"):
+        monkeypatch.delenv(key, raising=False)
+    partial = train.TrainRecord("resnet", 10, "cpu", "cpu", "digits", {}, history=[], wall_time_s=1.0)
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise train.TrainingInterrupted(partial)
+
+    monkeypatch.setattr(launch, "fit", interrupted)
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        launch.main(["--dataset", "digits", "--profile", "quick", "--json", str(out), "--save", str(tmp_path / "w.pt")])
+    record = json.loads(out.read_text())
+    assert record["interrupted"].startswith("TrainingInterrupted") and record["history"] == []
+    assert not (tmp_path / "w.pt").exists()  # no weights claimed for a run that did not finish
