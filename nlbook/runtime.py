@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nlbook.checks import check_int
 from nlbook.version import __version__
 
 __all__ = [
@@ -161,7 +162,11 @@ def autocast_dtype(device: torch.device, amp: bool | None = None, amp_dtype: tor
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same."""
+    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same.
+
+    ``seed`` is an int in [0, 2**32 - 1] — the range NumPy accepts (Python and torch accept more).
+    """
+    seed = check_int("seed_everything", "seed", seed, low=0, high=2**32 - 1)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global generator that libraries still use
     torch.manual_seed(seed)

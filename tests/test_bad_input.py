@@ -289,7 +289,7 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     ),
     "runtime.device_name/not-a-device": Case(lambda: rt.device_name(3), TypeError, r"torch\.device"),
     "runtime.seed_everything/negative": Case(
-        lambda: rt.seed_everything(-1), ValueError, r"Seed must be between 0 and 2\*\*32 - 1", origin="numpy"
+        lambda: rt.seed_everything(-1), ValueError, r"seed_everything: seed must be an int in \[0, 4294967295\]"
     ),
     "runtime.setup/unknown-profile": Case(
         lambda: rt.setup(profile="fast", device="cpu"), ValueError, r"unknown profile 'fast'"
@@ -1119,6 +1119,15 @@ ISSUE_17_CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "runtime.pick_device/mps-without-mps": (
         Case(lambda: rt.pick_device("mps"), RuntimeError, r"device 'mps' .*Apple MPS is not available"),
         NO_MPS,
+    ),
+    "runtime.seed_everything/float": Case(
+        lambda: rt.seed_everything(1.5), TypeError, r"seed_everything: seed must be an int in \[0, "
+    ),
+    "runtime.seed_everything/string": Case(
+        lambda: rt.seed_everything("0"), TypeError, r"seed_everything: seed must be an int"
+    ),
+    "runtime.setup/negative-seed": Case(
+        lambda: rt.setup(seed=-3, device="cpu"), ValueError, r"seed must be an int in \[0, "
     ),
     "runtime.setup/meta-device": Case(lambda: rt.setup(device="meta"), ValueError, r"device 'meta'"),
     # -- attention: no NaN from a degenerate encoding
