@@ -45,13 +45,21 @@ def _kernel_layout(
 
     SDPA chooses its kernel from the layout and *silently* falls back to the O(N·M)-memory math path when the
     feature (last) dimension is strided — e.g. ``x.flatten(2).transpose(1, 2)`` of a (B, C, H, W) map — or when a
-    4-D q comes with a lower-rank mask (both seen with PyTorch 2.14 on CPU). On CPU, attention dropout and q/v of
+    4-D q comes with a lower-rank mask (both seen with PyTorch 2.14 on CPU), or, on CPU with PyTorch 2.4 to 2.13,
+    whenever q, k, v have no head axis: (B, N, d) tensors always get the math kernel there, so they are viewed
+    as (B, 1, N, d) — one head — and the caller drops that axis again. On CPU, attention dropout and q/v of
     different widths also select the math path; those are the caller's choice and are left alone.
     """
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     if bias is not None and bias.dim() < q.dim():
         # Same broadcasting, spelled out: (N, M) or (heads, N, M) -> leading singleton dimensions.
         bias = bias.reshape((1,) * (q.dim() - bias.dim()) + tuple(bias.shape))
+    if q.dim() < 4:
+        # (B, N, d) -> (B, 1, N, d) and (N, d) -> (1, 1, N, d): a head axis of size one, a view (no copy)
+        q, k, v, bias = (
+            None if t is None else t.reshape((*t.shape[:-2], *(1,) * (4 - t.dim()), *t.shape[-2:]))
+            for t in (q, k, v, bias)
+        )
     return q, k, v, bias
 
 
@@ -146,12 +154,13 @@ def scaled_dot_product_attention(
             )
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if impl == "fused" and not return_weights:
+        out_shape = (*q.shape[:-1], v.shape[-1])  # without the head axis _kernel_layout may add
         q, k, v, bias = _kernel_layout(q, k, v, bias)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
         if bias is not None and bias.dtype == torch.bool:
             # fully masked queries: zero on every PyTorch version (older kernels gave NaN), like the explicit path
             out = out.masked_fill(~bias.any(dim=-1, keepdim=True), 0.0)
-        return out
+        return out.reshape(out_shape)
     weights = attention_weights(q, k, bias=bias, scale=scale)
     out = torch.matmul(F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights, v)
     return (out, weights) if return_weights else out
@@ -321,7 +330,7 @@ class LearnedPositionEncoding2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, dim, height, width) → ``x`` + embedding."""
-        check_image_batch(x, self.dim, "LearnedPositionEncoding2d")
+        check_image_batch(x, self.dim, "LearnedPositionEncoding2d", like=self)
         if tuple(x.shape[-2:]) != (self.height, self.width):
             raise ValueError(
                 f"LearnedPositionEncoding2d was built for {self.height}x{self.width} maps, got "
@@ -532,7 +541,7 @@ class MultiHeadSelfAttention2d(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``x``: (B, dim, H, W) → (B, dim, H, W); with ``return_attention`` also (B, heads, HW, HW) weights."""
         where = "MultiHeadSelfAttention2d"
-        check_image_batch(x, self.dim, where)
+        check_image_batch(x, self.dim, where, like=self)
         height, width = x.shape[-2:]
         if self.size is not None and (height, width) != self.size:
             raise ValueError(

@@ -75,6 +75,41 @@ def test_fused_layout_selects_fast_kernel_on_cpu() -> None:
     assert sdpa_backend(q4, q4, q4, dropout_p=0.1) == "MATH"  # documented fallback
 
 
+@pytest.mark.parametrize("shape", [(36, 8), (2, 36, 8)])
+def test_fused_gives_inputs_without_head_axis_a_fast_kernel(shape: tuple[int, ...]) -> None:
+    """(N, d) and (B, N, d) q, k, v reach a fast kernel on every PyTorch from 2.4 up.
+
+    On CPU, PyTorch 2.4 to 2.13 send 3-D inputs to the math kernel even when contiguous; a (B, 1, N, d) view of
+    the same numbers gets the flash kernel on all of them, so the package adds that head axis of one.
+    """
+    q, k, v = _qkv(*shape)
+    if sdpa_backend(q, k, v) == "unknown":
+        pytest.skip("this PyTorch build does not expose its SDPA kernel choice")
+    # the check can fail: a strided feature axis passed on as it is gets the math kernel on every version
+    assert sdpa_backend(q.mT.contiguous().mT, k, v, repair_layout=False) == "MATH"
+    assert sdpa_backend(q, k, v) in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION")
+    mask = torch.rand(shape[-2], shape[-2]) > 0.3
+    assert sdpa_backend(q, k, v, bias=mask) != "MATH"
+
+
+@pytest.mark.parametrize("shape", [(36, 8), (2, 36, 8), (2, 3, 36, 8)])
+@pytest.mark.parametrize("bias_kind", [None, "float-2d", "float-full", "bool-full"])
+def test_fused_head_axis_view_keeps_outputs(shape: tuple[int, ...], bias_kind: str | None) -> None:
+    """The head axis the fused path adds for the kernel is gone again: same shape, same numbers."""
+    q, k, v = _qkv(*shape)
+    n = shape[-2]
+    bias = {
+        None: None,
+        "float-2d": torch.randn(n, n),
+        "float-full": torch.randn(*shape[:-1], n),
+        "bool-full": torch.rand(*shape[:-1], n) > 0.3,
+    }[bias_kind]
+    fused = scaled_dot_product_attention(q, k, v, bias=bias)
+    explicit = scaled_dot_product_attention(q, k, v, bias=bias, impl="explicit")
+    assert fused.shape == shape
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
 def test_module_feeds_the_fast_kernel(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """MultiHeadSelfAttention2d hands SDPA contiguous q, k, v (its default path is the O(HW)-memory kernel)."""
