@@ -1,0 +1,359 @@
+"""Chapters 3–6 — the book's training questions, trained to convergence with several seeds and recorded.
+
+Each experiment trains every arm with ``--seeds`` seeds on the offline digits data and writes one record
+(``nlbook-record/1``, :mod:`nlbook.records`) to ``benchmarks/results/<experiment>.json``::
+
+    python benchmarks/converge.py ch3          # ch3_nonlocal:    ResNet vs Non-local ResNet
+    python benchmarks/converge.py ch4          # ch4_vit:         ViT vs ResNet at four training-set sizes
+    python benchmarks/converge.py ch5          # ch5_hybrid:      SE, CBAM, BoTNet, CoAtNet vs ResNet; open gates
+    python benchmarks/converge.py ch6          # ch6_comparison:  every zoo model head to head
+    python benchmarks/converge.py all          # all four (about 35-45 min on 2 CPU cores)
+
+What is trained. The models are the zoo's (:func:`nlbook.zoo.build_model`) at the quick profile's size — the
+very networks the chapters build in their live cells — and each gets its family's recipe
+(:func:`nlbook.zoo.recipe`: SGD + Nesterov for CNNs, AdamW + label smoothing for ViT and CoAtNet), trained with
+:func:`nlbook.train.fit` over the whole digits training split (1,438 images) and evaluated on the whole test
+split (359 images) after every epoch. Only the budget differs from the quick profile: ``MAX_EPOCHS`` epochs
+with the recipe's warm-up and cosine decay, instead of four.
+
+Convergence criterion. Every run follows its schedule to the end (the learning rate decays to zero, so the
+schedule itself is the stopping rule); a run counts as *converged* when the best test accuracy of its last
+quarter of epochs exceeds the best before it by less than ``MIN_DELTA`` (0.005, about two test images). A run
+that was still improving at the end is recorded with ``converged: false`` — read its number as a lower bound.
+
+Training-set-size sweep (chapter 4). ``x`` is the number of training images (10 %, 25 %, 50 %, 100 % of the
+split; the first ``x`` of the stored, shuffled order). A smaller set gets proportionally more epochs, so that
+every size sees the same number of optimisation steps as the full-data run, up to ``4 * MAX_EPOCHS`` epochs.
+
+Chapter 5's gate-initialisation test adds SE and CBAM ResNets whose gates start open
+(``hybrid_resnet(..., gate_init="open")``: the gate's last bias starts so that σ ≈ 0.95 instead of ≈ 0.5).
+
+Identical runs are trained once: a run's result is cached (``--cache``, by model spec, training configuration,
+seed, data and thread count) and reused by every experiment that contains it; the record says so per run.
+``planned_arms(experiment)`` returns what would be trained, without training: the staleness test in
+``tests/test_records.py`` compares it with every committed record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from nlbook.data import ImageDataset, load_dataset  # noqa: E402
+from nlbook.hybrid import hybrid_resnet  # noqa: E402
+from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_record  # noqa: E402
+from nlbook.runtime import PROFILES, Profile  # noqa: E402
+from nlbook.train import TrainConfig, count_parameters, fit  # noqa: E402
+from nlbook.zoo import build_model, model_names, model_spec, recipe  # noqa: E402
+
+DATASET = "digits"
+THREADS = 1  # fixed: results depend on the thread count (float summation order), so it is part of the record
+MAX_EPOCHS = 20
+MIN_DELTA = 0.005
+PATIENCE_FRACTION = 0.25  # the "last quarter" of the convergence criterion
+SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+SWEEP_EPOCH_CAP = 4  # a sweep point gets at most SWEEP_EPOCH_CAP * MAX_EPOCHS epochs
+# The quick profile's model sizes (what the chapters' live cells build), evaluated on the whole test split.
+PROFILE: Profile = replace(PROFILES["quick"], name="converge", epochs=MAX_EPOCHS, max_test=None)
+
+EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "ch3": {
+        "experiment": "ch3_nonlocal",
+        "chapter": 3,
+        "question": "Does inserting non-local blocks into a ResNet change its converged accuracy?",
+    },
+    "ch4": {
+        "experiment": "ch4_vit",
+        "chapter": 4,
+        "question": (
+            "How do a Vision Transformer and a ResNet compare when trained to convergence, and how does the gap "
+            "change with the number of training images (the inductive-bias / data-efficiency argument)?"
+        ),
+    },
+    "ch5": {
+        "experiment": "ch5_hybrid",
+        "chapter": 5,
+        "question": (
+            "Does each hybrid (SE, CBAM, BoTNet, CoAtNet) beat its ResNet baseline at convergence, and do SE/CBAM "
+            "gates that start open (near 1) instead of half-closed train differently?"
+        ),
+    },
+    "ch6": {
+        "experiment": "ch6_comparison",
+        "chapter": 6,
+        "question": "Head to head: how does every zoo model rank at convergence, each with its family's recipe?",
+    },
+}
+
+LABELS = {
+    "resnet": "ResNet",
+    "nonlocal_resnet": "Non-local ResNet",
+    "vit": "ViT",
+    "se_resnet": "SE-ResNet",
+    "cbam_resnet": "CBAM-ResNet",
+    "botnet": "BoTNet",
+    "coatnet": "CoAtNet",
+    "se_resnet_open": "SE-ResNet, gates start open",
+    "cbam_resnet_open": "CBAM-ResNet, gates start open",
+}
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def _dataset_sizes() -> tuple[int, int]:
+    """(train, test) sizes of the digits split — fixed by nlbook.data (1,797 images, 20 % test)."""
+    ds = load_dataset(DATASET)
+    return ds.train_images.shape[0], ds.test_images.shape[0]
+
+
+def _zoo_spec(name: str) -> dict[str, Any]:
+    p = PROFILE
+    return {
+        "builder": "nlbook.zoo.build_model",
+        "name": name,
+        "profile": {"width": p.width, "embed_dim": p.embed_dim, "depth": p.depth},
+        "num_classes": 10,
+        "in_channels": 3,
+        "image_size": 32,
+    }
+
+
+def _open_gate_spec(kind: str) -> dict[str, Any]:
+    """The zoo's SE/CBAM ResNet (same widths and depths) with gates that start open."""
+    w, blocks = PROFILE.width, max(1, PROFILE.depth // 3)  # the zoo's CNN shape rule (nlbook.zoo)
+    return {
+        "builder": "nlbook.hybrid.hybrid_resnet",
+        "kind": kind,
+        "num_classes": 10,
+        "in_channels": 3,
+        "widths": [w, 2 * w, 4 * w, 8 * w],
+        "depths": [blocks] * 4,
+        "image_size": 32,
+        "gate_init": "open",
+    }
+
+
+def build(spec: dict[str, Any]) -> nn.Module:
+    """The model a ``model_spec`` describes."""
+    if spec["builder"] == "nlbook.zoo.build_model":
+        profile = replace(PROFILE, **spec["profile"])
+        kw = {k: spec[k] for k in ("num_classes", "in_channels", "image_size")}
+        return build_model(spec["name"], profile=profile, **kw)
+    if spec["builder"] == "nlbook.hybrid.hybrid_resnet":
+        kw = {k: v for k, v in spec.items() if k not in ("builder", "kind")}
+        return hybrid_resnet(spec["kind"], **kw)
+    raise ValueError(f"unknown builder {spec['builder']!r} in model_spec")
+
+
+def _config(zoo_name: str, epochs: int = MAX_EPOCHS, max_train: int | None = None) -> TrainConfig:
+    return recipe(zoo_name, PROFILE, epochs=epochs, max_train=max_train)
+
+
+def _config_dict(config: TrainConfig) -> dict[str, Any]:
+    d = asdict(config)
+    d.pop("seed")
+    return {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in d.items()}
+
+
+def _arm(name: str, spec: dict[str, Any], config: TrainConfig, x: int | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": LABELS[name],
+        "x": x,
+        "model_spec": spec,
+        "train_config": _config_dict(config),
+        "params": count_parameters(build(spec)),
+        **extra,
+    }
+
+
+def sweep_sizes(train_size: int) -> list[int]:
+    """The chapter-4 training-set sizes: SWEEP_FRACTIONS of the training split."""
+    return [round(f * train_size) for f in SWEEP_FRACTIONS]
+
+
+def sweep_epochs(size: int, train_size: int, batch_size: int) -> int:
+    """Epochs at ``size`` images for the same optimisation steps as MAX_EPOCHS at the full split (capped)."""
+    full_steps = MAX_EPOCHS * (train_size // batch_size)
+    return min(-(-full_steps // max(size // batch_size, 1)), SWEEP_EPOCH_CAP * MAX_EPOCHS)
+
+
+def planned_arms(experiment: str) -> list[dict[str, Any]]:
+    """The arms ``experiment`` ("ch3" ... "ch6", or the record name) trains today, without training.
+
+    Each arm: ``name``, ``label``, ``x``, ``model_spec``, ``train_config`` (without the seed), ``params`` and,
+    for comparisons with a reference, ``baseline`` (the name of the arm it is compared with).
+    """
+    key = next((k for k, e in EXPERIMENTS.items() if experiment in (k, e["experiment"])), None)
+    if key is None:
+        names = ", ".join(f"{k} ({e['experiment']})" for k, e in EXPERIMENTS.items())
+        raise ValueError(f"unknown experiment {experiment!r}; expected one of {names}")
+    if key == "ch3":
+        return [
+            _arm("resnet", _zoo_spec("resnet"), _config("resnet")),
+            _arm("nonlocal_resnet", _zoo_spec("nonlocal_resnet"), _config("nonlocal_resnet"), baseline="resnet"),
+        ]
+    if key == "ch4":
+        train_size, _ = _dataset_sizes()
+        arms = []
+        for name in ("vit", "resnet"):
+            for size in sweep_sizes(train_size):
+                epochs = sweep_epochs(size, train_size, PROFILE.batch_size)
+                max_train = None if size == train_size else size
+                extra = {"baseline": "resnet"} if name == "vit" else {}
+                arms.append(_arm(name, _zoo_spec(name), _config(name, epochs, max_train), x=size, **extra))
+        return arms
+    if key == "ch5":
+        arms = [_arm("resnet", _zoo_spec("resnet"), _config("resnet"))]
+        for name in ("se_resnet", "cbam_resnet", "botnet", "coatnet"):
+            arms.append(_arm(name, _zoo_spec(name), _config(name), baseline="resnet"))
+        for kind, closed in (("se", "se_resnet"), ("cbam", "cbam_resnet")):
+            arms.append(_arm(f"{closed}_open", _open_gate_spec(kind), _config(closed), baseline=closed))
+        return arms
+    return [
+        _arm(n, _zoo_spec(n), _config(n), **({"baseline": "resnet"} if n != "resnet" else {})) for n in model_names()
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def converged(test_accs: list[float]) -> bool:
+    """The criterion: the last quarter of epochs improved the best test accuracy by less than MIN_DELTA."""
+    k = max(1, round(PATIENCE_FRACTION * len(test_accs)))
+    before, last = test_accs[:-k], test_accs[-k:]
+    if not before:
+        return False
+    return max(last) - max(before) < MIN_DELTA
+
+
+def _cache_key(arm: dict[str, Any], seed: int, data: ImageDataset) -> str:
+    key = {
+        "model_spec": arm["model_spec"],
+        "train_config": arm["train_config"],
+        "seed": seed,
+        "data": [data.name, data.train_images.shape[0], data.test_images.shape[0]],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | None) -> dict[str, Any]:
+    """One seed of one arm: a record run (reused from the cache when the identical run was trained before)."""
+    path = cache / f"{_cache_key(arm, seed, data)}.json" if cache else None
+    if path is not None and path.is_file():
+        run = json.loads(path.read_text())
+        print(f"  {arm['name']} x={arm['x']} seed {seed}: reused ({run['final_test_acc']:.3f})", flush=True)
+        return run
+    torch.manual_seed(seed)  # the model's initial weights
+    model = build(arm["model_spec"])
+    config = TrainConfig(**{**arm["train_config"], "seed": seed})
+    rec = fit(model, data, config, device="cpu", name=arm["name"], progress=False)
+    accs = [e.test_acc for e in rec.history]
+    run = {
+        "seed": seed,
+        "epochs_run": len(rec.history),
+        "converged": converged(accs),
+        "final_test_acc": accs[-1],
+        "best_test_acc": max(accs),
+        "train_seconds": sum(e.seconds for e in rec.history),
+        "wall_seconds": rec.wall_time_s,
+        "history": [
+            {k: getattr(e, k) for k in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")}
+            for e in rec.history
+        ],
+        # who trained it (a run reused from the cache keeps its own)
+        "trained": {k: provenance()[k] for k in ("git_commit", "git_dirty", "date", "command")},
+    }
+    print(
+        f"  {arm['name']} x={arm['x']} seed {seed}: {run['final_test_acc']:.3f} (best {run['best_test_acc']:.3f}, "
+        f"converged {run['converged']}) in {rec.wall_time_s:.0f} s",
+        flush=True,
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(run))
+        tmp.replace(path)
+    return run
+
+
+def run_experiment(key: str, seeds: int, out: Path, cache: Path | None) -> Path:
+    """Train every planned arm of experiment ``key`` with ``seeds`` seeds; write and return its record."""
+    meta = EXPERIMENTS[key]
+    data = load_dataset(DATASET)
+    start = time.perf_counter()
+    print(f"{meta['experiment']}: {meta['question']}", flush=True)
+    arms = []
+    for arm in planned_arms(key):
+        arms.append(arm | {"runs": [train_run(arm, seed, data, cache) for seed in range(seeds)]})
+    record = {
+        "format": FORMAT,
+        "experiment": meta["experiment"],
+        "chapter": meta["chapter"],
+        "question": meta["question"],
+        "provenance": provenance("cpu"),
+        "dataset": {
+            "name": data.name,
+            "train_size": data.train_images.shape[0],
+            "test_size": data.test_images.shape[0],
+            "image_size": data.image_size,
+            "channels": data.in_channels,
+            "classes": data.num_classes,
+        },
+        "convergence": {
+            "criterion": (
+                "each run follows its recipe's warm-up + cosine schedule to the end; converged when the best test "
+                "accuracy of the last quarter of epochs exceeds the best before it by less than min_delta"
+            ),
+            "max_epochs": MAX_EPOCHS,
+            "patience_fraction": PATIENCE_FRACTION,
+            "min_delta": MIN_DELTA,
+        },
+        "wall_s": time.perf_counter() - start,
+        "arms": arms,
+    }
+    path = write_record(record, out / f"{meta['experiment']}.json")
+    print(results_table(record), flush=True)
+    print(f"wrote {path} ({record['wall_s']:.0f} s)", flush=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("experiments", nargs="+", choices=[*EXPERIMENTS, "all"], help="which records to (re)make")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (at least 3 for a record the book shows)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of the records")
+    p.add_argument(
+        "--cache",
+        default="/tmp/nlbook-converge-cache",
+        help="folder of finished runs, reused by identical runs; '' for none (use after changing model code)",
+    )
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    torch.set_num_threads(THREADS)
+    keys = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
+    cache = Path(args.cache) if args.cache else None
+    for name in model_names():
+        model_spec(name)  # fail now, not after an hour, if the zoo lost a model
+    return [run_experiment(key, args.seeds, args.out, cache) for key in keys]
+
+
+if __name__ == "__main__":
+    main()
