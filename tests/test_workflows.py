@@ -4,7 +4,12 @@
   test command, in a Debian container (Ubuntu has Chromium only as a snap).
 * ``book.yml``   -- on push to main: runs the README's build command, uploads ``_build/html`` with
   ``actions/upload-pages-artifact`` and deploys it with ``actions/deploy-pages``.
-* ``colab.yml``  -- weekly (and on demand): executes the chapters with nbval inside Colab's public runtime image.
+* ``colab.yml``  -- weekly (and on demand): installs nlbook as the notebooks' set-up cell does (a git URL, not
+  editable), checks that torch, torchvision and numpy are untouched, and executes the chapters with nbval inside
+  Colab's public runtime image.
+* ``compat.yml`` -- on push and pull request: the unit tests and two chapters' checked cells at the declared lower
+  bounds (Python 3.11, ``requirements/compat-lower.txt``) and with a Colab-era torch on Python 3.12
+  (``requirements/compat-colab.txt``); ``tools/compat_check.py`` builds the same environments locally.
 
 The README's commands are read from its fenced ``bash`` blocks, so renaming a command without updating CI (or the
 other way round) fails here. Each structural check is a function that is also run on a broken workflow below, to
@@ -13,11 +18,17 @@ show it can fail.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import tomllib
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -152,6 +163,73 @@ def installs_chromium_before(wf: dict, command: str) -> list[str]:
     return problems
 
 
+def setup_cell_pip() -> str:
+    """The ``pip install`` line of the notebooks' set-up cell (chapter 1's; tests/test_notebook_setup_cells.py keeps
+    every chapter's the same), e.g. ``pip install -q "nlbook @ git+https://github.com/nlbook/nlbook@main"``."""
+    nb = nbformat.read(ROOT / "book" / "01_cnn_basics.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "nlbook-setup" in c.metadata.get("tags", []))
+    line = next(ln.strip() for ln in cell.source.splitlines() if "pip install" in ln)
+    return line.lstrip("%!")
+
+
+def setup_cell_install_problems(wf: dict) -> list[str]:
+    """The workflow installs nlbook with the set-up cell's own command -- a git URL, not editable -- at the commit
+    under test, and checks that torch, torchvision and numpy are the same before and after."""
+    problems = []
+    lines = run_lines(wf)
+    want = re.sub(r"git\+https://[^\"]+", "git+$NLBOOK_GIT", setup_cell_pip())
+    installs = [i for i, ln in enumerate(lines) if ln.endswith(want)]
+    if not installs:
+        problems.append(f"no `{want}` (the set-up cell's install, NLBOOK_GIT = this repository at this commit)")
+    if '-e NLBOOK_GIT="${{ github.server_url }}/${{ github.repository }}@${{ github.sha }}"' not in " ".join(lines):
+        problems.append("NLBOOK_GIT is not this repository at the commit under test")
+    if any(re.search(r"pip install\b.*\s(-e|--editable)\s", ln) for ln in lines):
+        problems.append("an editable install: the set-up cell installs from a git URL")
+    pip = [i for i, ln in enumerate(lines) if "pip install" in ln]
+    tests = [i for i, ln in enumerate(lines) if re.search(r"\bpytest\b", ln)]
+    recorded = [i for i, ln in enumerate(lines) if "torch.__version__" in ln or re.match(r"versions\b.*\|\s*tee\b", ln)]
+    compared = [i for i, ln in enumerate(lines) if re.search(r"\bdiff\b", ln)]
+    if not (pip and recorded and recorded[0] < pip[0]):
+        problems.append("torch/torchvision/numpy versions are not recorded before the install")
+    if not (pip and compared and tests and pip[-1] < compared[0] < tests[0]):
+        problems.append("the versions are not compared (diff) after the installs and before the tests")
+    return problems
+
+
+def pins(path: Path) -> dict[str, Version]:
+    """``name==version`` lines of a constraints file, by canonical name."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", f"{path.name}: pin exact versions, got {line!r}"
+            out[canonicalize_name(req.name)] = Version(spec.version)
+    return out
+
+
+def lower_bound_problems(dependencies: list[str], pinned: dict[str, Version]) -> list[str]:
+    """Every dependency pinned at its declared lower bound: ``torch>=2.4`` -> a 2.4.x release, nothing missing."""
+    problems = []
+    declared = {}
+    for dep in dependencies:
+        req = Requirement(dep)
+        bounds = [Version(s.version) for s in req.specifier if s.operator == ">="]
+        if len(bounds) != 1:
+            problems.append(f"{dep}: declare one lower bound (>=)")
+            continue
+        declared[canonicalize_name(req.name)] = (req, bounds[0])
+    for name, (req, bound) in declared.items():
+        got = pinned.get(name)
+        if got is None:
+            problems.append(f"{name}: not pinned (declared {req.specifier})")
+        elif got not in req.specifier or got.release[: len(bound.release)] != bound.release:
+            problems.append(f"{name}: pinned {got}, but the declared lower bound is {bound}")
+    problems += [f"{name}: pinned but not a dependency" for name in sorted(set(pinned) - set(declared))]
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The tests
 # ---------------------------------------------------------------------------------------------------------------
@@ -161,7 +239,7 @@ def test_readme_has_build_and_test_commands() -> None:
     assert set(README_COMMANDS) == {"build", "test"}, f"README.md commands found: {README_COMMANDS}"
 
 
-@pytest.mark.parametrize("name", ["test.yml", "book.yml", "colab.yml"])
+@pytest.mark.parametrize("name", ["test.yml", "book.yml", "colab.yml", "compat.yml"])
 def test_workflow_structure(name: str) -> None:
     assert structure_problems(load(name)) == []
 
@@ -206,9 +284,65 @@ def test_colab_workflow_runs_chapters_in_colab_image_weekly() -> None:
     assert re.search(r"docker run\b.*(\$COLAB_IMAGE|" + re.escape(COLAB_IMAGE) + ")", script), (
         "no docker run of the image"
     )
-    assert re.search(r"pip install[^;]*\s-e\s+\"?\.(\[\w+\])?\"?", script), "nlbook is not installed from the checkout"
+    assert setup_cell_install_problems(wf) == []
     assert re.search(r"pytest\b.*--nbval(-lax)?\b.*\bbook\b", script), "the chapters are not executed with nbval"
     assert "--nbval-sanitize-with tests/nbval_sanitize.cfg" in script
+
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def compat_matrix() -> dict[str, dict]:
+    wf = load("compat.yml")
+    (job,) = wf["jobs"].values()
+    return {entry["env"]: entry for entry in job["strategy"]["matrix"]["include"]}
+
+
+def test_compat_workflow_pins_exactly_the_declared_lower_bounds() -> None:
+    lower = compat_matrix()["lower"]
+    python_bound = Version(PYPROJECT["requires-python"].removeprefix(">="))
+    assert Version(str(lower["python"])) == python_bound, f"lower bound job runs Python {lower['python']}"
+    assert lower_bound_problems(PYPROJECT["dependencies"], pins(ROOT / lower["pins"])) == []
+
+
+def test_compat_workflow_has_a_colab_era_python_and_torch() -> None:
+    colab = compat_matrix()["colab"]
+    assert str(colab["python"]) == "3.12", "Colab runs Python 3.12"
+    pinned = pins(ROOT / colab["pins"])
+    assert Version("2.9") <= pinned["torch"] < Version("2.12"), f"Colab has carried torch 2.9-2.11: {pinned}"
+    assert {"torch", "torchvision", "numpy"} <= set(pinned)
+    assert lower_bound_problems(PYPROJECT["dependencies"], pinned) != []  # not the lower bounds by accident
+
+
+def test_compat_workflow_installs_the_pins_and_runs_tests_and_chapters() -> None:
+    wf = load("compat.yml")
+    assert {"push", "pull_request"} <= set(triggers(wf))
+    lines = run_lines(wf)
+    cpu_index = "--index-url https://download.pytorch.org/whl/cpu"
+    assert any("pip install -c ${{ matrix.pins }}" in ln and cpu_index in ln and "torch" in ln for ln in lines)
+    assert any(re.search(r'pip install -c \$\{\{ matrix.pins \}\} -e "\.\[test\]"', ln) for ln in lines)
+    unit = [ln for ln in lines if re.search(r"pytest\b.*-m \"not browser\b.*\btests$", ln)]
+    assert unit, "the unit tests (all but the browser test) are not run"
+    chapters = [ln for ln in lines if "--nbval-lax" in ln]
+    assert chapters and "--nbval-sanitize-with tests/nbval_sanitize.cfg" in chapters[0]
+    notebooks = re.findall(r"book/\S+\.ipynb", chapters[0])
+    assert len(notebooks) == 2 and all((ROOT / nb).exists() for nb in notebooks), notebooks
+
+
+def test_local_compat_script_builds_the_same_environments() -> None:
+    spec = importlib.util.spec_from_file_location("compat_check", ROOT / "tools" / "compat_check.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    matrix = compat_matrix()
+    assert set(script.ENVS) == set(matrix)
+    for name, env in script.ENVS.items():
+        assert (env["python"], env["pins"]) == (str(matrix[name]["python"]), matrix[name]["pins"]), name
+    chapters = next(ln for ln in run_lines(load("compat.yml")) if "--nbval-lax" in ln)
+    assert re.findall(r"book/\S+\.ipynb", chapters) == script.CHAPTERS
+
+
+def test_colab_workflow_installs_like_the_setup_cell() -> None:
+    assert setup_cell_install_problems(load("colab.yml")) == []
 
 
 def test_ci_entry_point_calls_readme_test_command() -> None:
@@ -266,3 +400,21 @@ def test_readme_parser() -> None:
         "**Run every test**\n\n```bash\nbash t.sh\n```\n"
     )
     assert readme_commands(text) == {"build": "bash b.sh", "test": "bash t.sh"}
+
+
+def test_compat_checks_can_fail() -> None:
+    deps = ["torch>=2.4", "numpy>=1.24", "einops>=0.7"]
+    good = {"torch": Version("2.4.1"), "numpy": Version("1.24.4"), "einops": Version("0.7.0")}
+    assert lower_bound_problems(deps, good) == []
+    broken = {"torch": Version("2.5.0"), "numpy": Version("1.24.4"), "tqdm": Version("4.66.0")}
+    problems = lower_bound_problems(deps, broken)
+    for fragment in ("torch: pinned 2.5.0", "einops: not pinned", "tqdm: pinned but not a dependency"):
+        assert any(fragment in p for p in problems), f"{fragment!r} not reported in {problems}"
+    editable = {
+        "name": "x",
+        "on": {"push": None},
+        "jobs": {"a": {"runs-on": "u", "steps": [{"run": 'pip install -q -e ".[test]"\npytest --nbval-lax book'}]}},
+    }
+    problems = setup_cell_install_problems(editable)
+    for fragment in ("no `pip install", "an editable install", "not recorded before", "not compared"):
+        assert any(fragment in p for p in problems), f"{fragment!r} not reported in {problems}"
