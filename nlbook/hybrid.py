@@ -25,11 +25,13 @@ from einops import rearrange
 from torch import nn
 
 from nlbook.attention import MultiHeadSelfAttention2d
-from nlbook.checks import check_grid_input, check_image_batch, check_positive_int, to_pair
+from nlbook.checks import check_choice, check_grid_input, check_image_batch, check_positive_int, to_pair
 from nlbook.cnn import BasicBlock, ResNet
 
 __all__ = [
+    "GATE_INITS",
     "HYBRID_KINDS",
+    "OPEN_GATE_LOGIT",
     "BoTBlock",
     "CBAM",
     "HybridKind",
@@ -41,6 +43,10 @@ __all__ = [
 
 HybridKind = Literal["resnet", "se", "cbam", "botnet"]
 HYBRID_KINDS: tuple[str, ...] = ("resnet", "se", "cbam", "botnet")
+GateInit = Literal["default", "open"]
+GATE_INITS: tuple[str, ...] = ("default", "open")
+# gate_init="open": the gate's pre-sigmoid bias starts here, so every gate starts at σ(3) ≈ 0.95 instead of ≈ 0.5.
+OPEN_GATE_LOGIT = 3.0
 
 
 def _reduced_channels(where: str, channels: int, reduction: int, rd_channels: int | None, floor: int) -> int:
@@ -70,16 +76,34 @@ class SqueezeExcitation(nn.Module):
             unless ``rd_channels`` gives it directly.
         rd_channels: hidden units of the excitation MLP (overrides ``reduction``).
         min_rd_channels: floor on the hidden size when it comes from ``reduction``.
+        gate_init: ``"default"`` (PyTorch's ``nn.Linear`` initialisation: the gate starts near σ(0) = 1/2, halving
+            the branch) or ``"open"`` (W₂'s bias starts at :data:`OPEN_GATE_LOGIT`, so the gate starts near 1 and
+            the block starts like the plain one) — chapter 5 trains both to test what the starting gate costs.
     """
 
     def __init__(
-        self, channels: int, reduction: int = 16, rd_channels: int | None = None, min_rd_channels: int = 8
+        self,
+        channels: int,
+        reduction: int = 16,
+        rd_channels: int | None = None,
+        min_rd_channels: int = 8,
+        gate_init: GateInit = "default",
     ) -> None:
         super().__init__()
         hidden = _reduced_channels("SqueezeExcitation", channels, reduction, rd_channels, min_rd_channels)
+        self.gate_init = check_choice("SqueezeExcitation", "gate_init", gate_init, GATE_INITS)
         self.channels, self.rd_channels = channels, hidden
         self.fc1 = nn.Linear(channels, hidden)  # W₁ (with bias, as in the paper's FC layers)
         self.fc2 = nn.Linear(hidden, channels)  # W₂
+        if gate_init == "open":  # the default keeps nn.Linear's own draw untouched (same weights for a seed)
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's initialisation of W₁ and W₂; with ``gate_init="open"`` W₂'s bias then starts open."""
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+        if self.gate_init == "open":
+            nn.init.constant_(self.fc2.bias, OPEN_GATE_LOGIT)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, C, 1, 1) excitation ``s`` in (0, 1)."""
@@ -113,6 +137,9 @@ class CBAM(nn.Module):
         spatial_kernel: k of the spatial convolution (7 in the paper; odd, so the map keeps its size).
         spatial_norm: BatchNorm after the spatial convolution (authors' code, timm) instead of the paper's Eq. 3.
         min_rd_channels: floor on the hidden size when it comes from ``reduction``.
+        gate_init: ``"default"`` (the paper's bias-free gates, which start near σ(0) = 1/2) or ``"open"``: the
+            MLP's last layer and the spatial convolution get a bias (C + 1 parameters) that starts both gates
+            near σ(:data:`OPEN_GATE_LOGIT`) ≈ 0.95, so the block starts like the plain one (chapter 5).
     """
 
     def __init__(
@@ -123,6 +150,7 @@ class CBAM(nn.Module):
         spatial_kernel: int = 7,
         spatial_norm: bool = False,
         min_rd_channels: int = 8,
+        gate_init: GateInit = "default",
     ) -> None:
         super().__init__()
         hidden = _reduced_channels("CBAM", channels, reduction, rd_channels, min_rd_channels)
@@ -131,13 +159,27 @@ class CBAM(nn.Module):
             raise ValueError(
                 f"CBAM: spatial_kernel must be odd so the spatial map keeps its size, got {spatial_kernel}"
             )
+        self.gate_init = check_choice("CBAM", "gate_init", gate_init, GATE_INITS)
         self.channels, self.rd_channels = channels, hidden
-        # The shared MLP W₁ δ(W₀ ·) of Eq. 2 (no biases in the equation, none in timm).
+        # The shared MLP W₁ δ(W₀ ·) of Eq. 2 (no biases in the equation, none in timm; an open gate needs one).
+        opened = gate_init == "open"
         self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, channels, bias=False)
+            nn.Linear(channels, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, channels, bias=opened)
         )
-        self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
+        self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=opened)
         self.spatial_norm: nn.Module = nn.BatchNorm2d(1) if spatial_norm else nn.Identity()
+        if opened:  # the default keeps the layers' own draw untouched (same weights for a seed)
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The layers' PyTorch initialisation; with ``gate_init="open"`` the biases then start both gates open."""
+        for layer in (self.mlp[0], self.mlp[2], self.spatial_conv, self.spatial_norm):
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+        if self.gate_init == "open":
+            # M_c sums the MLP over the average- and the max-pooled descriptor: the bias enters twice.
+            nn.init.constant_(self.mlp[2].bias, OPEN_GATE_LOGIT / 2)
+            nn.init.constant_(self.spatial_conv.bias, OPEN_GATE_LOGIT)
 
     def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
         """M_c, (B, C, 1, 1)."""
@@ -264,6 +306,7 @@ def hybrid_resnet(
     bot_expansion: int = 1,
     botnet_stages: Sequence[int] | None = None,
     zero_init_residual: bool = False,
+    gate_init: GateInit = "default",
 ) -> ResNet:
     """The chapter-1 :class:`~nlbook.cnn.ResNet` with hybrid blocks, built through its ``block_factory`` hook.
 
@@ -282,9 +325,16 @@ def hybrid_resnet(
         zero_init_residual: every residual branch (BasicBlock and BoTBlock) starts as zero. Off by default, as in
             :class:`~nlbook.cnn.ResNet`, so that a hybrid and the baseline differ only in their blocks: with it on
             and the baseline's off, a short run measures the initialisation, not the gate (see chapter 5).
+        gate_init: how SE/CBAM gates start: ``"default"`` (near 1/2) or ``"open"`` (near 1; see
+            :class:`SqueezeExcitation` and :class:`CBAM`). Only for ``kind`` ``"se"`` or ``"cbam"``.
     """
     if kind not in HYBRID_KINDS:
         raise ValueError(f"hybrid_resnet: kind must be one of {HYBRID_KINDS}, got {kind!r}")
+    check_choice("hybrid_resnet", "gate_init", gate_init, GATE_INITS)
+    if gate_init != "default" and kind not in ("se", "cbam"):
+        raise ValueError(
+            f"hybrid_resnet: gate_init={gate_init!r} needs kind 'se' or 'cbam' (gated blocks), got {kind!r}"
+        )
     if width is not None:
         check_positive_int("hybrid_resnet", width=width)
         widths = (width, 2 * width, 4 * width, 8 * width)
@@ -303,9 +353,12 @@ def hybrid_resnet(
 
     def factory(stage: int, index: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
         if kind == "se":
-            return BasicBlock(in_ch, out_ch, stride, attention=SqueezeExcitation(out_ch, reduction))
+            return BasicBlock(
+                in_ch, out_ch, stride, attention=SqueezeExcitation(out_ch, reduction, gate_init=gate_init)
+            )
         if kind == "cbam":
-            return BasicBlock(in_ch, out_ch, stride, attention=CBAM(out_ch, reduction, spatial_kernel=spatial_kernel))
+            gate = CBAM(out_ch, reduction, spatial_kernel=spatial_kernel, gate_init=gate_init)
+            return BasicBlock(in_ch, out_ch, stride, attention=gate)
         if kind == "botnet" and stage in bot:
             # The block's input map: the stem keeps image_size, each stage > 0 halves it in its first block.
             in_size = image_size // 2 ** max(stage - (1 if stride == 2 else 0), 0)
