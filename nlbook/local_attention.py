@@ -17,6 +17,10 @@ ideas give attention back the locality of a convolution:
   sharpness α_h. :func:`conv_as_attention` builds the weights that make it compute a given k×k convolution
   exactly (one head per kernel offset). :func:`attention_by_offset` reads back which offsets the heads of a
   trained 2-D attention layer prefer.
+* **Networks** for the model zoo — :class:`SwinTransformer`, a small Swin (patch embedding, stages of
+  :class:`SwinBlock` pairs with :class:`PatchMerging` between them), and :func:`sasa_resnet`, the chapter-1
+  ResNet whose later stages are :class:`LocalAttentionBlock` s (BasicBlocks with local attention in place of
+  their 3×3 convolutions).
 
 Every attention here goes through :func:`nlbook.attention.scaled_dot_product_attention` (directly or via
 :class:`~nlbook.attention.MultiHeadAttention`). :class:`WindowAttentionMinimal` and
@@ -33,18 +37,23 @@ from torch import nn
 
 from nlbook.attention import AttentionImpl, MultiHeadAttention, scaled_dot_product_attention
 from nlbook.checks import check_image_batch, check_positive_int, check_probability
-from nlbook.coatnet import RelativePositionBias2d
+from nlbook.cnn import BasicBlock, ResNet
+from nlbook.coatnet import LayerNorm2d, RelativePositionBias2d
 from nlbook.vit import DropPath, Mlp
 
 __all__ = [
+    "LocalAttentionBlock",
     "LocalSelfAttention2d",
     "LocalSelfAttention2dMinimal",
+    "PatchMerging",
     "RelativeOffsetAttention2d",
     "SwinBlock",
+    "SwinTransformer",
     "WindowAttention",
     "WindowAttentionMinimal",
     "attention_by_offset",
     "conv_as_attention",
+    "sasa_resnet",
     "shifted_window_mask",
     "window_partition",
     "window_reverse",
@@ -211,7 +220,7 @@ class WindowAttention(nn.Module):
         """``x``: (B, dim, H, W) → (B, dim, H, W); with ``return_attention`` also the (B·nW, heads, M², M²)
         weights (windows of the shifted map when ``shift_size`` > 0)."""
         where = "WindowAttention"
-        check_image_batch(x, self.dim, where)
+        check_image_batch(x, self.dim, where, like=self)
         batch, _, height, width = x.shape
         _check_windows(where, height, width, self.window_size)
         s = self.shift_size
@@ -273,7 +282,7 @@ class SwinBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, dim, H, W) → (B, dim, H, W)."""
-        check_image_batch(x, self.dim, "SwinBlock")
+        check_image_batch(x, self.dim, "SwinBlock", like=self)
         height = x.shape[-2]
         # LayerNorm and the MLP act on each pixel's channels: work on (B, H, W, C) tokens, back at the end.
         x = rearrange(x, "b c h w -> b h w c")
@@ -378,12 +387,13 @@ class LocalSelfAttention2d(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``x``: (B, dim, H, W) → (B, out_dim, H, W); with ``return_attention`` also the (B, heads, H·W, k²)
         weights over each pixel's neighbourhood (row-major offsets, zero outside the image)."""
-        check_image_batch(x, self.dim, "LocalSelfAttention2d")
+        check_image_batch(x, self.dim, "LocalSelfAttention2d", like=self)
         height, width = x.shape[-2:]
         q = rearrange(self.query(x), "b (h d) x y -> b h (x y) 1 d", h=self.num_heads)  # one query per "sequence"
         k = _neighbourhoods(self.key(x), self.kernel_size, self.num_heads)
         v = _neighbourhoods(self.value(x), self.kernel_size, self.num_heads)
-        k = k + self.offset_embeddings()[None, :, None]  # q·(k + r) = content + relative position logits
+        # q·(k + r) = content + relative position logits; r in k's dtype (bfloat16 under autocast, like k)
+        k = k + self.offset_embeddings()[None, :, None].to(k.dtype)
         res = scaled_dot_product_attention(
             q,
             k,
@@ -495,7 +505,7 @@ class RelativeOffsetAttention2d(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, in_channels, H, W) → (B, out_channels, H, W); with ``return_attention`` also the
         (B, heads, H·W, (H+2p)·(W+2p)) weights over the padded map."""
-        check_image_batch(x, self.in_channels, "RelativeOffsetAttention2d")
+        check_image_batch(x, self.in_channels, "RelativeOffsetAttention2d", like=self)
         height, width = x.shape[-2:]
         padded = F.pad(x, (self.padding,) * 4)  # zeros beyond the border, as a zero-padded convolution sees
         q = rearrange(self.query(x), "b (h d) x y -> b h (x y) d", h=self.num_heads)
@@ -604,6 +614,217 @@ def attention_by_offset(weights: torch.Tensor, size: tuple[int, int]) -> torch.T
     out = mean.new_zeros(weights.shape[1], (2 * height - 1) * (2 * width - 1))
     out.index_add_(1, offset.flatten(), mean)
     return rearrange(out / n, "h (dy dx) -> h dy dx", dy=2 * height - 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Networks for the model zoo: a small Swin and a SASA ResNet
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PatchMerging(nn.Module):
+    """Swin's downsampling between stages (Liu et al., 2021, Sec. 3.1): (B, dim, H, W) → (B, out_dim, H/2, W/2).
+
+    The features of each 2×2 neighbourhood are concatenated (4·dim channels, timm's order), layer-normalised and
+    mapped to ``out_dim`` (2·dim in Swin) by a linear layer without bias — a strided 2×2 convolution with a norm
+    in front, so the token count drops by 4 while the width doubles, as in a CNN's stage.
+    """
+
+    def __init__(self, dim: int, out_dim: int | None = None):
+        super().__init__()
+        out_dim = 2 * dim if out_dim is None else out_dim
+        check_positive_int("PatchMerging", dim=dim, out_dim=out_dim)
+        self.dim, self.out_dim = dim, out_dim
+        self.norm = nn.LayerNorm(4 * dim, eps=SWIN_LN_EPS)
+        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.dim, "PatchMerging", like=self)
+        if x.shape[-2] % 2 or x.shape[-1] % 2:
+            raise ValueError(f"PatchMerging: the map's height and width must be even, got {tuple(x.shape[-2:])}")
+        x = rearrange(x, "b c (h p1) (w p2) -> b h w (p2 p1 c)", p1=2, p2=2)
+        return rearrange(self.reduction(self.norm(x)), "b h w c -> b c h w")
+
+
+class SwinTransformer(nn.Module):
+    """A small Swin Transformer (Liu et al., 2021) for small images: patches → stages of :class:`SwinBlock` pairs
+    with :class:`PatchMerging` between stages → LayerNorm → global average pool → linear head.
+
+    Inside a stage the blocks alternate between regular (``shift_size=0``) and shifted (M//2) windows. A stage
+    whose map is not larger than ``window_size`` uses the whole map as its one window and never shifts — Swin's
+    rule for its last stage. On 32×32 images with 2×2 patches and the default 4×4 windows the stages see 16×16,
+    8×8 and 4×4 maps: 16, 4 and 1 windows of 16 tokens.
+
+    Args:
+        num_classes, in_channels: logits and image channels.
+        image_size: side of the (square) input images; fixes each stage's map size and window.
+        patch_size: side of the non-overlapping patches (a strided convolution embeds them).
+        widths: channels of each stage (Swin: C, 2C, 4C, 8C). depths: blocks per stage.
+        head_dim: channels per attention head (32 in Swin); every width must be a multiple of it.
+        window_size: M. mlp_ratio: MLP width / channels. drop_path: stochastic-depth probability of the last
+            block, increasing linearly from 0 over the blocks (as in Swin).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        patch_size: int = 2,
+        widths: tuple[int, ...] = (96, 192, 384),
+        depths: tuple[int, ...] = (2, 2, 2),
+        head_dim: int = 32,
+        window_size: int = 4,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        where = "SwinTransformer"
+        widths, depths = tuple(widths), tuple(depths)
+        check_positive_int(
+            where,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            image_size=image_size,
+            patch_size=patch_size,
+            head_dim=head_dim,
+            window_size=window_size,
+        )
+        if not widths or len(widths) != len(depths):
+            raise ValueError(f"{where}: widths and depths need the same non-zero length, got {widths} and {depths}")
+        check_positive_int(where, **{f"widths[{i}]": w for i, w in enumerate(widths)})
+        check_positive_int(where, **{f"depths[{i}]": d for i, d in enumerate(depths)})
+        check_probability(where, drop_path=drop_path)
+        if any(w % head_dim for w in widths):
+            raise ValueError(f"{where}: every width must be a multiple of head_dim={head_dim}, got widths {widths}")
+        first = image_size // patch_size
+        if image_size % patch_size or first % 2 ** (len(widths) - 1):
+            raise ValueError(
+                f"{where}: image_size {image_size} must be divisible by patch_size × 2**(stages − 1) = "
+                f"{patch_size * 2 ** (len(widths) - 1)} (each stage after the first halves the map)"
+            )
+        self.in_channels, self.image_size, self.widths, self.depths = in_channels, image_size, widths, depths
+        self.patch_embed = nn.Conv2d(in_channels, widths[0], patch_size, stride=patch_size)
+        self.patch_norm = LayerNorm2d(widths[0], eps=SWIN_LN_EPS)
+        total = sum(depths)  # stochastic depth grows linearly with depth (plain floats: no tensor to place)
+        rates = [drop_path * i / max(total - 1, 1) for i in range(total)]
+        stages: list[nn.Module] = []
+        for s, (width, depth) in enumerate(zip(widths, depths)):
+            side = first // 2**s
+            window = min(window_size, side)  # a map no larger than a window is one window
+            if side % window:
+                raise ValueError(
+                    f"{where}: window_size {window_size} must divide stage {s}'s {side}×{side} map "
+                    f"(image_size {image_size}, patch_size {patch_size})"
+                )
+            shift = window // 2 if side > window else 0  # one window: nothing to shift across
+            layers: list[nn.Module] = [PatchMerging(widths[s - 1], width)] if s else []
+            layers += [
+                SwinBlock(
+                    width,
+                    width // head_dim,
+                    window,
+                    shift if i % 2 else 0,
+                    mlp_ratio,
+                    drop_path=rates[sum(depths[:s]) + i],
+                )
+                for i in range(depth)
+            ]
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.norm = nn.LayerNorm(widths[-1], eps=SWIN_LN_EPS)
+        self.head = nn.Linear(widths[-1], num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Swin's initialisation: truncated normal (std 0.02) linear layers with zero biases, unit LayerNorms;
+        # the relative bias tables keep WindowAttention's own (also std 0.02).
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, image_size, image_size) → the last stage's (B, widths[-1], h, w) map."""
+        check_image_batch(x, self.in_channels, "SwinTransformer", like=self)
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"SwinTransformer: built for {self.image_size}×{self.image_size} images (its windows are fixed per "
+                f"stage), got {tuple(x.shape[-2:])}; build it with image_size={x.shape[-1]}"
+            )
+        x = self.patch_norm(self.patch_embed(x))
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, image_size, image_size) → (B, num_classes) logits."""
+        x = self.forward_features(x)
+        return self.head(self.norm(x.mean(dim=(-2, -1))))
+
+
+class LocalAttentionBlock(BasicBlock):
+    """The chapter-1 :class:`~nlbook.cnn.BasicBlock` with both 3×3 convolutions replaced by SASA local attention.
+
+    ``conv1`` becomes :class:`LocalSelfAttention2d` (in → out channels), followed by 2×2 average pooling when the
+    block strides (SASA attends at full resolution and pools, Ramachandran et al., 2019, Sec. 4.1); ``conv2``
+    becomes :class:`LocalSelfAttention2d` (out → out). BatchNorms, ReLUs, the shortcut and the forward pass are
+    BasicBlock's, so the block is a drop-in replacement wherever a BasicBlock goes.
+
+    Args:
+        in_channels, out_channels, stride: as for BasicBlock (stride 1 or 2).
+        kernel_size: the neighbourhood k (7 in the paper). num_heads: heads (8 in the paper); every head's width
+            (out_channels / num_heads) must be even.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel_size: int = 7, num_heads: int = 8):
+        if stride not in (1, 2):
+            raise ValueError(f"LocalAttentionBlock: stride must be 1 or 2, got {stride!r}")
+        super().__init__(in_channels, out_channels, stride)
+        attend = LocalSelfAttention2d(in_channels, out_channels, kernel_size, num_heads)
+        self.conv1 = nn.Sequential(attend, nn.AvgPool2d(2)) if stride == 2 else attend
+        self.conv2 = LocalSelfAttention2d(out_channels, out_channels, kernel_size, num_heads)
+
+    def reset_parameters(self, zero_init_residual: bool = False) -> None:
+        """BasicBlock's initialisation (BatchNorms, shortcut), and each attention layer's own."""
+        super().reset_parameters(zero_init_residual)
+        for m in (self.conv1, self.conv2):
+            for inner in m.modules():
+                if isinstance(inner, LocalSelfAttention2d):
+                    inner.reset_parameters()
+
+
+def sasa_resnet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    widths: tuple[int, ...] = (64, 128, 256, 512),
+    depths: tuple[int, ...] = (2, 2, 2, 2),
+    attention_stages: tuple[int, ...] | None = None,
+    kernel_size: int = 7,
+    num_heads: int = 8,
+) -> ResNet:
+    """The chapter-1 :class:`~nlbook.cnn.ResNet` whose blocks in ``attention_stages`` are
+    :class:`LocalAttentionBlock` — stand-alone local self-attention in place of convolution (SASA).
+
+    Default: the last two stages, where the maps are small; the convolutional stem and early stages stay, which
+    Ramachandran et al. (2019) found to work better than attention from the first layer. Built through the
+    ResNet's ``block_factory`` hook, like :func:`nlbook.hybrid.hybrid_resnet`.
+    """
+    widths, depths = tuple(widths), tuple(depths)
+    n = len(widths)
+    stages = tuple(range(max(n - 2, 0), n)) if attention_stages is None else tuple(attention_stages)
+    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n for s in stages):
+        raise ValueError(f"sasa_resnet: attention_stages must index the {n} stages (0..{n - 1}), got {stages}")
+
+    def factory(stage: int, index: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+        if stage in stages:
+            return LocalAttentionBlock(in_ch, out_ch, stride, kernel_size, num_heads)
+        return BasicBlock(in_ch, out_ch, stride)
+
+    return ResNet(num_classes, in_channels, widths, depths, block_factory=factory)
 
 
 # ---------------------------------------------------------------------------------------------------------------

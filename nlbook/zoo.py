@@ -10,10 +10,13 @@ tiny networks for CI and the full profile the real ones:
   quick profile (width 16, depth 2) a 4-block ResNet at a quarter of the width.
 * ViT: ``profile.embed_dim`` wide, ``profile.depth`` blocks, 4×4 patches, heads of 64 channels (at least
   two heads) — the full profile gives the ``vit_tiny_p4_32`` preset of :mod:`nlbook.vit`.
+* Swin: 2×2 patches, three stages of widths ``(C, 2C, 4C)`` with ``C = profile.embed_dim // 2`` (96 in the
+  full profile, Swin-T's), 4×4 windows, heads of 32 channels, ``2 · (profile.depth // 3)`` blocks per stage
+  (at least two: one regular, one shifted). The SASA ResNet has the CNNs' shape.
 
 Every model gets the training recipe of its family (:meth:`nlbook.train.TrainConfig.from_profile`):
 convolutional networks the ``"cnn"`` recipe (SGD with Nesterov momentum, warm-up then cosine decay);
-attention-heavy networks (ViT, CoAtNet) the ``"transformer"`` recipe (AdamW, warm-up then cosine, label
+attention-heavy networks (ViT, CoAtNet, Swin) the ``"transformer"`` recipe (AdamW, warm-up then cosine, label
 smoothing, gradient clipping), without which a Transformer trained from scratch does not train well.
 Epochs, batch size, data and augmentation are the profile's for all of them.
 """
@@ -28,6 +31,7 @@ from torch import nn
 from nlbook.cnn import ResNet
 from nlbook.coatnet import coatnet
 from nlbook.hybrid import hybrid_resnet
+from nlbook.local_attention import SwinTransformer, sasa_resnet
 from nlbook.nonlocal_block import NonLocalResNet
 from nlbook.runtime import Profile, resolve_profile
 from nlbook.train import Recipe, TrainConfig
@@ -69,6 +73,20 @@ MODELS: dict[str, ModelSpec] = {
             "srinivas2021botnet",
         ),
         ModelSpec("coatnet", "hybrid", "transformer", "CoAtNet-style C-C-T-T stages (chapter 5)", "dai2021coatnet"),
+        ModelSpec(
+            "swin",
+            "replace",
+            "transformer",
+            "Swin Transformer: shifted-window attention, patch merging (chapter 5.2)",
+            "liu2021swin",
+        ),
+        ModelSpec(
+            "sasa_resnet",
+            "hybrid",
+            "cnn",
+            "ResNet whose last two stages use 7×7 local self-attention (chapter 5.2)",
+            "ramachandran2019sasa",
+        ),
     )
 }
 
@@ -131,6 +149,27 @@ def _coatnet(num_classes: int, in_channels: int, image_size: int, p: Profile) ->
     return coatnet(num_classes, in_channels, image_size, widths=widths, depths=depths)
 
 
+def _swin(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+    # Stage widths (C, 2C, 4C) with C = embed_dim // 2 (the full profile's 96 is Swin-T's C), heads of 32
+    # channels as in Swin, and a pair of blocks (regular + shifted windows) per depth // 3 (at least one pair).
+    c = p.embed_dim // 2
+    return SwinTransformer(
+        num_classes,
+        in_channels,
+        image_size,
+        patch_size=2,
+        widths=(c, 2 * c, 4 * c),
+        depths=(2 * max(1, p.depth // 3),) * 3,
+        head_dim=min(32, c),
+        window_size=4,
+    )
+
+
+def _sasa_resnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+    widths, depths = _cnn_shape(p)
+    return sasa_resnet(num_classes, in_channels, widths, depths)
+
+
 _BUILDERS: dict[str, Callable[[int, int, int, Profile], nn.Module]] = {
     "resnet": _resnet,
     "nonlocal_resnet": _nonlocal_resnet,
@@ -139,6 +178,8 @@ _BUILDERS: dict[str, Callable[[int, int, int, Profile], nn.Module]] = {
     "cbam_resnet": _hybrid("cbam"),
     "botnet": _hybrid("botnet"),
     "coatnet": _coatnet,
+    "swin": _swin,
+    "sasa_resnet": _sasa_resnet,
 }
 
 

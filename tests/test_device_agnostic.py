@@ -28,6 +28,7 @@ from torch import nn
 
 import nlbook
 from nlbook import coatnet, zoo
+from nlbook import local_attention as la
 from nlbook.attention import (
     LearnedPositionEncoding2d,
     MultiHeadAttention,
@@ -167,6 +168,51 @@ CASES: list[Case] = [
         for pool in ("cls", "gap")
     ],
     *_hybrid_cases(),
+    Case("WindowAttention", _q(la.WindowAttention), lambda: la.WindowAttention(16, 4, 2, 2), ((2, 16, 8, 8),)),
+    Case("SwinBlock", _q(la.SwinBlock), lambda: la.SwinBlock(16, 2, 4, 2), ((2, 16, 8, 8),)),
+    Case("PatchMerging", _q(la.PatchMerging), lambda: la.PatchMerging(16), ((2, 16, 8, 8),)),
+    Case(
+        "SwinTransformer",
+        _q(la.SwinTransformer),
+        lambda: la.SwinTransformer(widths=(8, 16, 32), depths=(2, 2, 1), head_dim=8, drop_path=0.1),
+        IMG,
+    ),
+    Case(
+        "LocalSelfAttention2d",
+        _q(la.LocalSelfAttention2d),
+        lambda: la.LocalSelfAttention2d(16, 16, 3, 2),
+        ((2, 16, 8, 8),),
+    ),
+    Case(
+        "LocalAttentionBlock",
+        _q(la.LocalAttentionBlock),
+        lambda: la.LocalAttentionBlock(8, 16, 2, 3, 2),
+        ((2, 8, 8, 8),),
+    ),
+    Case(
+        "sasa_resnet",
+        _q(ResNet),
+        lambda: la.sasa_resnet(widths=(8, 16, 16, 32), depths=(1, 1, 1, 1), num_heads=2),
+        IMG,
+    ),
+    Case(
+        "RelativeOffsetAttention2d",
+        _q(la.RelativeOffsetAttention2d),
+        lambda: la.RelativeOffsetAttention2d(8, 8, 9),
+        ((2, 8, 6, 6),),
+    ),
+    Case(
+        "WindowAttentionMinimal",
+        _q(la.WindowAttentionMinimal),
+        lambda: la.WindowAttentionMinimal(16, 4, 2, 2),
+        ((2, 16, 8, 8),),
+    ),
+    Case(
+        "LocalSelfAttention2dMinimal",
+        _q(la.LocalSelfAttention2dMinimal),
+        lambda: la.LocalSelfAttention2dMinimal(16, 16, 3, 2),
+        ((2, 16, 8, 8),),
+    ),
     *[
         Case(f"zoo-{name}", "zoo", lambda name=name: zoo.build_model(name, profile="quick"), IMG)
         for name in zoo.model_names()

@@ -25,7 +25,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("building blocks and instruments", frozenset({"cnn", "attention", "bench"})),
     ("models built from blocks, and data", frozenset({"nonlocal_block", "vit", "hybrid", "data"})),
     ("models built from models, and the training loop", frozenset({"vit_torchvision", "coatnet", "train"})),
-    ("the zoo, figures, local attention, fine-tuning", frozenset({"local_attention", "viz", "zoo", "finetune"})),
+    ("attention with locality (models built on CoAtNet's bias table)", frozenset({"local_attention"})),
+    ("the zoo, figures, fine-tuning", frozenset({"viz", "zoo", "finetune"})),
     ("chapters' experiments and the launcher", frozenset({"comparison", "longrange_sweep", "launch"})),
 )
 

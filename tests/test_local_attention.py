@@ -15,15 +15,20 @@ from timm.models import swin_transformer as timm_swin
 from torch import nn
 
 from nlbook.attention import MultiHeadSelfAttention2d
+from nlbook.cnn import BasicBlock, ResNet
 from nlbook.local_attention import (
+    LocalAttentionBlock,
     LocalSelfAttention2d,
     LocalSelfAttention2dMinimal,
+    PatchMerging,
     RelativeOffsetAttention2d,
     SwinBlock,
+    SwinTransformer,
     WindowAttention,
     WindowAttentionMinimal,
     attention_by_offset,
     conv_as_attention,
+    sasa_resnet,
     shifted_window_mask,
     window_partition,
     window_reverse,
@@ -348,6 +353,15 @@ def test_relative_offset_centers_and_alpha_learn() -> None:
         (lambda: conv_as_attention(nn.Conv2d(3, 4, 3, padding=1), alpha=0), "alpha must be a number > 0"),
         (lambda: attention_by_offset(torch.rand(1, 2, 12, 12), (3, 3)), r"weights must be \(B, heads, 9, 9\)"),
         (lambda: attention_by_offset(torch.rand(1, 2, 9, 9), 3), "size must be the"),
+        (lambda: PatchMerging(8)(torch.randn(1, 8, 5, 4)), "must be even"),
+        (lambda: PatchMerging(0), "dim must be a positive int"),
+        (lambda: SwinTransformer(image_size=30), "image_size 30 must be divisible by"),
+        (lambda: SwinTransformer(widths=(48, 96), depths=(2, 2), head_dim=32), "multiple of head_dim=32"),
+        (lambda: SwinTransformer(widths=(32,), depths=(1, 1), head_dim=32), "same non-zero length"),
+        (lambda: SwinTransformer(image_size=20, widths=(32,), depths=(2,), head_dim=32), "must divide stage 0"),
+        (lambda: _tiny_swin()(torch.randn(1, 3, 16, 16)), "built for 32×32 images"),
+        (lambda: LocalAttentionBlock(16, 16, stride=3), "stride must be 1 or 2"),
+        (lambda: sasa_resnet(widths=(16, 32), depths=(1, 1), attention_stages=(2,)), "attention_stages must index"),
     ],
 )
 def test_bad_input_names_the_parameter(call, match: str) -> None:
@@ -377,3 +391,94 @@ def test_forward_backward_on_meta(build) -> None:
     assert out.is_meta
     out.square().mean().backward()
     assert all(p.grad is None or p.grad.is_meta for p in model.parameters()) and x.grad.is_meta
+
+
+# --------------------------------------------------------------------------------------------------- networks
+def _tiny_swin(**kw: object) -> SwinTransformer:
+    return SwinTransformer(**{"widths": (8, 16, 32), "depths": (2, 2, 1), "head_dim": 8, **kw})
+
+
+def test_patch_merging_matches_timm() -> None:
+    ref = _randomize_(timm_swin.PatchMerging(6).double()).eval()
+    ours = PatchMerging(6).double().eval()
+    ours.load_state_dict(ref.state_dict())
+    x = _randn(2, 6, 8, 4)
+    expected = ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(ours(x), expected, rtol=0, atol=1e-10)
+    assert ours(x).shape == (2, 12, 4, 2)
+
+
+def test_swin_transformer_stages_windows_and_shifts() -> None:
+    model = _tiny_swin()
+    # 32×32 images, 2×2 patches: stages see 16×16, 8×8 and 4×4 maps; 4×4 windows; the last stage is one window
+    attn = [[b.attn for b in stage if isinstance(b, SwinBlock)] for stage in model.stages]
+    assert [[(a.window_size, a.shift_size, a.num_heads) for a in s] for s in attn] == [
+        [(4, 0, 1), (4, 2, 1)],
+        [(4, 0, 2), (4, 2, 2)],
+        [(4, 0, 4)],
+    ]
+    assert [type(stage[0]).__name__ for stage in model.stages] == ["SwinBlock", "PatchMerging", "PatchMerging"]
+    assert model.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 32, 4, 4)
+    # on 16×16 images the last stage's 2×2 map becomes its one (smaller) window
+    small = _tiny_swin(image_size=16)
+    assert small.stages[2][1].attn.window_size == 2 and small(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+
+
+def test_swin_transformer_parameter_count() -> None:
+    model = _tiny_swin(num_classes=7)
+    c = (8, 16, 32)
+
+    def block(d: int, heads: int, window: int) -> int:  # 2 LNs, qkv + proj, bias table, MLP (ratio 4)
+        return 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (2 * window - 1) ** 2 * heads + (8 * d * d + 5 * d)
+
+    expected = (3 * 4 * c[0] + c[0]) + 2 * c[0]  # 2×2 patch convolution, its LayerNorm
+    expected += 2 * block(c[0], 1, 4) + 2 * block(c[1], 2, 4) + block(c[2], 4, 4)
+    expected += (2 * 4 * c[0] + 4 * c[0] * c[1]) + (2 * 4 * c[1] + 4 * c[1] * c[2])  # patch merging (LN, linear)
+    expected += 2 * c[2] + (c[2] * 7 + 7)  # final LayerNorm, head
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_swin_drop_path_grows_with_depth() -> None:
+    model = _tiny_swin(drop_path=0.2)
+    rates = [b.drop_path.p for stage in model.stages for b in stage if isinstance(b, SwinBlock)]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
+
+
+def test_local_attention_block_replaces_both_convolutions() -> None:
+    block = LocalAttentionBlock(8, 16, stride=2, kernel_size=3, num_heads=2)
+    assert isinstance(block, BasicBlock)
+    assert not any(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in block.modules())
+    assert block(torch.randn(2, 8, 8, 8)).shape == (2, 16, 4, 4)
+    assert LocalAttentionBlock(16, 16, kernel_size=3, num_heads=2)(torch.randn(2, 16, 4, 4)).shape == (2, 16, 4, 4)
+
+
+def test_sasa_resnet_replaces_the_later_stages() -> None:
+    model = sasa_resnet(widths=(8, 16, 16, 32), depths=(1, 1, 1, 1), num_heads=2)
+    assert isinstance(model, ResNet)
+    kinds = [type(stage[0]).__name__ for stage in model.stages]
+    assert kinds == ["BasicBlock", "BasicBlock", "LocalAttentionBlock", "LocalAttentionBlock"]
+    assert sasa_resnet(widths=(8, 16), depths=(1, 1), attention_stages=(0,), num_heads=2).stages[0][0].conv1.dim == 8
+    # a BasicBlock's two 3×3 convolutions (out·in·9 + out·out·9 weights) become six 1×1 projections and the
+    # row / column offset embeddings (2 · heads · k · head_dim / 2 per attention layer)
+    conv = sasa_resnet(widths=(8, 16), depths=(1, 1), attention_stages=(), num_heads=2)
+    sasa = sasa_resnet(widths=(8, 16), depths=(1, 1), attention_stages=(1,), num_heads=2)
+    params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    delta = (3 * 16 * 8 + 2 * 2 * 7 * 4) + (3 * 16 * 16 + 2 * 2 * 7 * 4) - (16 * 8 * 9 + 16 * 16 * 9)
+    assert params(sasa) - params(conv) == delta
+
+
+@pytest.mark.parametrize(
+    "build", [_tiny_swin, lambda: sasa_resnet(widths=(8, 16, 16, 32), depths=(1, 1, 1, 1), num_heads=2)]
+)
+def test_networks_train_a_step(build) -> None:
+    torch.manual_seed(0)
+    model = build()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    opt.step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()) if p.grad.abs().max() > 0)
+    assert torch.isfinite(F.cross_entropy(model(x), y))

@@ -9,11 +9,22 @@ from nlbook import zoo
 from nlbook.cnn import ResNet
 from nlbook.coatnet import CoAtNet
 from nlbook.hybrid import CBAM, BoTBlock, SqueezeExcitation
+from nlbook.local_attention import LocalAttentionBlock, SwinTransformer
 from nlbook.nonlocal_block import NonLocalBlock2d, NonLocalResNet
 from nlbook.runtime import PROFILES
 from nlbook.vit import VisionTransformer, vit_preset
 
-EXPECTED = ("resnet", "nonlocal_resnet", "vit", "se_resnet", "cbam_resnet", "botnet", "coatnet")
+EXPECTED = (
+    "resnet",
+    "nonlocal_resnet",
+    "vit",
+    "se_resnet",
+    "cbam_resnet",
+    "botnet",
+    "coatnet",
+    "swin",
+    "sasa_resnet",
+)
 
 
 def _params(model: torch.nn.Module) -> int:
@@ -50,7 +61,9 @@ def test_models_come_from_their_chapters():
     assert isinstance(nl, NonLocalResNet) and len(nl.nonlocal_blocks()) == 2
     assert isinstance(build("vit"), VisionTransformer)
     assert isinstance(build("coatnet"), CoAtNet)
-    for name, module in (("se_resnet", SqueezeExcitation), ("cbam_resnet", CBAM), ("botnet", BoTBlock)):
+    assert isinstance(build("swin"), SwinTransformer)
+    hybrids = (("se_resnet", SqueezeExcitation), ("cbam_resnet", CBAM), ("botnet", BoTBlock))
+    for name, module in (*hybrids, ("sasa_resnet", LocalAttentionBlock)):
         model = build(name)
         assert isinstance(model, ResNet) and any(isinstance(m, module) for m in model.modules()), name
     assert not any(isinstance(m, NonLocalBlock2d) for m in build("resnet").modules())
@@ -68,7 +81,7 @@ def _last_residual_bn_scales(model: torch.nn.Module) -> set[float]:
     return scales
 
 
-@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in ("vit", "coatnet")])
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in ("vit", "coatnet", "swin")])
 def test_resnet_family_shares_the_baseline_initialisation(name):
     # "Same recipe" includes the initialisation: a hybrid whose residual branches start at zero while the
     # baseline's do not would be compared on its initialisation, not on its gate (it costs ~30 points on
@@ -88,6 +101,16 @@ def test_full_profile_is_the_real_model():
     assert (vit.embed_dim, vit.depth, vit.num_heads, vit.patch_size) == (192, 6, 3, 4)
 
 
+def test_local_attention_models_follow_the_profile():
+    full, quick = PROFILES["full"], PROFILES["quick"]
+    swin = zoo.build_model("swin", profile=full)
+    assert swin.widths == (96, 192, 384) and swin.depths == (4, 4, 4)  # Swin-T's C = 96
+    assert zoo.build_model("swin", profile=quick).widths == (32, 64, 128)
+    sasa = zoo.build_model("sasa_resnet", profile=full)
+    assert sasa.widths == (64, 128, 256, 512) and sasa.depths == (2, 2, 2, 2)
+    assert (zoo.model_spec("swin").strategy, zoo.model_spec("sasa_resnet").strategy) == ("replace", "hybrid")
+
+
 def test_quick_profile_is_small():
     quick, full = PROFILES["quick"], PROFILES["full"]
     for name in EXPECTED:
@@ -100,10 +123,10 @@ def test_quick_profile_is_small():
 
 def test_recipes_follow_the_family():
     quick = PROFILES["quick"]
-    for name in ("resnet", "nonlocal_resnet", "se_resnet", "cbam_resnet", "botnet"):
+    for name in ("resnet", "nonlocal_resnet", "se_resnet", "cbam_resnet", "botnet", "sasa_resnet"):
         cfg = zoo.recipe(name, quick)
         assert cfg.optimizer == "sgd" and cfg.label_smoothing == 0.0, name
-    for name in ("vit", "coatnet"):
+    for name in ("vit", "coatnet", "swin"):
         cfg = zoo.recipe(name, quick)
         assert cfg.optimizer == "adamw" and cfg.label_smoothing > 0 and cfg.warmup_epochs > 0, name
     budgets = {(c.epochs, c.batch_size, c.max_train, c.augment) for c in (zoo.recipe(n, quick) for n in EXPECTED)}
