@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nlbook.checks import check_float, check_image_batch
+from nlbook.checks import check_float, check_image_batch, check_like_model, check_positive_int, check_probability
 
 __all__ = [
     "attention_weights",
@@ -125,13 +125,15 @@ def scaled_dot_product_attention(
         )
     if impl not in ("fused", "explicit"):
         raise ValueError(f"scaled_dot_product_attention: impl must be 'fused' or 'explicit', got {impl!r}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    check_probability("scaled_dot_product_attention", dropout_p=dropout_p)
+    if scale is not None:
+        check_float("scaled_dot_product_attention", "scale (None: 1/sqrt(d))", scale, low=0.0, low_open=True)
     if q.dim() < 2 or k.dim() != q.dim() or v.dim() != q.dim():
         raise ValueError(
             "scaled_dot_product_attention expects q, k, v of equal rank >= 2 shaped (..., N, d), (..., M, d), "
             f"(..., M, d_v); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
+    _check_qkv("scaled_dot_product_attention", q, k, v)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"scaled_dot_product_attention: q and k need the same feature size d, got {q.shape[-1]} and {k.shape[-1]}"
@@ -141,17 +143,7 @@ def scaled_dot_product_attention(
             "scaled_dot_product_attention: k and v need the same number of positions M, "
             f"got {k.shape[-2]} and {v.shape[-2]}"
         )
-    if bias is not None:
-        logits_shape = (*q.shape[:-1], k.shape[-2])
-        try:
-            fits = torch.broadcast_shapes(bias.shape, logits_shape) == logits_shape
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"scaled_dot_product_attention: bias must broadcast to the logits' shape {logits_shape} "
-                f"(..., N, M), got {tuple(bias.shape)}"
-            )
+    _check_bias("scaled_dot_product_attention", bias, q, k)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if impl == "fused" and not return_weights:
         out_shape = (*q.shape[:-1], v.shape[-1])  # without the head axis _kernel_layout may add
@@ -166,6 +158,42 @@ def scaled_dot_product_attention(
     return (out, weights) if return_weights else out
 
 
+def _check_qkv(where: str, *tensors: torch.Tensor) -> None:
+    """Same floating dtype, same device, batch dimensions that broadcast — checked here, not inside a kernel."""
+    if any(not t.is_floating_point() for t in tensors) or len({t.dtype for t in tensors}) > 1:
+        raise TypeError(
+            f"{where} expects q, k{', v' if len(tensors) > 2 else ''} of one floating-point dtype, got "
+            f"{', '.join(str(t.dtype) for t in tensors)}"
+        )
+    if len({t.device for t in tensors}) > 1:
+        raise ValueError(f"{where} expects its inputs on one device, got {', '.join(str(t.device) for t in tensors)}")
+    try:
+        torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
+    except RuntimeError:
+        raise ValueError(
+            f"{where}: the batch dimensions (all but the last two) must broadcast, got "
+            f"{', '.join(str(tuple(t.shape)) for t in tensors)}"
+        ) from None
+
+
+def _check_bias(where: str, bias: object, q: torch.Tensor, k: torch.Tensor) -> None:
+    """``bias`` is None, a boolean mask or float logits, broadcastable to the (..., N, M) logits."""
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor) or not (bias.dtype == torch.bool or bias.is_floating_point()):
+        got = bias.dtype if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise TypeError(f"{where}: bias must be a float tensor of logits or a boolean mask (or None), got {got}")
+    logits_shape = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
+    try:
+        fits = torch.broadcast_shapes(bias.shape, logits_shape) == logits_shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{where}: bias must broadcast to the logits' shape {logits_shape} (..., N, M), got {tuple(bias.shape)}"
+        )
+
+
 def attention_weights(
     q: torch.Tensor, k: torch.Tensor, *, bias: torch.Tensor | None = None, scale: float | None = None
 ) -> torch.Tensor:
@@ -173,11 +201,15 @@ def attention_weights(
 
     ``scale`` defaults to 1/sqrt(d); a boolean ``bias`` is a mask (True = may attend), as in PyTorch's SDPA.
     """
+    if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
+        raise TypeError(f"attention_weights expects torch.Tensor q and k, got {type(q).__name__}, {type(k).__name__}")
     if q.dim() < 2 or k.dim() != q.dim() or q.shape[-1] != k.shape[-1]:
         raise ValueError(
             "attention_weights expects q (..., N, d) and k (..., M, d) of equal rank and the same feature size d, "
             f"got {tuple(q.shape)} and {tuple(k.shape)}"
         )
+    _check_qkv("attention_weights", q, k)
+    _check_bias("attention_weights", bias, q, k)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     logits = torch.matmul(q, k.transpose(-2, -1)) * scale
     if bias is not None and bias.dtype == torch.bool:
@@ -210,7 +242,8 @@ class MultiHeadAttention(nn.Module):
         impl: AttentionImpl = "fused",
     ):
         super().__init__()
-        if dim < 1 or num_heads < 1 or dim % num_heads:
+        check_positive_int("MultiHeadAttention", dim=dim, num_heads=num_heads)
+        if dim % num_heads:
             raise ValueError(f"MultiHeadAttention: dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
         if impl not in ("fused", "explicit"):
             raise ValueError(f"MultiHeadAttention: impl must be 'fused' or 'explicit', got {impl!r}")
@@ -228,8 +261,13 @@ class MultiHeadAttention(nn.Module):
         With ``return_attention=True`` also returns the (B, heads, N, N) weights — same function, the
         explicit branch of :func:`scaled_dot_product_attention`.
         """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"MultiHeadAttention expects a torch.Tensor of (B, N, {self.dim}) tokens, got {type(x).__name__}"
+            )
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"MultiHeadAttention expects (B, N, {self.dim}) tokens, got shape {tuple(x.shape)}")
+        check_like_model(x, self, "MultiHeadAttention")
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         res = scaled_dot_product_attention(
             q,
@@ -290,6 +328,10 @@ def sincos_position_encoding_2d(
     # at <= 0 they would be NaN or infinite.
     check_float("sincos_position_encoding_2d", "temperature", temperature, low=1.0, low_open=True)
     dtype = torch.get_default_dtype() if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"sincos_position_encoding_2d: dtype must be a floating-point torch.dtype or None, got {dtype!r}"
+        )
     quarter = dim // 4
     # Frequencies in float64 at least for accuracy; cast at the end.
     work = torch.float64 if dtype == torch.float64 else torch.float32
@@ -339,6 +381,17 @@ class LearnedPositionEncoding2d(nn.Module):
         return x + self.embedding
 
 
+def _check_relative_inputs(
+    where: str, q: object, rel_height: object, rel_width: object, height: object, width: object
+) -> None:
+    for name, t in (("q", q), ("rel_height", rel_height), ("rel_width", rel_width)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if q.dim() != 4:
+        raise ValueError(f"{where}: q must be (B, heads, height*width, head_dim), got shape {tuple(q.shape)}")
+    check_positive_int(where, height=height, width=width)
+
+
 def _relative_index(length: int, device: torch.device) -> torch.Tensor:
     """(length, length) table ``[query, key] -> key - query + length - 1``: the row of the relative embedding."""
     pos = torch.arange(length, device=device)
@@ -360,6 +413,7 @@ def relative_position_logits_2d(
         only (2H-1 + 2W-1)·head_dim parameters describe all (HW)² pairs; the (HW)² table itself is still
         materialised — relative positions cost O((HW)²) memory whatever attention kernel runs afterwards.
     """
+    _check_relative_inputs("relative_position_logits_2d", q, rel_height, rel_width, height, width)
     _, _, n, d = q.shape
     if n != height * width:
         raise ValueError(
@@ -385,6 +439,7 @@ def relative_position_logits_2d_reference(
     q: torch.Tensor, rel_height: torch.Tensor, rel_width: torch.Tensor, height: int, width: int
 ) -> torch.Tensor:
     """Loop-by-loop version of :func:`relative_position_logits_2d` straight from the definition (tests only)."""
+    _check_relative_inputs("relative_position_logits_2d_reference", q, rel_height, rel_width, height, width)
     b, heads, n, _ = q.shape
     if n != height * width:
         raise ValueError(

@@ -314,6 +314,11 @@ def measure(
         raise ValueError(f"measure: warmup must be an int >= 0, got {warmup!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"measure: repeats must be an int >= 1, got {repeats!r}")
+    for flag, value in (("train", train), ("memory", memory)):
+        if not isinstance(value, bool):
+            raise TypeError(f"measure: {flag} must be True or False, got {value!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"measure: name must be a str (the result's label) or None, got {type(name).__name__}")
     if amp_dtype not in (None, torch.bfloat16, torch.float16):
         raise ValueError(f"measure: amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
     first = next(iter(model.parameters()), None)

@@ -42,6 +42,7 @@ __all__ = [
     "check_grid_input",
     "check_image_batch",
     "check_int",
+    "check_like_model",
     "check_path_writable",
     "check_positive_int",
     "check_probability",
@@ -214,7 +215,14 @@ def check_image_batch(
             f"{where} expects a real floating-point tensor, got {x.dtype}; convert images with .float() "
             "(uint8 images: .float() / 255, then normalise)"
         )
-    if like is None or torch.compiler.is_compiling():  # compiled graphs guard on dtype and device themselves
+    if like is not None:
+        check_like_model(x, like, where)
+
+
+def check_like_model(x: torch.Tensor, like: nn.Module | torch.Tensor, where: str) -> None:
+    """Raise a clear error unless tensor ``x`` has the dtype (unless ``torch.autocast`` is on) and the device of
+    ``like``'s parameters (``like``: a model, or one of its parameters) — naming both, before a layer fails."""
+    if torch.compiler.is_compiling():  # compiled graphs guard on dtype and device themselves
         return
     ref = _reference(like)
     if ref is None:
@@ -231,9 +239,12 @@ def check_image_batch(
         )
 
 
-def check_grid_input(x: Any, channels: int, size: tuple[int, int], where: str) -> None:
-    """Blocks with relative-position parameters are tied to one grid: check channels and map size."""
-    check_image_batch(x, channels, where)
+def check_grid_input(
+    x: Any, channels: int, size: tuple[int, int], where: str, *, like: nn.Module | torch.Tensor | None = None
+) -> None:
+    """Blocks with relative-position parameters are tied to one grid: check channels and map size (and, with
+    ``like``, dtype and device as :func:`check_image_batch` does)."""
+    check_image_batch(x, channels, where, like=like)
     if tuple(x.shape[-2:]) != tuple(size):
         raise ValueError(
             f"{where} was built for {size[0]}×{size[1]} feature maps (its relative position parameters are "

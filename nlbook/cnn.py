@@ -114,7 +114,16 @@ def receptive_field(layers: Sequence[tuple[str, int, int]]) -> list[ReceptiveFie
     """
     r, j = 1, 1
     out = []
-    for name, k, s in layers:
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        raise TypeError(
+            f"receptive_field expects a sequence of (name, kernel_size, stride), got {type(layers).__name__}"
+        )
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, tuple | list) or len(layer) != 3:
+            raise ValueError(f"receptive_field: layer {i} must be a (name, kernel_size, stride) triple, got {layer!r}")
+        name, k, s = layer
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (k, s)):
+            raise ValueError(f"receptive_field: layer {name!r} needs int kernel_size and stride, got {k!r}, {s!r}")
         if k < 1 or s < 1:
             raise ValueError(f"receptive_field: layer {name!r} needs kernel_size >= 1 and stride >= 1, got {k}, {s}")
         r = r + (k - 1) * j
@@ -162,7 +171,7 @@ class BasicBlock(nn.Module):
             nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, "BasicBlock")
+        check_image_batch(x, self.in_channels, "BasicBlock", like=self)
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.attention(self.bn2(self.conv2(out)))
         return F.relu(out + self.shortcut(x))

@@ -26,7 +26,7 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a (B, C, H, W) map — each position normalised on its own, as for tokens."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.normalized_shape[0], type(self).__name__)
+        check_image_batch(x, self.normalized_shape[0], type(self).__name__, like=self)
         x = rearrange(x, "b c h w -> b h w c")
         return rearrange(super().forward(x), "b h w c -> b c h w")
 
@@ -90,7 +90,7 @@ class MBConv(nn.Module):
             nn.init.zeros_(self.project.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_channels, type(self).__name__)
+        check_image_batch(x, self.in_channels, type(self).__name__, like=self)
         if self.stride == 2 and (x.shape[-2] % 2 or x.shape[-1] % 2):
             raise ValueError(f"MBConv: stride 2 needs an even feature-map size, got {tuple(x.shape[-2:])}")
         out = self.project(self.se(self.depthwise(self.expand(self.pre_norm(x)))))
@@ -190,7 +190,7 @@ class TransformerBlock2d(nn.Module):
         self.mlp = nn.Sequential(nn.Conv2d(out_channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, out_channels, 1))
 
     def _check(self, x: torch.Tensor) -> None:
-        check_grid_input(x, self.in_channels, self.size, "TransformerBlock2d")
+        check_grid_input(x, self.in_channels, self.size, "TransformerBlock2d", like=self)
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         return rearrange(self.proj_in(self.pool(self.norm1(x))), "b c h w -> b (h w) c")

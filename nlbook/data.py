@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from nlbook.checks import check_int, check_positive_int
 from nlbook.longrange import CLASSES as LONGRANGE_CLASSES
 from nlbook.longrange import TEST_SEED, LongRangeTask
-from nlbook.runtime import DATASETS, resolve_dataset_name
+from nlbook.runtime import DATASETS, pick_device, resolve_dataset_name
 
 __all__ = [
     "DATASETS",
@@ -135,7 +135,7 @@ def load_dataset(
         ds = _load_digits()
     else:
         ds = longrange_dataset()
-    return ds.to(device) if device is not None else ds
+    return ds.to(pick_device(device)) if device is not None else ds  # a device that does not exist: clear error
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -264,6 +264,8 @@ class DeviceLoader:
                 f"DeviceLoader: need one mean and one std per channel ({images.shape[1]}), "
                 f"got {len(mean)} mean(s) and {len(std)} std(s)"
             )
+        if any(isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s < float("inf") for s in std):
+            raise ValueError(f"DeviceLoader: every std must be a finite number > 0 (it divides the pixels), got {std}")
         if not 0 <= rank < world_size:
             raise ValueError(f"DeviceLoader: rank must be in [0, {world_size}), got {rank}")
         self.images, self.labels = images, labels

@@ -32,6 +32,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nlbook.checks import check_int
+
 __all__ = [
     "DistInfo",
     "all_reduce_sum",
@@ -58,6 +60,12 @@ class DistInfo:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
+        for name in ("rank", "world_size", "local_rank"):
+            check_int("DistInfo", name, getattr(self, name), low=None)
+        if self.backend not in (None, "nccl", "gloo"):
+            raise ValueError(f"DistInfo: backend must be None, 'nccl' or 'gloo', got {self.backend!r}")
+        if not isinstance(self.device, torch.device):
+            raise TypeError(f"DistInfo: device must be a torch.device, got {type(self.device).__name__}")
         if self.world_size < 1 or not 0 <= self.rank < self.world_size or self.local_rank < 0:
             raise ValueError(
                 f"DistInfo: need world_size >= 1, 0 <= rank < world_size and local_rank >= 0, got rank={self.rank}, "
@@ -181,9 +189,18 @@ def cleanup() -> None:
     _CURRENT = None
 
 
+def _info(where: str, info: object) -> DistInfo:
+    """``info``, or this process's :func:`current` one for ``None``."""
+    if info is None:
+        return current()
+    if not isinstance(info, DistInfo):
+        raise TypeError(f"{where}: info must be a DistInfo or None (this process's), got {type(info).__name__}")
+    return info
+
+
 def barrier(info: DistInfo | None = None) -> None:
     """Wait for every rank (no-op for one process)."""
-    info = info or current()
+    info = _info("barrier", info)
     if info.enabled:
         _require_group("barrier", info)
         dist.barrier()
@@ -197,7 +214,7 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo | None = None) -> torch.
     """
     if not isinstance(values, torch.Tensor):
         raise TypeError(f"all_reduce_sum expects a tensor, got {type(values).__name__}")
-    info = info or current()
+    info = _info("all_reduce_sum", info)
     if not info.enabled:
         return values
     _require_group("all_reduce_sum", info)
@@ -220,6 +237,10 @@ def wrap_model(model: nn.Module, info: DistInfo, *, sync_batchnorm: bool | None 
     BatchNorm layers to ``SyncBatchNorm`` so their batch statistics span the global batch; PyTorch's
     SyncBatchNorm runs on GPUs only, so on CPU each rank normalises with its own share's statistics.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"wrap_model expects an nn.Module as model, got {type(model).__name__}")
+    if not isinstance(info, DistInfo):
+        raise TypeError(f"wrap_model: info must be a DistInfo, got {type(info).__name__}")
     if not info.enabled:
         return model
     if sync_batchnorm is None:

@@ -220,7 +220,7 @@ class NonLocalBlock2d(nn.Module):
         With ``return_attention=True`` also returns the (B, H·W, M) normalised pairwise matrix f / C(x)
         (computed explicitly, whatever ``impl``); M = H·W, or ⌈H/2⌉·⌈W/2⌉ with ``sub_sample``.
         """
-        check_image_batch(x, self.in_channels, type(self).__name__)
+        check_image_batch(x, self.in_channels, type(self).__name__, like=self)
         height, width = x.shape[-2:]
         theta, phi, g = self.embed(x)
         weights: torch.Tensor | None = None

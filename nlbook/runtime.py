@@ -106,6 +106,8 @@ def device_name(device: torch.device) -> str:
     """A human-readable name of the hardware behind ``device`` (GPU model, or CPU and thread count)."""
     if not isinstance(device, torch.device):
         raise TypeError(f"device_name expects a torch.device, got {type(device).__name__}")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device_name: no hardware behind a {device.type!r} device; expected 'cpu', 'cuda' or 'mps'")
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":

@@ -133,6 +133,11 @@ class TrainConfig:
         cosine, label smoothing 0.1, gradient clipping at 1 — what ViTs trained from scratch need (DeiT, Steiner
         et al.).
         """
+        if not isinstance(profile, Profile):
+            raise TypeError(
+                "TrainConfig.from_profile expects an nlbook.runtime.Profile (e.g. get_profile('quick')), "
+                f"got {type(profile).__name__}"
+            )
         base = {"epochs": profile.epochs, "batch_size": profile.batch_size}
         base |= {"max_train": profile.max_train, "max_test": profile.max_test}
         if recipe == "cnn":
@@ -222,11 +227,15 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_parameters expects an nn.Module, got {type(model).__name__}")
+    if not isinstance(trainable_only, bool):
+        raise TypeError(f"count_parameters: trainable_only must be True or False, got {trainable_only!r}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD or AdamW; no weight decay on biases, norms, embeddings and tokens (1-D or marked parameters)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"make_optimizer expects an nn.Module as model, got {type(model).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"make_optimizer expects a TrainConfig, got {type(config).__name__}")
     decay, no_decay = [], []
@@ -410,6 +419,11 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}")
     info = _resolve_distributed(distributed)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"fit: name must be a str (the record's label) or None, got {type(name).__name__}")
+    for flag, value in (("progress", progress), ("sync_batchnorm", sync_batchnorm)):
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"fit: {flag} must be True, False or None, got {value!r}")
     # Every check before anything moves: a bad device, model, dataset or batch fails now, not after the copy.
     if device is None:
         device = info.device if info.enabled else pick_device()

@@ -128,7 +128,7 @@ class PatchEmbedding(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
-        check_image_batch(x, self.in_channels, name)
+        check_image_batch(x, self.in_channels, name, like=self)
         if self.strict_size and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
                 f"{name} was built for {self.image_size}×{self.image_size} images, got "

@@ -1258,6 +1258,193 @@ ISSUE_17_CASES |= {
         r"nlbook\.launch: --json must be a file path, but .* is a folder",
     ),
 }
+ISSUE_17_CASES |= {
+    # -- attention helpers: q, k, v, bias and scale checked before the kernel sees them
+    "attention.scaled_dot_product_attention/dtype-mismatch": Case(
+        lambda: att.scaled_dot_product_attention(img(4, 8), img(5, 8, dtype=torch.float64), img(5, 2)),
+        TypeError,
+        r"expects q, k, v of one floating-point dtype, got torch\.float32, torch\.float64, torch\.float32",
+    ),
+    "attention.scaled_dot_product_attention/integer-q": Case(
+        lambda: att.scaled_dot_product_attention(*(torch.ones(4, 8, dtype=torch.long) for _ in range(3))),
+        TypeError,
+        r"one floating-point dtype",
+    ),
+    "attention.scaled_dot_product_attention/batch-mismatch": Case(
+        lambda: att.scaled_dot_product_attention(img(2, 4, 8), img(3, 5, 8), img(3, 5, 2)),
+        ValueError,
+        r"batch dimensions \(all but the last two\) must broadcast",
+    ),
+    "attention.scaled_dot_product_attention/bias-not-a-tensor": Case(
+        lambda: att.scaled_dot_product_attention(img(4, 8), img(5, 8), img(5, 2), bias=[[0.0]]),
+        TypeError,
+        r"bias must be a float tensor of logits or a boolean mask",
+    ),
+    "attention.scaled_dot_product_attention/integer-bias": Case(
+        lambda: att.scaled_dot_product_attention(
+            img(4, 8), img(5, 8), img(5, 2), bias=torch.zeros(4, 5, dtype=torch.long)
+        ),
+        TypeError,
+        r"bias must be a float tensor of logits or a boolean mask .*torch\.int64",
+    ),
+    "attention.scaled_dot_product_attention/scale-string": Case(
+        lambda: att.scaled_dot_product_attention(img(4, 8), img(5, 8), img(5, 2), scale="1"),
+        TypeError,
+        r"scale \(None: 1/sqrt\(d\)\) must be a finite real number > 0",
+    ),
+    "attention.scaled_dot_product_attention/scale-nan": Case(
+        lambda: att.scaled_dot_product_attention(img(4, 8), img(5, 8), img(5, 2), scale=NAN),
+        ValueError,
+        r"scale .*must be a finite real number > 0",
+    ),
+    "attention.scaled_dot_product_attention/dropout-string": Case(
+        lambda: att.scaled_dot_product_attention(img(4, 8), img(5, 8), img(5, 2), dropout_p="0.1"),
+        ValueError,
+        r"dropout_p must be a probability in \[0, 1\)",
+    ),
+    "attention.attention_weights/not-tensors": Case(
+        lambda: att.attention_weights([1.0], [1.0]), TypeError, r"attention_weights expects torch\.Tensor q and k"
+    ),
+    "attention.attention_weights/bias-shape": Case(
+        lambda: att.attention_weights(img(1, 4, 8), img(1, 5, 8), bias=img(3, 3)),
+        ValueError,
+        r"attention_weights: bias must broadcast to the logits' shape \(1, 4, 5\)",
+    ),
+    "attention.relative_position_logits_2d/q-not-a-tensor": Case(
+        lambda: att.relative_position_logits_2d([1.0], img(7, 8), img(7, 8), 4, 4),
+        TypeError,
+        r"q must be a torch\.Tensor",
+    ),
+    "attention.relative_position_logits_2d/q-rank-3": Case(
+        lambda: att.relative_position_logits_2d(img(2, 16, 8), img(7, 8), img(7, 8), 4, 4),
+        ValueError,
+        r"q must be \(B, heads, height\*width, head_dim\)",
+    ),
+    "attention.relative_position_logits_2d/zero-height": Case(
+        lambda: att.relative_position_logits_2d(img(1, 2, 16, 8), img(7, 8), img(7, 8), 0, 4),
+        ValueError,
+        r"height must be a positive int",
+    ),
+    "attention.relative_position_logits_2d_reference/q-not-a-tensor": Case(
+        lambda: att.relative_position_logits_2d_reference("q", img(7, 8), img(7, 8), 4, 4), TypeError, r"q must be"
+    ),
+    "attention.MultiHeadAttention/float-dim": Case(
+        lambda: att.MultiHeadAttention(8.0, 2), ValueError, r"MultiHeadAttention: dim must be a positive int"
+    ),
+    "attention.MultiHeadAttention/forward-float64": Case(
+        lambda: att.MultiHeadAttention(8, 2)(img(1, 5, 8, dtype=torch.float64)),
+        TypeError,
+        r"MultiHeadAttention: the batch is torch\.float64 but the model's parameters are torch\.float32",
+    ),
+    "attention.MultiHeadAttention/forward-not-a-tensor": Case(
+        lambda: att.MultiHeadAttention(8, 2)([[0.0] * 8]), TypeError, r"expects a torch\.Tensor of \(B, N, 8\) tokens"
+    ),
+    "attention.MultiHeadSelfAttention2d/forward-float64": Case(
+        lambda: att.MultiHeadSelfAttention2d(8, 2)(img(1, 8, 4, 4, dtype=torch.float64)),
+        TypeError,
+        r"MultiHeadSelfAttention2d: the batch is torch\.float64",
+    ),
+    "attention.sincos_position_encoding_2d/integer-dtype": Case(
+        lambda: att.sincos_position_encoding_2d(4, 4, 8, dtype=torch.long),
+        TypeError,
+        r"dtype must be a floating-point torch\.dtype or None",
+    ),
+    # -- blocks called with a batch of another dtype than their parameters
+    "cnn.BasicBlock/forward-float64": Case(
+        lambda: cnn.BasicBlock(4, 4)(img(1, 4, 8, 8, dtype=torch.float64)), TypeError, r"BasicBlock: the batch is"
+    ),
+    "nonlocal_block.NonLocalBlock2d/forward-float64": Case(
+        lambda: nl.NonLocalBlock2d(8)(img(1, 8, 4, 4, dtype=torch.float64)), TypeError, r"NonLocalBlock2d: the batch"
+    ),
+    "hybrid.SqueezeExcitation/forward-float64": Case(
+        lambda: hy.SqueezeExcitation(8)(img(1, 8, 4, 4, dtype=torch.float64)), TypeError, r"SqueezeExcitation: the"
+    ),
+    "hybrid.BoTBlock/forward-float64": Case(
+        lambda: hy.BoTBlock(16, 16, 4)(img(1, 16, 4, 4, dtype=torch.float64)), TypeError, r"BoTBlock: the batch is"
+    ),
+    "coatnet.MBConv/forward-float64": Case(
+        lambda: coat.MBConv(8, 8)(img(1, 8, 4, 4, dtype=torch.float64)), TypeError, r"MBConv: the batch is"
+    ),
+    "vit.PatchEmbedding/forward-float64": Case(
+        lambda: vit.PatchEmbedding(8, 4, 3, 8)(img(1, 3, 8, 8, dtype=torch.float64)), TypeError, r"the batch is"
+    ),
+    "checks.check_like_model/dtype": Case(
+        lambda: chk.check_like_model(img(2, 8, dtype=torch.float16), nn.Linear(8, 2), "f"),
+        TypeError,
+        r"f: the batch is torch\.float16 but the model's parameters are torch\.float32",
+    ),
+    "checks.check_like_model/device": Case(
+        lambda: chk.check_like_model(torch.empty(2, 8, device="meta"), nn.Linear(8, 2), "f"),
+        ValueError,
+        r"f: the batch is on meta but the model's parameters are on cpu",
+    ),
+    # -- wrong objects for training's helpers
+    "cnn.receptive_field/not-a-sequence": Case(
+        lambda: cnn.receptive_field("conv"), TypeError, r"receptive_field expects a sequence of \(name, kernel_size"
+    ),
+    "cnn.receptive_field/short-layer": Case(
+        lambda: cnn.receptive_field([("pool",)]), ValueError, r"layer 0 must be a \(name, kernel_size, stride\) triple"
+    ),
+    "cnn.receptive_field/float-kernel": Case(
+        lambda: cnn.receptive_field([("conv", 3.0, 1)]), ValueError, r"needs int kernel_size and stride"
+    ),
+    "train.make_optimizer/not-a-module": Case(
+        lambda: train.make_optimizer("resnet", train.TrainConfig()), TypeError, r"make_optimizer expects an nn\.Module"
+    ),
+    "train.TrainConfig/from-profile-name": Case(
+        lambda: train.TrainConfig.from_profile("quick"), TypeError, r"from_profile expects an nlbook\.runtime\.Profile"
+    ),
+    "train.count_parameters/trainable-only-string": Case(
+        lambda: train.count_parameters(tiny_resnet(), trainable_only="no"), TypeError, r"trainable_only must be True or"
+    ),
+    "train.fit/name-int": Case(
+        lambda: fit_cpu(tiny_resnet(), device="cpu", name=3), TypeError, r"fit: name must be a str"
+    ),
+    "train.fit/progress-string": Case(
+        lambda: fit_cpu(tiny_resnet(), device="cpu", progress="no"), TypeError, r"fit: progress must be True, False"
+    ),
+    "bench.measure/train-string": Case(
+        lambda: bench.measure(tiny_resnet(), (2, 3, 8, 8), train="yes"), TypeError, r"measure: train must be True or"
+    ),
+    "bench.measure/name-int": Case(
+        lambda: bench.measure(tiny_resnet(), (2, 3, 8, 8), name=5), TypeError, r"measure: name must be a str"
+    ),
+    "data.load_dataset/meta-device": Case(
+        lambda: data.load_dataset("digits", device="meta"), ValueError, r"device 'meta' .*expected 'cpu', 'cuda'"
+    ),
+    "data.load_dataset/cuda-without-cuda": (
+        Case(lambda: data.load_dataset("digits", device="cuda"), RuntimeError, r"CUDA is not available"),
+        NO_CUDA,
+    ),
+    "data.DeviceLoader/zero-std": Case(
+        lambda: data.DeviceLoader(
+            img(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 2, mean=(0.5,), std=(0.0,)
+        ),
+        ValueError,
+        r"every std must be a finite number > 0",
+    ),
+    "runtime.device_name/meta": Case(
+        lambda: rt.device_name(torch.device("meta")), ValueError, r"device_name: no hardware behind a 'meta' device"
+    ),
+    "distributed.DistInfo/rank-string": Case(
+        lambda: dist.DistInfo(rank="0", world_size=2), TypeError, r"DistInfo: rank must be an int"
+    ),
+    "distributed.DistInfo/world-float": Case(
+        lambda: dist.DistInfo(world_size=2.0), TypeError, r"DistInfo: world_size must be an int"
+    ),
+    "distributed.DistInfo/unknown-backend": Case(
+        lambda: dist.DistInfo(backend="mpi"), ValueError, r"backend must be None, 'nccl' or 'gloo'"
+    ),
+    "distributed.barrier/info-int": Case(
+        lambda: dist.barrier(3), TypeError, r"barrier: info must be a DistInfo or None"
+    ),
+    "distributed.all_reduce_sum/info-string": Case(
+        lambda: dist.all_reduce_sum(torch.ones(1), "x"), TypeError, r"all_reduce_sum: info must be a DistInfo"
+    ),
+    "distributed.wrap_model/not-a-module": Case(
+        lambda: dist.wrap_model("resnet", dist.DistInfo()), TypeError, r"wrap_model expects an nn\.Module"
+    ),
+}
 _clash = sorted(set(ISSUE_17_CASES) & set(CASES))
 assert not _clash, f"duplicate bad-input rows: {_clash}"
 CASES |= ISSUE_17_CASES
