@@ -107,7 +107,7 @@ class SqueezeExcitation(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, C, 1, 1) excitation ``s`` in (0, 1)."""
-        check_image_batch(x, self.channels, type(self).__name__)
+        check_image_batch(x, self.channels, type(self).__name__, like=self)
         squeezed = x.mean(dim=(2, 3))  # (B, C): the global descriptor z of the paper
         s = torch.sigmoid(self.fc2(F.relu(self.fc1(squeezed))))
         return rearrange(s, "b c -> b c 1 1")
@@ -193,12 +193,12 @@ class CBAM(nn.Module):
 
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both gates for input ``x``: M_c (B, C, 1, 1) and M_s (B, 1, H, W) — what the chapter plots."""
-        check_image_batch(x, self.channels, type(self).__name__)
+        check_image_batch(x, self.channels, type(self).__name__, like=self)
         mc = self.channel_gate(x)
         return mc, self.spatial_gate(x * mc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.channels, type(self).__name__)
+        check_image_batch(x, self.channels, type(self).__name__, like=self)
         x = x * self.channel_gate(x)
         return x * self.spatial_gate(x)
 
@@ -272,7 +272,7 @@ class BoTBlock(nn.Module):
             nn.init.zeros_(self.expand[1].weight)
 
     def _check(self, x: torch.Tensor) -> None:
-        check_grid_input(x, self.in_channels, self.size, "BoTBlock")
+        check_grid_input(x, self.in_channels, self.size, "BoTBlock", like=self)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The MHSA's (B, heads, H·W, H·W) attention weights for block input ``x``."""
