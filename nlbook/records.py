@@ -451,8 +451,9 @@ def stale_arms(record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, An
     """The differences between a record's arms and the arms today's code plans, as sentences (empty: up to date).
 
     ``planned_arms`` are dicts with ``name``, ``x``, ``model_spec`` and ``train_config`` (what the experiment
-    script would train now). An arm missing on either side, or any differing field of its model spec or training
-    configuration, is reported.
+    script would train now), and optionally ``params``. An arm missing on either side, any differing field of its
+    model spec or training configuration, or a different parameter count (the model's code changed under the
+    same spec) is reported.
     """
     planned = _clean([dict(arm) for arm in planned_arms])  # the same JSON types as a loaded record
     recorded = {(a["name"], a["x"]): a for a in record["arms"]}
@@ -466,4 +467,7 @@ def stale_arms(record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, An
         for field in ("model_spec", "train_config"):
             where = f"arm {key[0]!r}" + (f" (x={key[1]!r})" if key[1] is not None else "") + f" {field}"
             problems.extend(_diff(recorded[key].get(field), wanted[key].get(field), where))
+        if "params" in wanted[key] and wanted[key]["params"] != recorded[key]["params"]:
+            where = f"arm {key[0]!r}" + (f" (x={key[1]!r})" if key[1] is not None else "")
+            problems.append(f"{where} params: recorded {recorded[key]['params']}, planned {wanted[key]['params']}")
     return sorted(problems)

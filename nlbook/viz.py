@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from nlbook.records import summarize
 from nlbook.train import TrainRecord
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "plot_feature_maps",
     "plot_filters",
     "plot_history",
+    "plot_record_curves",
+    "plot_record_sweep",
     "show_images",
     "to_display",
 ]
@@ -160,5 +163,97 @@ def plot_attention_maps(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- experiment records
+
+
+def _record_arms(record: Mapping, arms: Sequence[str] | None) -> list[Mapping]:
+    """The arms to draw: those named in ``arms`` (default: all), one per name — at the largest ``x`` in a sweep."""
+    chosen: dict[str, Mapping] = {}
+    for arm in record["arms"]:
+        if arms is not None and arm["name"] not in arms:
+            continue
+        best = chosen.get(arm["name"])
+        if best is None or (arm["x"] is not None and best["x"] is not None and arm["x"] > best["x"]):
+            chosen[arm["name"]] = arm
+    missing = sorted(set(arms or ()) - set(chosen))
+    if missing:
+        have = ", ".join(dict.fromkeys(a["name"] for a in record["arms"]))
+        raise ValueError(f"plot_record_curves: arms {missing} are not in the record; it has {have}")
+    return list(chosen.values())
+
+
+def plot_record_curves(
+    record: Mapping,
+    arms: Sequence[str] | None = None,
+    metric: str = "test_acc",
+    title: str | None = None,
+) -> Figure:
+    """Per-epoch curves of an experiment record (:mod:`nlbook.records`): the seeds' mean, and their range shaded.
+
+    ``metric`` is a history field (``test_acc``, ``train_loss``, ...). In a sweep each arm is drawn at its
+    largest ``x`` (e.g. the full training set). Accuracies are shown in per cent.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for arm in _record_arms(record, arms):
+        runs = arm["runs"]
+        if metric not in runs[0]["history"][0]:
+            raise ValueError(
+                f"plot_record_curves: history has no field {metric!r}; fields: {list(runs[0]['history'][0])}"
+            )
+        n = min(len(r["history"]) for r in runs)
+        values = np.array([[np.nan if e[metric] is None else e[metric] for e in r["history"][:n]] for r in runs])
+        values = 100 * values if metric.endswith("acc") else values
+        epochs = np.arange(1, n + 1)
+        label = f"{arm['label']} ({len(runs)} seeds)"
+        (line,) = ax.plot(epochs, np.nanmean(values, axis=0), label=label)
+        ax.fill_between(epochs, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if metric.endswith("acc") else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"{record['experiment']}: mean over seeds, range shaded", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_record_sweep(
+    record: Mapping,
+    metric: str = "final_test_acc",
+    xlabel: str = "training images",
+    logx: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """A swept record (arms with ``x``): ``metric`` against ``x`` per arm, mean ± standard deviation, every seed a dot.
+
+    ``metric`` is ``final_test_acc`` or ``best_test_acc`` (shown in per cent).
+    """
+    if metric not in ("final_test_acc", "best_test_acc"):
+        raise ValueError(f"plot_record_sweep: metric must be 'final_test_acc' or 'best_test_acc', got {metric!r}")
+    swept = [s for s in summarize(record) if s.x is not None]
+    if not swept:
+        raise ValueError(f"plot_record_sweep: record {record.get('experiment')!r} has no swept arms (x is None)")
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for name in dict.fromkeys(s.name for s in swept):
+        points = sorted((s for s in swept if s.name == name), key=lambda s: s.x)
+        xs = np.array([s.x for s in points], dtype=float)
+        stats = [getattr(s, metric) for s in points]
+        mean, std = 100 * np.array([st.mean for st in stats]), 100 * np.array([st.std for st in stats])
+        bar = ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=f"{points[0].label} (mean ± std)")
+        for arm in record["arms"]:
+            if arm["name"] == name and arm["x"] is not None:
+                seeds = [100 * r[metric] for r in arm["runs"]]
+                ax.scatter([arm["x"]] * len(seeds), seeds, s=10, color=bar.lines[0].get_color(), alpha=0.5)
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({s.x for s in swept}), [f"{s:g}" for s in sorted({s.x for s in swept})])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric.replace("_", " ") + " (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"{record['experiment']}: {len(record['arms'][0]['runs'])} seeds per point", fontsize=10)
     fig.tight_layout()
     return fig

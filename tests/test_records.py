@@ -261,3 +261,152 @@ def test_records_module_is_a_low_layer():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported - ({"torch", "__future__"} | set(os.sys.stdlib_module_names)), imported
+
+
+# ----------------------------------------------------------------------------------------------- committed records
+
+CONVERGE = records.ROOT / "benchmarks" / "converge.py"
+
+
+def load_converge():
+    """benchmarks/converge.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nlbook_benchmarks_converge", CONVERGE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def converge_records() -> dict[str, str]:
+    """Record name -> the converge.py argument that regenerates it (ch3_nonlocal -> ch3, ...)."""
+    return {meta["experiment"]: key for key, meta in load_converge().EXPERIMENTS.items()}
+
+
+def committed_records() -> list[str]:
+    """Every record under benchmarks/results that claims the format, or that converge.py writes."""
+    names = set(converge_records()) & {p.stem for p in records.RESULTS_DIR.glob("*.json")}
+    for path in records.RESULTS_DIR.glob("*.json"):
+        try:
+            if str(json.loads(path.read_text()).get("format", "")).startswith("nlbook-record"):
+                names.add(path.stem)
+        except (json.JSONDecodeError, AttributeError):
+            continue  # other tools' files; a truncated converge.py record is still listed above by its name
+    return sorted(names)
+
+
+def staleness_message(experiment: str, problems: list[str]) -> str:
+    command = f"python benchmarks/converge.py {converge_records()[experiment]}"
+    lines = "\n  ".join(problems)
+    return (
+        f"benchmarks/results/{experiment}.json no longer matches what the code would train:\n  {lines}\n"
+        f"Regenerate it with: {command}"
+    )
+
+
+@pytest.mark.parametrize("experiment", committed_records())
+def test_committed_record_is_complete(experiment):
+    rec = load_record(experiment)  # format, structure and ranges
+    prov = rec["provenance"]
+    assert prov["git_commit"] and len(prov["git_commit"]) == 40, "provenance: git commit"
+    assert prov["date"] and prov["command"].startswith("python "), "provenance: date and command"
+    assert prov["machine"]["cpu"] and prov["machine"]["threads"] >= 1 and prov["machine"]["device"]
+    assert prov["torch"] and prov["python"]
+    assert rec["dataset"]["train_size"] > 0 and rec["dataset"]["test_size"] > 0
+    for arm in rec["arms"]:
+        where = f"{experiment}: arm {arm['name']} x={arm['x']}"
+        assert len(arm["runs"]) >= 3, f"{where} has {len(arm['runs'])} seeds, the book needs >= 3"
+        for run in arm["runs"]:
+            assert run["epochs_run"] == arm["train_config"]["epochs"] == len(run["history"]), where
+            assert [e["epoch"] for e in run["history"]] == list(range(1, run["epochs_run"] + 1)), where
+            accs = [e["test_acc"] for e in run["history"]]
+            assert run["final_test_acc"] == accs[-1] and run["best_test_acc"] == max(accs), where
+
+
+@pytest.mark.parametrize("experiment", sorted(set(committed_records()) & set(converge_records())))
+def test_committed_record_matches_todays_code(experiment):
+    """The arms in the record are the arms benchmarks/converge.py would train today (spec, recipe, size)."""
+    rec = load_record(experiment)
+    problems = stale_arms(rec, load_converge().planned_arms(experiment))
+    assert not problems, staleness_message(experiment, problems)
+
+
+def test_staleness_check_fails_when_a_recipe_changes(monkeypatch):
+    """Change the CNN recipe's learning rate: the check names the field and the command that regenerates."""
+    from dataclasses import replace
+
+    from nlbook.train import TrainConfig
+
+    converge = load_converge()
+    planned = converge.planned_arms("ch3")
+    rec = make_record()
+    rec["arms"] = [dict(arm, runs=rec["arms"][0]["runs"]) for arm in json.loads(json.dumps(planned))]
+    assert stale_arms(rec, converge.planned_arms("ch3")) == []  # today's plan matches
+
+    original = TrainConfig.from_profile.__func__
+
+    def doubled_cnn_lr(cls, profile, recipe="cnn", **overrides):
+        config = original(cls, profile, recipe, **overrides)
+        return replace(config, lr=2 * config.lr) if recipe == "cnn" else config
+
+    monkeypatch.setattr(TrainConfig, "from_profile", classmethod(doubled_cnn_lr))
+    problems = stale_arms(rec, converge.planned_arms("ch3"))
+    lr = planned[0]["train_config"]["lr"]
+    assert f"arm 'resnet' train_config.lr: recorded {lr}, planned {2 * lr}" in problems
+    assert any(p.startswith("arm 'nonlocal_resnet' train_config.lr") for p in problems)
+    assert "Regenerate it with: python benchmarks/converge.py ch3" in staleness_message("ch3_nonlocal", problems)
+
+
+def test_staleness_check_fails_when_the_model_code_changes():
+    """Same spec, different network: the parameter count gives it away."""
+    converge = load_converge()
+    planned = converge.planned_arms("ch3")
+    rec = make_record()
+    rec["arms"] = [dict(arm, runs=rec["arms"][0]["runs"]) for arm in json.loads(json.dumps(planned))]
+    rec["arms"][1]["params"] += 1
+    assert stale_arms(rec, planned) == [
+        f"arm 'nonlocal_resnet' params: recorded {planned[1]['params'] + 1}, planned {planned[1]['params']}"
+    ]
+
+
+def test_planned_arms_cover_the_chapter_questions():
+    converge = load_converge()
+    ch4 = converge.planned_arms("ch4")
+    sizes = sorted({a["x"] for a in ch4})
+    assert {a["name"] for a in ch4} == {"vit", "resnet"} and len(sizes) >= 4 and sizes[-1] == 1438
+    assert sizes[0] <= 0.15 * sizes[-1]
+    # a smaller training set never gets fewer epochs than the full one (it gets about as many steps)
+    assert all(a["train_config"]["epochs"] >= converge.MAX_EPOCHS for a in ch4)
+    ch5 = {a["name"]: a for a in converge.planned_arms("ch5")}
+    assert ch5["se_resnet_open"]["model_spec"]["gate_init"] == "open"
+    assert ch5["se_resnet_open"]["baseline"] == "se_resnet" and ch5["coatnet"]["baseline"] == "resnet"
+    assert {a["name"] for a in converge.planned_arms("ch6")} >= {"resnet", "vit", "coatnet", "botnet"}
+    with pytest.raises(ValueError, match="unknown experiment 'ch9'"):
+        converge.planned_arms("ch9")
+
+
+def test_convergence_criterion():
+    converge = load_converge()
+    assert converge.converged([0.5, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.902])  # +0.002 in the last quarter
+    assert not converge.converged([0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])  # still climbing
+    assert not converge.converged([0.9])  # one epoch has no "before" to compare with
+
+
+def test_record_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nlbook.viz import plot_record_curves, plot_record_sweep
+
+    rec = make_record()
+    fig = plot_record_curves(rec)
+    assert len(fig.axes[0].lines) == 2
+    with pytest.raises(ValueError, match="not in the record"):
+        plot_record_curves(rec, arms=["swin"])
+    with pytest.raises(ValueError, match="no swept arms"):
+        plot_record_sweep(rec)
+    sweep = make_record()
+    sweep["arms"] = [dict(arm, x=x) for arm in sweep["arms"] for x in (100, 1000)]
+    fig = plot_record_sweep(sweep)
+    assert len(fig.axes[0].collections) >= 2
+    assert len(plot_record_curves(sweep).axes[0].lines) == 2  # one curve per name, at its largest x
