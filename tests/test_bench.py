@@ -319,7 +319,6 @@ def test_recorded_runs_reads_only_result_files(tmp_path):
 
     assert comparison.recorded_runs(tmp_path / "missing") == []
     (tmp_path / "notes.json").write_text('{"a": 1}')
-    (tmp_path / "broken.json").write_text("{")
     (tmp_path / "tmp").mkdir()
     other = {"summary": "another script's file", "hardware": "cpu"}
     (tmp_path / "other.json").write_text(json.dumps(other))
@@ -330,6 +329,10 @@ def test_recorded_runs_reads_only_result_files(tmp_path):
     (tmp_path / "new.json").write_text(json.dumps(fake | {"created": "2026-02-01"}))
     assert [name for name, _ in comparison.recorded_runs(tmp_path)] == ["new.json", "old.json"]
     assert "GPU X" in comparison.describe_record(fake)
+    # a file cut off mid-write is an error that names it, not one run fewer (issue 17)
+    (tmp_path / "broken.json").write_text('{"format": "nlbook-run-all/1", "summ')
+    with pytest.raises(ValueError, match=r"broken\.json is not a readable JSON file"):
+        comparison.recorded_runs(tmp_path)
 
 
 def test_run_all_rejects_unknown_model():
