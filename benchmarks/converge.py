@@ -7,7 +7,7 @@ Each experiment trains every arm with ``--seeds`` seeds on the offline digits da
     python benchmarks/converge.py ch4          # ch4_vit:         ViT vs ResNet at four training-set sizes
     python benchmarks/converge.py ch5          # ch5_hybrid:      SE, CBAM, BoTNet, CoAtNet vs ResNet; open gates
     python benchmarks/converge.py ch6          # ch6_comparison:  the zoo models of chapters 1-5 head to head
-    python benchmarks/converge.py all          # all four (about 35-45 min on 2 CPU cores)
+    python benchmarks/converge.py all          # all four (each record states its wall time, wall_s)
 
 What is trained. The models are the zoo's (:func:`nlbook.zoo.build_model`) at the quick profile's size — the
 very networks the chapters build in their live cells — and each gets its family's recipe
@@ -61,7 +61,7 @@ from nlbook.zoo import build_model, model_spec, recipe  # noqa: E402
 
 DATASET = "digits"
 THREADS = 1  # fixed: results depend on the thread count (float summation order), so it is part of the record
-MAX_EPOCHS = 20
+MAX_EPOCHS = 15
 MIN_DELTA = 0.005
 PATIENCE_FRACTION = 0.25  # the "last quarter" of the convergence criterion
 SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
