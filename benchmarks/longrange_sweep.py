@@ -6,7 +6,7 @@ seed, scores it on the fixed test split after every epoch and, at the end, on fi
 distance, and writes the record ``benchmarks/results/ch7_longrange.json`` (``nlbook-record/1``, see
 :mod:`nlbook.records`) that chapter 7 renders::
 
-    python benchmarks/longrange_sweep.py                 # the record (about 15 min on 2 CPU threads)
+    python benchmarks/longrange_sweep.py                 # the record (about 5 min on 2 quiet CPU threads)
     python benchmarks/longrange_sweep.py --models vit cnn_rf7 --seeds 0 1 --max-epochs 2 --out /tmp/x.json
 
 Convergence criterion. Every run follows its schedule (warm-up, then cosine decay to zero) for ``MAX_EPOCHS``
@@ -55,7 +55,7 @@ IMAGE_SIZE = 16
 N_TRAIN, N_TEST = 3000, 1000
 N_PER_DISTANCE = 400  # fixed test images at each single distance
 N_RULE = 4000  # fresh test images for the learned-rule diagnostics
-MAX_EPOCHS = 16
+MAX_EPOCHS = 12
 MIN_DELTA = 0.005
 SEEDS = (0, 1, 2)
 THREADS = 2

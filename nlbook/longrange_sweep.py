@@ -85,11 +85,13 @@ class PooledMLPResNet(ResNet):
         self.head = nn.Sequential(
             nn.Linear(self.num_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
         )
-        self.reset_parameters()
+        # nn.Linear initialises itself on construction (PyTorch's default, like ResNet's linear head), so the
+        # backbone keeps the weights ResNet.__init__ drew: for a given seed, cnn_rf13 and cnn_mlp start alike.
 
     def reset_parameters(self) -> None:
-        """The head's linear layers get PyTorch's default (Kaiming-uniform) initialisation, like ResNet's head."""
-        for m in self.head:
+        """ResNet's initialisation for the convolutions; PyTorch's default (Kaiming-uniform) for the MLP head."""
+        super().reset_parameters()
+        for m in self.head.modules() if isinstance(self.head, nn.Sequential) else ():
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 

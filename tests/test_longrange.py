@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,12 +14,16 @@ from nlbook.cnn import ResNet
 from nlbook.data import load_dataset, longrange_dataset
 from nlbook.longrange import CLASSES, TEST_SEED, LongRangeTask, critical_distance, glyph_cells, render
 from nlbook.longrange_sweep import (
+    PooledMLPResNet,
     accuracy_by_distance,
+    build_from_spec,
+    glyph_pair_rule,
     load_sweep_results,
     plot_accuracy_vs_distance,
     strategy_models,
     train_config,
 )
+from nlbook.records import load_record, stale_arms
 
 
 def _crops(images: torch.Tensor, positions: torch.Tensor, g: int) -> torch.Tensor:
@@ -325,13 +332,13 @@ def test_all_arrangements_can_be_rendered_at_the_same_positions():
 
 def test_strategy_models_build_and_report_their_receptive_fields():
     specs = strategy_models(image_size=16)
-    assert list(specs) == ["cnn_rf7", "cnn_rf13", "cnn_rf25", "nonlocal", "vit", "botnet"]
+    assert list(specs) == ["cnn_rf7", "cnn_rf13", "cnn_rf25", "cnn_mlp", "nonlocal", "vit", "botnet"]
     x = torch.randn(2, 3, 16, 16)
     for key, spec in specs.items():
         torch.manual_seed(0)
         model = spec.build()
         assert model(x).shape == (2, 2), key
-        if key.startswith("cnn"):
+        if key.startswith("cnn_rf"):
             assert model.receptive_field() == spec.receptive_field == int(key.removeprefix("cnn_rf"))
     # the attention models share cnn_rf13's convolutions, so they get its receptive field
     assert specs["nonlocal"].receptive_field == specs["cnn_rf13"].build().receptive_field()
@@ -398,3 +405,120 @@ def test_load_sweep_results_and_plot(tmp_path):
     ax = fig.axes[0]
     assert len(ax.lines) == 2 + 1 + 2  # two curves, one critical-distance line (RF 7 -> d* = 9), chance, bound
     assert sum(list(line.get_xdata()) == [8.5, 8.5] for line in ax.lines) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 7's pooled-MLP control, the learned-rule diagnostics, and the recorded sweep
+# ---------------------------------------------------------------------------------------------------------
+
+_SWEEP_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "longrange_sweep.py"
+_REGENERATE = "python benchmarks/longrange_sweep.py"
+
+
+def _sweep_script():
+    """benchmarks/longrange_sweep.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("longrange_sweep_script", _SWEEP_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pooled_mlp_control_shares_cnn_rf13s_convolutions_and_differs_only_in_the_head():
+    specs = strategy_models(image_size=16)
+    torch.manual_seed(0)
+    plain = specs["cnn_rf13"].build()
+    torch.manual_seed(0)
+    control = specs["cnn_mlp"].build()
+    assert isinstance(control, PooledMLPResNet) and specs["cnn_mlp"].receptive_field == plain.receptive_field()
+    ours, theirs = control.state_dict(), plain.state_dict()
+    backbone = [k for k in theirs if not k.startswith("head.")]
+    assert backbone and all(torch.equal(ours[k], theirs[k]) for k in backbone)  # same seed, same convolutions
+    assert [type(m) for m in control.head] == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert control(torch.randn(3, 3, 16, 16)).shape == (3, 2)
+    with pytest.raises(ValueError, match="hidden must be a positive int"):
+        PooledMLPResNet(2, widths=(8,), depths=(1,), hidden=0)
+
+
+def test_build_from_spec_rebuilds_every_contestant_and_rejects_unknown_builders():
+    for key, spec in strategy_models(image_size=16).items():
+        torch.manual_seed(1)
+        a = spec.build()
+        torch.manual_seed(1)
+        b = build_from_spec(json.loads(json.dumps(spec.model_spec)))  # what a record holds, after JSON
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())), key
+    with pytest.raises(ValueError, match="model_spec must be"):
+        build_from_spec({"builder": "Nope"})
+
+
+def test_glyph_pair_rule_of_a_constant_model():
+    batch = LongRangeTask(image_size=16).sample(400, seed=5)
+    rule = glyph_pair_rule(_Constant(), batch, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    said = int(_Constant()(torch.zeros(1, 3, 4, 4)).argmax(1))
+    assert rule.accuracy == pytest.approx(0.5) and rule.said_same == float(said) and rule.determined == 1.0
+    assert set(rule.said_same_by_pair) == {(a, b) for a in range(4) for b in range(a, 4)}  # all 10 pairs drawn
+    with pytest.raises(TypeError, match="LongRangeBatch"):
+        glyph_pair_rule(_Constant(), batch.images, (0.0,) * 3, (1.0,) * 3)
+
+
+def test_glyph_pair_rule_sees_a_rule_of_glyph_types():
+    # A "model" that says same iff glyph 0 (red) is in the image: a rule of glyph types:
+    # its answer is fixed by the pair, and its accuracy is what the sampler's quadruples give it.
+    task = LongRangeTask(image_size=16)
+    batch = task.sample(2000, seed=6)
+    red = task.alphabet()[0].amax((1, 2)).float()
+
+    class SaysSameIfRed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            hit = ((x - red.view(1, 3, 1, 1) / 255).abs() < 1e-3).all(1).flatten(1).any(1).float()
+            return torch.stack([1 - hit, hit], 1)
+
+    rule = glyph_pair_rule(SaysSameIfRed(), batch, (0.0,) * 3, (1.0,) * 3)
+    assert rule.determined == 1.0
+    assert rule.said_same_by_pair[(0, 0)] == 1.0 and rule.said_same_by_pair[(1, 1)] == 0.0
+    # same: right on (0,0) only (1/4 of "same"); different: wrong on the 3 of 6 pairs holding glyph 0 -> 1/2
+    assert rule.accuracy == pytest.approx(0.5 * 0.25 + 0.5 * 0.5, abs=0.04)
+
+
+def test_ch7_record_matches_todays_code():
+    """The committed record was trained with the models and recipe the script would use today."""
+    record = load_record("ch7_longrange")
+    planned = _sweep_script().planned_arms()
+    problems = stale_arms(record, planned)
+    assert not problems, (
+        "benchmarks/results/ch7_longrange.json is stale — regenerate it with  "
+        f"{_REGENERATE}  (then re-execute book/07_long_range.ipynb):\n" + "\n".join(problems)
+    )
+    for arm in record["arms"]:
+        assert len(arm["runs"]) >= 3, f"arm {arm['name']} has {len(arm['runs'])} seeds; regenerate with {_REGENERATE}"
+        for run in arm["runs"]:
+            assert set(run["acc_by_distance"]) == {str(d) for d in record["dataset"]["eval_distances"]}
+
+
+def test_ch7_staleness_check_fails_when_a_recipe_or_a_model_changes(monkeypatch):
+    script = _sweep_script()
+    record = {"arms": [arm | {"runs": []} for arm in script.planned_arms()]}
+    assert stale_arms(record, script.planned_arms()) == []
+    original = script.train_config
+    monkeypatch.setattr(
+        script, "train_config", lambda epochs, seed=0, **kw: original(epochs, seed, **(kw | {"lr": 1e-3}))
+    )
+    problems = stale_arms(record, script.planned_arms())
+    assert len(problems) == len(record["arms"]) and all("train_config.lr" in p for p in problems)
+    monkeypatch.setattr(script, "train_config", original)
+    models = script.strategy_models
+
+    def deeper_vit(image_size):
+        specs = models(image_size)
+        vit = specs["vit"]
+        kwargs = vit.model_spec["kwargs"] | {"depth": 3}
+        specs["vit"] = type(vit)(vit.label, vit.strategy, {**vit.model_spec, "kwargs": kwargs}, vit.receptive_field)
+        return specs
+
+    monkeypatch.setattr(script, "strategy_models", deeper_vit)
+    problems = stale_arms(record, script.planned_arms())
+    assert problems and all(p.startswith("arm 'vit' ") for p in problems)
+    assert any("kwargs.depth" in p for p in problems) and any("params" in p for p in problems)
