@@ -32,8 +32,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nlbook.checks import check_int
-
 __all__ = [
     "DistInfo",
     "all_reduce_sum",
@@ -60,8 +58,10 @@ class DistInfo:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
-        for name in ("rank", "world_size", "local_rank"):
-            check_int("DistInfo", name, getattr(self, name), low=None)
+        for name in ("rank", "world_size", "local_rank"):  # (this layer-0 module checks without nlbook.checks)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"DistInfo: {name} must be an int, got {value!r} ({type(value).__name__})")
         if self.backend not in (None, "nccl", "gloo"):
             raise ValueError(f"DistInfo: backend must be None, 'nccl' or 'gloo', got {self.backend!r}")
         if not isinstance(self.device, torch.device):
