@@ -42,6 +42,7 @@ __all__ = [
     "RecordNotFoundError",
     "Verdict",
     "arm_values",
+    "compare_arms",
     "find_arm",
     "load_record",
     "provenance",
@@ -426,6 +427,18 @@ def verdict(a: Sequence[float], b: Sequence[float]) -> Verdict:
     spread = 2.0 * math.sqrt(sa**2 / len(a) + sb**2 / len(b))
     word = "within the spread" if abs(difference) <= spread else "better" if difference > 0 else "worse"
     return Verdict(word, difference, spread, ma, mb, len(a), len(b))
+
+
+def compare_arms(
+    record: Mapping[str, Any],
+    a: str,
+    b: str,
+    x: Any = None,
+    metric: str = "final_test_acc",
+    x_b: Any = ...,
+) -> Verdict:
+    """:func:`verdict` of arm ``a`` against arm ``b`` of ``record`` over their seeds (both at ``x`` unless ``x_b``)."""
+    return verdict(arm_values(record, a, x, metric), arm_values(record, b, x if x_b is ... else x_b, metric))
 
 
 # ---------------------------------------------------------------------------------------------- staleness

@@ -207,6 +207,8 @@ def test_summarize_and_table():
     table = records.results_table(rec)
     assert "92.0 ± 2.0 %" in table and "60.0 ± 10.0 %" in table and "VIT" in table
     assert records.arm_values(rec, "vit") == [0.5, 0.6, 0.7]
+    assert records.compare_arms(rec, "resnet", "vit").word == "better"
+    assert records.compare_arms(rec, "vit", "resnet", metric="best_test_acc").word == "worse"
     with pytest.raises(KeyError, match="no arm 'cnn'"):
         records.find_arm(rec, "cnn")
 
