@@ -128,6 +128,9 @@ def count_flops(model: nn.Module, x: torch.Tensor, *, backward: bool = False) ->
         finally:
             model.train(was_training)
         return counter.get_total_flops()
+    # backward counts a training step: BatchNorm then needs more than one value per channel (clear error, not torch's)
+    _, batchnorm_sizes = dry_run(model, x, "count_flops")
+    check_batchnorm_batch("count_flops", batchnorm_sizes, x.shape[0], f"a batch of shape {tuple(x.shape)}")
     twin = copy.deepcopy(model).train()
     with counter:
         twin(x).float().sum().backward()

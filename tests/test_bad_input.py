@@ -1403,6 +1403,16 @@ ISSUE_17_CASES |= {
     "train.fit/progress-string": Case(
         lambda: fit_cpu(tiny_resnet(), device="cpu", progress="no"), TypeError, r"fit: progress must be True, False"
     ),
+    "bench.count_flops/backward-batchnorm-one-value": Case(
+        lambda: bench.count_flops(tiny_resnet(), img(1, 3, 2, 2), backward=True),
+        ValueError,
+        r"count_flops: BatchNorm in training needs more than one value per channel, but a batch of shape \(1, 3, 2, 2",
+    ),
+    "bench.count_flops/float64-batch": Case(
+        lambda: bench.count_flops(tiny_resnet(), img(2, 3, 8, 8, dtype=torch.float64)),
+        TypeError,
+        r"ResNet: the batch is",
+    ),
     "bench.measure/train-string": Case(
         lambda: bench.measure(tiny_resnet(), (2, 3, 8, 8), train="yes"), TypeError, r"measure: train must be True or"
     ),
