@@ -48,9 +48,13 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
     """Notebooks listed in ``_toc.yml``, in reading order (markdown pages such as the intro are skipped)."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files: list[str] = [toc["root"]]
+
+    def pages(entries: list[dict]) -> list[str]:  # an entry's page, then its section pages
+        return [p for e in entries for p in ([e["file"]] if "file" in e else []) + pages(e.get("sections", []))]
+
     for part in toc.get("parts", []):
-        files += [entry["file"] for entry in part.get("chapters", [])]
-    files += [entry["file"] for entry in toc.get("chapters", [])]
+        files += pages(part.get("chapters", []))
+    files += pages(toc.get("chapters", []))
     paths = [root / f"{f.removesuffix('.ipynb')}.ipynb" for f in files]
     return [p for p in paths if p.exists()]
 
