@@ -50,6 +50,7 @@ MODULES = [
     "comparison",
     "longrange_sweep",
     "launch",
+    "local_attention",
 ]
 NAN = math.nan
 MEAN3 = (0.5, 0.5, 0.5)
@@ -97,6 +98,7 @@ coat = lazy("coatnet")
 cmp = lazy("comparison")
 lrs = lazy("longrange_sweep")
 launch = lazy("launch")
+la = lazy("local_attention")
 
 
 def tiny_resnet(**kw: object) -> nn.Module:
@@ -676,6 +678,53 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     ),
     "longrange_sweep.plot_accuracy_vs_distance/no-curves": Case(
         lambda: lrs.plot_accuracy_vs_distance({}, {}), ValueError, r"curves"
+    ),
+    # ---- nlbook.local_attention ----------------------------------------------------------------------------
+    "local_attention.window_partition/window-not-dividing": Case(
+        lambda: la.window_partition(img(1, 3, 6, 8), 4), ValueError, r"window_size 4 must divide"
+    ),
+    "local_attention.window_reverse/wrong-shape": Case(
+        lambda: la.window_reverse(img(5, 16, 3), 4, 8, 8), ValueError, r"windows must be"
+    ),
+    "local_attention.shifted_window_mask/negative-shift": Case(
+        lambda: la.shifted_window_mask(8, 8, 4, -1), ValueError, r"shift_size must be an int in"
+    ),
+    "local_attention.WindowAttention/shift-too-large": Case(
+        lambda: la.WindowAttention(16, window_size=4, shift_size=4), ValueError, r"shift_size must be an int in"
+    ),
+    "local_attention.SwinBlock/mlp-ratio": Case(
+        lambda: la.SwinBlock(16, mlp_ratio=0), ValueError, r"mlp_ratio must be a number > 0"
+    ),
+    "local_attention.LocalSelfAttention2d/even-kernel": Case(
+        lambda: la.LocalSelfAttention2d(8, kernel_size=4), ValueError, r"kernel_size must be odd"
+    ),
+    "local_attention.RelativeOffsetAttention2d/negative-padding": Case(
+        lambda: la.RelativeOffsetAttention2d(4, 4, padding=-1), ValueError, r"padding must be an int >= 0"
+    ),
+    "local_attention.conv_as_attention/strided": Case(
+        lambda: la.conv_as_attention(nn.Conv2d(3, 4, 3, padding=1, stride=2)), ValueError, r"stride 1"
+    ),
+    "local_attention.attention_by_offset/wrong-size": Case(
+        lambda: la.attention_by_offset(img(1, 2, 12, 12), (3, 3)), ValueError, r"weights must be \(B, heads, 9, 9\)"
+    ),
+    "local_attention.PatchMerging/odd-map": Case(
+        lambda: la.PatchMerging(8)(img(1, 8, 5, 4)), ValueError, r"height and width must be even"
+    ),
+    "local_attention.SwinTransformer/image-size": Case(
+        lambda: la.SwinTransformer(image_size=30), ValueError, r"image_size 30 must be divisible by"
+    ),
+    "local_attention.SwinTransformer/wrong-input-size": Case(
+        lambda: la.SwinTransformer(widths=(8, 16), depths=(2, 2), head_dim=8)(img(1, 3, 16, 16)),
+        ValueError,
+        r"built for 32×32 images",
+    ),
+    "local_attention.LocalAttentionBlock/stride": Case(
+        lambda: la.LocalAttentionBlock(16, 16, stride=3), ValueError, r"stride must be 1 or 2"
+    ),
+    "local_attention.sasa_resnet/stage-index": Case(
+        lambda: la.sasa_resnet(widths=(16, 32), depths=(1, 1), attention_stages=(2,)),
+        ValueError,
+        r"attention_stages must index the 2 stages",
     ),
     # ---- nlbook.zoo ----------------------------------------------------------------------------------------
     "zoo.model_spec/unknown": Case(
@@ -1506,6 +1555,10 @@ NO_BAD_INPUT = {
     "data.DatasetUnavailableError": "an exception class",
     "train.TrainingInterrupted": "an exception class (raised by fit; see test_fit_interrupted_keeps_finished_epochs)",
     "zoo.model_names": "takes no arguments",
+    **dict.fromkeys(
+        ["local_attention.WindowAttentionMinimal", "local_attention.LocalSelfAttention2dMinimal"],
+        "a reader form: no checks by design (tests/test_local_attention.py proves it equals the module)",
+    ),
     "distributed.current": "takes no arguments",
     "distributed.cleanup": "takes no arguments",
     "distributed.print0": "prints its arguments like print()",
