@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Build the compatibility environments locally and record how nlbook fares in them.
 
-Two environments, the same two that ``.github/workflows/compat.yml`` runs in CI:
+The environments ``.github/workflows/compat.yml`` runs in CI:
 
 * ``lower`` -- Python 3.11 with every dependency at the lower bound pyproject.toml declares
   (``requirements/compat-lower.txt``);
-* ``colab`` -- Python 3.12 with a Colab-era torch, torchvision and numpy (``requirements/compat-colab.txt``).
+* ``colab`` -- Python 3.12 with a Colab-era torch, torchvision and numpy (``requirements/compat-colab.txt``);
+* ``py313`` -- Python 3.13 with the same torch (``requirements/compat-py313.txt``): the newest Python whose
+  wording nlbook's messages must not depend on.
 
 For each, this script creates ``.venv-compat-<env>`` (gitignored) with pyenv's interpreter, installs nlbook with
 its test extra from PyPI under those pins (torch's PyPI wheels are large: the first install downloads several GB),
-then runs
+then checks what the notebooks' set-up cell (``pip install "nlbook @ git+..."``) would install there
+(``pip install --dry-run`` from this repository's HEAD: torch, torchvision and numpy must stay), and runs
 
 1. the unit tests: ``pytest tests -m "not browser and not gpu"`` (the rendered-book test needs a built book and
    Chromium; GPU tests need CUDA);
@@ -19,9 +22,10 @@ and writes ``benchmarks/results/compat_<env>.json`` with its provenance (date, g
 torchvision, numpy, the commands) and pass/fail counts with every failure listed. Stdlib only, so any Python 3.11+
 can run it::
 
-    nice -n 10 python3 tools/compat_check.py                 # both environments
+    nice -n 10 python3 tools/compat_check.py                 # every environment
     python3 tools/compat_check.py --env lower --install-only
     python3 tools/compat_check.py --env colab --skip-slow    # also deselect tests marked slow
+    python3 tools/compat_check.py --env py313 --tests tests/test_bad_input.py --no-chapters
 
 An environment that cannot be installed is recorded as such (``"install": "failed"`` with pip's last lines).
 """
@@ -47,6 +51,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 ENVS = {
     "lower": {"python": "3.11", "pins": "requirements/compat-lower.txt"},
     "colab": {"python": "3.12", "pins": "requirements/compat-colab.txt"},
+    "py313": {"python": "3.13", "pins": "requirements/compat-py313.txt"},
 }
 CHAPTERS = ["book/02_self_attention.ipynb", "book/03_nonlocal.ipynb"]
 TEST_ENV = {
@@ -132,9 +137,10 @@ def junit_summary(xml: Path) -> dict:
 
 def setup_cell_install(py: str, log: Path) -> dict:
     """What the notebooks' set-up cell (``pip install "nlbook @ git+<repository>@<ref>"``, not editable) would
-    install into this environment, asked with ``pip install --dry-run`` from this repository's HEAD: torch,
+    install into this environment, asked with ``pip install --dry-run`` at this repository's HEAD commit: torch,
     torchvision and numpy must not be among it (Colab keeps its own)."""
-    url = f"nlbook @ git+file://{ROOT}@HEAD"
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    url = f"nlbook @ git+file://{ROOT}@{commit}"
     shown = f'pip install --dry-run "{url}"'
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
@@ -150,7 +156,7 @@ def setup_cell_install(py: str, log: Path) -> dict:
     }
 
 
-def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool) -> dict:
+def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool, tests: list[str], chapters: bool) -> dict:
     venv = ROOT / f".venv-compat-{name}"
     log = RESULTS / "tmp" / f"compat_{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -161,13 +167,22 @@ def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool) ->
         "git_commit": subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
+        # the tests run on the working tree: name what in it differs from that commit
+        "uncommitted_changes": subprocess.run(
+            ["git", "status", "--short", "--untracked-files=no", "--", "nlbook", "tests", "book"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines(),
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "log": str(log.relative_to(ROOT)),
     }
     record["pins"] = [
         ln for ln in (ROOT / ENVS[name]["pins"]).read_text().splitlines() if ln.strip() and not ln.startswith("#")
     ]
-    if not skip_install:
+    if skip_install:
+        record["install"] = "skipped: the environment was built by an earlier run"
+    else:
         record.update(install(name, venv, log))
         if record["install"] == "failed":
             return record
@@ -182,10 +197,11 @@ def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool) ->
     marker = "not browser and not gpu" + (" and not slow" if skip_slow else "")
     with tempfile.TemporaryDirectory() as tmp:
         unit_xml, nb_xml = Path(tmp) / "unit.xml", Path(tmp) / "nbval.xml"
-        unit = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", marker, "tests", f"--junitxml={unit_xml}"]
+        unit = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", marker, *tests, f"--junitxml={unit_xml}"]
         nbval = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax", "--nbval-current-env"]
         nbval += ["--nbval-sanitize-with", "tests/nbval_sanitize.cfg", *CHAPTERS, f"--junitxml={nb_xml}"]
-        for key, cmd, xml in (("unit_tests", unit, unit_xml), ("checked_cells", nbval, nb_xml)):
+        runs = [("unit_tests", unit, unit_xml)] + ([("checked_cells", nbval, nb_xml)] if chapters else [])
+        for key, cmd, xml in runs:
             start = time.time()
             status = run(cmd, log, env)
             shown = [c if c != py else f".venv-compat-{name}/bin/python" for c in cmd if not c.startswith("--junitxml")]
@@ -206,10 +222,12 @@ def main() -> int:
     parser.add_argument("--install-only", action="store_true", help="build the environments, run nothing")
     parser.add_argument("--skip-install", action="store_true", help="use the environments as they are")
     parser.add_argument("--skip-slow", action="store_true", help="also deselect tests marked slow")
+    parser.add_argument("--tests", nargs="+", default=["tests"], help="test paths for the unit tests (default: tests)")
+    parser.add_argument("--no-chapters", action="store_true", help="skip the chapters' checked cells")
     args = parser.parse_args()
     failed = False
     for name in args.env or list(ENVS):
-        record = check(name, args.skip_slow, args.install_only, args.skip_install)
+        record = check(name, args.skip_slow, args.install_only, args.skip_install, args.tests, not args.no_chapters)
         print(json.dumps({k: record.get(k) for k in ("environment", "install", "versions")}), flush=True)
         if args.install_only:
             failed |= record.get("install") == "failed"
@@ -219,7 +237,9 @@ def main() -> int:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         tmp.replace(out)
         for key in ("unit_tests", "checked_cells"):
-            part = record.get(key, {})
+            if key not in record:
+                continue
+            part = record[key]
             print(
                 f"{name} {key}: {part.get('passed')} passed, {part.get('failed')} failed, {part.get('errors')} errors"
             )
