@@ -189,9 +189,10 @@ class RunContext:
         return device_name(self.device)
 
     def describe(self) -> str:
+        # two short lines: the book's pages are 88 characters wide
         return (
-            f"nlbook {__version__} | torch {torch.__version__} | device {self.device.type} "
-            f"({self.hardware}) | profile {self.profile.name} | dataset {self.dataset} | seed {self.seed}"
+            f"nlbook {__version__} | torch {torch.__version__} | device {self.device.type} ({self.hardware})\n"
+            f"profile {self.profile.name} | dataset {self.dataset} | seed {self.seed}"
         )
 
 
