@@ -294,14 +294,30 @@ def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | 
     return run
 
 
-def run_experiment(key: str, seeds: int, out: Path, cache: Path | None) -> Path:
-    """Train every planned arm of experiment ``key`` with ``seeds`` seeds; write and return its record."""
+def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: list[str] | None = None) -> Path | None:
+    """Train every planned arm of experiment ``key`` with ``seeds`` seeds; write and return its record.
+
+    With ``only`` (arm names), train just those arms into the cache and write no record: a second process can
+    take part of an experiment while another trains the rest.
+    """
     meta = EXPERIMENTS[key]
     data = load_dataset(DATASET)
     start = time.perf_counter()
     print(f"{meta['experiment']}: {meta['question']}", flush=True)
+    planned = planned_arms(key)
+    if only is not None:
+        unknown = sorted(set(only) - {arm["name"] for arm in planned})
+        if unknown:
+            raise ValueError(f"--arms {unknown} are not arms of {key}; it has {[a['name'] for a in planned]}")
+        if cache is None:
+            raise ValueError("--arms trains into the cache: give --cache")
+        for arm in planned:
+            if arm["name"] in only:
+                for seed in range(seeds):
+                    train_run(arm, seed, data, cache)
+        return None
     arms = []
-    for arm in planned_arms(key):
+    for arm in planned:
         arms.append(arm | {"runs": [train_run(arm, seed, data, cache) for seed in range(seeds)]})
     record = {
         "format": FORMAT,
@@ -336,6 +352,7 @@ def run_experiment(key: str, seeds: int, out: Path, cache: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
+    """Parse the command line, train, write the records; return their paths."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("experiments", nargs="+", choices=[*EXPERIMENTS, "all"], help="which records to (re)make")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (at least 3 for a record the book shows)")
@@ -345,6 +362,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         default="/tmp/nlbook-converge-cache",
         help="folder of finished runs, reused by identical runs; '' for none (use after changing model code)",
     )
+    p.add_argument("--arms", default=None, help="comma-separated arm names: train only these into the cache")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
@@ -353,7 +371,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     cache = Path(args.cache) if args.cache else None
     for name in CH6_MODELS:
         model_spec(name)  # fail now, not after an hour, if the zoo lost a model
-    return [run_experiment(key, args.seeds, args.out, cache) for key in keys]
+    only = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    paths = [run_experiment(key, args.seeds, args.out, cache, only) for key in keys]
+    return [path for path in paths if path is not None]
 
 
 if __name__ == "__main__":
