@@ -193,6 +193,18 @@ def _load_digits(test_fraction: float = 0.2) -> ImageDataset:
 
 
 def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 images (B, C, H, W) → float, standardised per channel with ``mean`` and ``std`` (one value each)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"normalize expects a batch of images (B, C, H, W), got {got}")
+    channels = images.shape[1]
+    # a wrong count would broadcast (one value for all channels) or fail inside torch; neither says why
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"normalize: mean and std need one value per channel ({channels}), got {len(mean)} and {len(std)}"
+        )
+    if any(not s > 0 for s in std):
+        raise ValueError(f"normalize: std must be positive per channel, got {tuple(std)}")
     m = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     return (images.float() / 255.0 - m) / s

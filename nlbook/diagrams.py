@@ -247,6 +247,11 @@ class Node:
     module: str | None = None
     params: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # a misspelt kind would surface only when drawn, as a KeyError in KIND_STYLE
+        if self.kind not in KIND_STYLE:
+            raise ValueError(f"Node {self.key!r}: kind must be one of {sorted(KIND_STYLE)}, got {self.kind!r}")
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -267,6 +272,10 @@ class Edge:
     dst_dx: float = 0.0
     dashed: bool = False
 
+    def __post_init__(self) -> None:
+        if self.side not in ("left", "right"):
+            raise ValueError(f"Edge {self.src!r}->{self.dst!r}: side must be 'left' or 'right', got {self.side!r}")
+
     @property
     def text(self) -> str | None:
         if self.name and self.shape:
@@ -283,6 +292,10 @@ class Diagram:
     edges: list[Edge] = field(default_factory=list)
     groups: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
     definitions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.title is not None and not isinstance(self.title, str):
+            raise TypeError(f"Diagram: title must be a str or None, got {self.title!r} ({type(self.title).__name__})")
 
     # -- building ------------------------------------------------------------------------------------------
     def _add(self, node: Node) -> str:
@@ -426,6 +439,8 @@ class Diagram:
         Coordinates are inches, so a new figure shows labels at their point size and boxes at their size; a
         caller's ``ax`` gets the same drawing scaled to fit it.
         """
+        if ax is not None and not isinstance(ax, plt.Axes):
+            raise TypeError(f"draw: ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}")
         extents: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1 in inches
         for node in self.nodes.values():
             cx, cy = self._centre(node.key)
@@ -610,6 +625,13 @@ def _shape(*dims: str) -> str:
     return "×".join(dims)
 
 
+def _check_symbols(where: str, **symbols: Any) -> None:
+    """Shape labels are text: ``channels="C"`` or ``"64"``; an int would fail deep inside as an AttributeError."""
+    for name, value in symbols.items():
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{where}: {name} must be a size symbol as a string, like 'C' or '64', got {value!r}")
+
+
 def _skip(d: Diagram, src: str, dst: str, side: float, **options: Any) -> None:
     """A residual path: sideways out of ``src`` to column ``side``, down, and into ``dst`` from the side."""
     s, t = d.nodes[src], d.nodes[dst]
@@ -628,6 +650,9 @@ def basic_block_diagram(
 
     ``downsample=True`` draws the first block of a stage: stride 2, twice the channels, projection shortcut.
     """
+    if not isinstance(size, tuple | list) or len(size) != 2:
+        raise TypeError(f"basic_block_diagram: size must be a pair of size symbols like ('H', 'W'), got {size!r}")
+    _check_symbols("basic_block_diagram", channels=channels, height=size[0], width=size[1])
     c, (h, w) = channels, size
     c_out = _scaled(c, 2) if downsample else c
     h_out, w_out = (_scaled(h, 1, 2), _scaled(w, 1, 2)) if downsample else (h, w)
@@ -675,6 +700,7 @@ def attention_diagram(
 
     ``lead`` are the leading (batch, head) dimensions; ``bias=True`` adds the additive logits (relative positions).
     """
+    _check_symbols("attention_diagram", lead=lead, queries=queries, keys=keys, dim=dim)
     d = Diagram(title if title is not None else "Scaled dot-product attention")
     d.io("q", "Q", (0, 0))
     d.io("k", "K", (1, 0))
@@ -712,6 +738,7 @@ def multi_head_attention_diagram(
     ``form="2d"`` the same layer on a (B, C, H, W) map with 1×1 convolutions
     (:class:`~nlbook.attention.MultiHeadSelfAttention2d`), every pixel a token.
     """
+    _check_symbols("multi_head_attention_diagram", heads=heads)
     if form not in ("tokens", "2d"):
         raise ValueError(f"multi_head_attention_diagram: form must be 'tokens' or '2d', got {form!r}")
     h = heads
@@ -821,6 +848,7 @@ def patch_embedding_diagram(*, title: str | None = None) -> Diagram:
 
 def encoder_block_diagram(*, heads: str = "h", title: str | None = None) -> Diagram:
     """The pre-norm Transformer encoder block of the ViT (Dosovitskiy et al., 2021, Fig. 1 right)."""
+    _check_symbols("encoder_block_diagram", heads=heads)
     d = Diagram(title if title is not None else "Transformer encoder block (pre-norm)")
     d.io("x", "x", (0, 0))
     d.dot("j1", (0, 0.75))
@@ -947,6 +975,7 @@ def bot_block_diagram(*, downsample: bool = False, heads: str = "h", title: str 
 
     ``downsample=True`` draws a strided block (C → 2C channels): attention at the input size, then 2×2 pooling.
     """
+    _check_symbols("bot_block_diagram", heads=heads)
     d = Diagram(title if title is not None else "Bottleneck Transformer (BoT) block")
     c_out, hw_out = ("2C", "H/2×W/2") if downsample else ("C", "H×W")
     mid = "C/2" if downsample else "C/4"  # C_out / 4
@@ -1021,6 +1050,7 @@ def transformer_block_2d_diagram(*, downsample: bool = False, heads: str = "h", 
 
     ``downsample=True`` draws a strided block (C → 2C): pool 2×2 first, attend on the smaller grid.
     """
+    _check_symbols("transformer_block_2d_diagram", heads=heads)
     d = Diagram(title if title is not None else "CoAtNet Transformer block")
     c_out = "2C" if downsample else "C"
     hw_out = "H/2×W/2" if downsample else "H×W"
@@ -1072,6 +1102,7 @@ def window_attention_diagram(*, shifted: bool = False, heads: str = "h", title: 
     ``shifted=True`` draws the shifted-window form: roll by −s, attend (with a mask keeping wrapped regions
     apart), roll back.
     """
+    _check_symbols("window_attention_diagram", heads=heads)
     d = Diagram(title if title is not None else "Shifted window attention (Swin)" if shifted else "Window attention")
     d.definitions["n"] = "H·W/M²"
     d.io("x", "x", (0, 0))
@@ -1103,6 +1134,7 @@ def window_attention_diagram(*, shifted: bool = False, heads: str = "h", title: 
 
 def local_attention_diagram(*, heads: str = "h", title: str | None = None) -> Diagram:
     """SASA local self-attention (Ramachandran et al., 2019): each pixel attends to its k×k neighbourhood."""
+    _check_symbols("local_attention_diagram", heads=heads)
     d = Diagram(title if title is not None else "Local self-attention (SASA)")
     d.definitions.update({"N": "H·W", "d": f"C/{heads}"})
     d.io("x", "x", (1, 0))

@@ -112,7 +112,13 @@ def provenance(device: torch.device | str = "cpu", command: Sequence[str] | None
     ``command`` defaults to ``sys.argv`` as run (``python benchmarks/converge.py ch3 ...``). ``git_dirty`` is true
     when tracked files differ from the commit — the record then may not be reproducible from ``git_commit`` alone.
     """
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"provenance: device must be a torch.device or a name like 'cuda', got {device!r}") from err
+    # a command given as one string would be split into characters below; it must be argv, a list of words
+    if command is not None and (isinstance(command, str) or not all(isinstance(w, str) for w in command)):
+        raise TypeError(f"provenance: command must be a list of strings (like sys.argv) or None, got {command!r}")
     argv = list(sys.argv if command is None else command)
     if argv and argv[0].endswith(".py"):
         try:  # a path relative to the repository, so the command can be pasted from its root
@@ -272,8 +278,16 @@ def load_record(experiment: str | os.PathLike, folder: str | os.PathLike | None 
 # ---------------------------------------------------------------------------------------------- arms and seeds
 
 
+def _check_loaded(record: Any, where: str) -> None:
+    """A record's readers index ``record["arms"]``: a name or a path instead would fail as an opaque KeyError."""
+    if not isinstance(record, Mapping) or not isinstance(record.get("arms"), list):
+        got = repr(record) if isinstance(record, str | os.PathLike) else type(record).__name__
+        raise TypeError(f"{where}: record must be a loaded record (a dict with 'arms', from load_record), got {got}")
+
+
 def find_arm(record: Mapping[str, Any], name: str, x: Any = None) -> dict[str, Any]:
     """The arm ``name`` (at swept value ``x``) of ``record``; a ``KeyError`` listing the arms otherwise."""
+    _check_loaded(record, "find_arm")
     for arm in record["arms"]:
         if arm["name"] == name and arm["x"] == x:
             return arm
@@ -334,6 +348,7 @@ class ArmSummary:
 
 def summarize(record: Mapping[str, Any]) -> list[ArmSummary]:
     """Per arm, in record order: mean, std, n, min and max over seeds of final/best test accuracy, epochs, seconds."""
+    _check_loaded(record, "summarize")
     out = []
     for arm in record["arms"]:
         runs = arm["runs"]
@@ -356,6 +371,7 @@ def summarize(record: Mapping[str, Any]) -> list[ArmSummary]:
 
 def results_table(record: Mapping[str, Any]) -> str:
     """A plain-text table of a record: per arm, accuracy mean ± std over seeds, seeds, epochs, convergence, time."""
+    _check_loaded(record, "results_table")
     rows = [("arm", "x", "params", "final test acc", "best test acc", "seeds", "epochs", "converged", "s/run")]
     for s in summarize(record):
         rows.append(
@@ -468,6 +484,13 @@ def stale_arms(record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, An
     model spec or training configuration, or a different parameter count (the model's code changed under the
     same spec) is reported.
     """
+    _check_loaded(record, "stale_arms")
+    is_list = isinstance(planned_arms, Sequence) and not isinstance(planned_arms, str)
+    if not is_list or not all(isinstance(a, Mapping) for a in planned_arms):
+        raise TypeError(
+            "stale_arms: planned_arms must be a list of dicts (name, x, model_spec, train_config), "
+            f"got {type(planned_arms).__name__}"
+        )
     planned = _clean([dict(arm) for arm in planned_arms])  # the same JSON types as a loaded record
     recorded = {(a["name"], a["x"]): a for a in record["arms"]}
     wanted = {(a["name"], a["x"]): a for a in planned}

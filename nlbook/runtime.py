@@ -153,6 +153,13 @@ def autocast_dtype(device: torch.device, amp: bool | None = None, amp_dtype: tor
     (same exponent range as float32, so no loss scaling), except on CUDA cards without bfloat16 — a T4 —
     where it is float16 and training needs a gradient scaler.
     """
+    # a device name ("cuda") here would fail below as an AttributeError far from the call; say what is expected
+    if not isinstance(device, torch.device):
+        raise TypeError(f"autocast_dtype: device must be a torch.device, got {device!r} ({type(device).__name__})")
+    if amp is not None and not isinstance(amp, bool):
+        raise TypeError(f"autocast_dtype: amp must be True, False or None (automatic), got {amp!r}")
+    if amp_dtype is not None and amp_dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"autocast_dtype: amp_dtype must be None, torch.float16 or torch.bfloat16, got {amp_dtype!r}")
     enabled = amp if amp is not None else device.type == "cuda"
     if not enabled:
         return None

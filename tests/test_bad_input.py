@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,10 @@ MODULES = [
     "longrange_sweep",
     "launch",
     "local_attention",
+    "minimal",
+    "diagrams",
+    "finetune",
+    "records",
 ]
 NAN = math.nan
 MEAN3 = (0.5, 0.5, 0.5)
@@ -99,6 +104,10 @@ cmp = lazy("comparison")
 lrs = lazy("longrange_sweep")
 launch = lazy("launch")
 la = lazy("local_attention")
+rec = lazy("records")
+dg = lazy("diagrams")
+ft = lazy("finetune")
+DRAW_FUNCTIONS = [name for name in dg.__all__ if name.startswith("draw_")]
 
 
 def tiny_resnet(**kw: object) -> nn.Module:
@@ -121,6 +130,53 @@ def under_torchrun(call: Callable[[], object]) -> object:
 
 def digits() -> object:
     return data.load_dataset("digits", device="cpu")
+
+
+def a_record(seeds: tuple[int, ...] = (0, 1), x: float | None = None, final_test_acc: float = 0.9) -> dict:
+    """A small valid ``nlbook-record/1`` record: one arm ``cnn``, one epoch per seed."""
+    epoch = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0, "test_acc": 0.9, "seconds": 1.0}
+    runs = [
+        {
+            "seed": seed,
+            "epochs_run": 1,
+            "converged": True,
+            "final_test_acc": final_test_acc,
+            "best_test_acc": 0.9,
+            "train_seconds": 1.0,
+            "history": [dict(epoch)],
+        }
+        for seed in seeds
+    ]
+    machine = {"cpu": "cpu", "threads": 1, "device": "cpu", "gpu": None}
+    provenance = {"git_commit": None, "git_dirty": None, "date": "2025-01-01T00:00:00+00:00", "command": "python t"}
+    return {
+        "format": rec.FORMAT,
+        "experiment": "unit",
+        "chapter": 0,
+        "question": "?",
+        "provenance": {**provenance, "machine": machine, "python": "3", "torch": "2", "nlbook": None},
+        "dataset": {"name": "digits", "train_size": 10, "test_size": 5},
+        "convergence": {"criterion": "fixed"},
+        "wall_s": 1.0,
+        "arms": [
+            {"name": "cnn", "label": "CNN", "x": x, "model_spec": {}, "train_config": {}, "params": 1, "runs": runs}
+        ],
+    }
+
+
+def truncated_record() -> Path:
+    """A record file cut off mid-write (what a killed writer without an atomic rename leaves)."""
+    path = Path(tempfile.mkdtemp()) / "ch3_nonlocal.json"
+    path.write_text(json.dumps(a_record())[:200])
+    return path
+
+
+def tiny_torchvision_vit() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.VisionTransformer(
+        image_size=32, patch_size=4, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
 
 
 CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
@@ -652,13 +708,13 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         r"LongRangeTask",
     ),
     "longrange_sweep.strategy_models/zero-size": Case(
-        lambda: lrs.strategy_models(image_size=0), ValueError, r"image_size must be an int >= 4"
+        lambda: lrs.strategy_models(image_size=0), ValueError, r"image_size must be a positive int"
     ),
     "longrange_sweep.strategy_models/size-not-multiple-of-4": Case(
         lambda: lrs.strategy_models(image_size=15), ValueError, r"image_size must be a multiple of 4"
     ),
     "longrange_sweep.strategy_models/zero-width": Case(
-        lambda: lrs.strategy_models(width=0), ValueError, r"width must be an int >= 4"
+        lambda: lrs.strategy_models(width=0), ValueError, r"width must be a positive int"
     ),
     "longrange_sweep.train_config/zero-epochs": Case(
         lambda: lrs.train_config(epochs=0), ValueError, r"epochs must be an int >= 1"
@@ -725,6 +781,296 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         lambda: la.sasa_resnet(widths=(16, 32), depths=(1, 1), attention_stages=(2,)),
         ValueError,
         r"attention_stages must index the 2 stages",
+    ),
+    # ---- nlbook.runtime, data, viz, longrange_sweep: names added since the table was written ---------------
+    "runtime.autocast_dtype/device-name": Case(
+        lambda: rt.autocast_dtype("cuda"), TypeError, r"autocast_dtype: device must be a torch\.device, got 'cuda'"
+    ),
+    "runtime.autocast_dtype/float32": Case(
+        lambda: rt.autocast_dtype(torch.device("cpu"), True, torch.float32),
+        ValueError,
+        r"amp_dtype must be None, torch\.float16 or torch\.bfloat16",
+    ),
+    "runtime.autocast_dtype/amp-string": Case(
+        lambda: rt.autocast_dtype(torch.device("cpu"), "bf16"), TypeError, r"amp must be True, False or None"
+    ),
+    "runtime.resolve_dataset_name/unknown": Case(
+        lambda: rt.resolve_dataset_name("cifar100"), ValueError, r"unknown dataset 'cifar100'; expected one of"
+    ),
+    "data.normalize/one-value-for-three-channels": Case(
+        lambda: data.normalize(img(2, 3, 4, 4, dtype=torch.uint8), (0.5,), (0.5,)),
+        ValueError,
+        r"normalize: mean and std need one value per channel \(3\), got 1 and 1",
+    ),
+    "data.normalize/one-image": Case(
+        lambda: data.normalize(img(3, 4, 4, dtype=torch.uint8), MEAN3, MEAN3),
+        ValueError,
+        r"normalize expects a batch of images \(B, C, H, W\), got \(3, 4, 4\)",
+    ),
+    "data.normalize/zero-std": Case(
+        lambda: data.normalize(img(2, 3, 4, 4, dtype=torch.uint8), MEAN3, (0.5, 0.0, 0.5)),
+        ValueError,
+        r"std must be positive per channel",
+    ),
+    "viz.plot_record_curves/unknown-arm": Case(
+        lambda: viz.plot_record_curves(a_record(), arms=["vit"]), ValueError, r"arms \['vit'\] are not in the record"
+    ),
+    "viz.plot_record_curves/unknown-metric": Case(
+        lambda: viz.plot_record_curves(a_record(), metric="acc"), ValueError, r"history has no field 'acc'"
+    ),
+    "viz.plot_record_sweep/epoch-metric": Case(
+        lambda: viz.plot_record_sweep(a_record(x=100), metric="test_acc"),
+        ValueError,
+        r"metric must be 'final_test_acc' or 'best_test_acc'",
+    ),
+    "viz.plot_record_sweep/not-swept": Case(
+        lambda: viz.plot_record_sweep(a_record()), ValueError, r"has no swept arms \(x is None\)"
+    ),
+    "viz.plot_record_sweep/a-name": Case(
+        lambda: viz.plot_record_sweep("ch4_sweep"), TypeError, r"record must be a loaded record .*got 'ch4_sweep'"
+    ),
+    "longrange_sweep.PooledMLPResNet/zero-hidden": Case(
+        lambda: lrs.PooledMLPResNet(widths=(4, 8), depths=(1, 1), hidden=0),
+        ValueError,
+        r"PooledMLPResNet: hidden must be a positive int",
+    ),
+    "longrange_sweep.build_from_spec/unknown-builder": Case(
+        lambda: lrs.build_from_spec({"builder": "resnet18", "kwargs": {}}),
+        ValueError,
+        r"model_spec must be \{'builder': one of \[",
+    ),
+    "longrange_sweep.glyph_pair_rule/images-not-a-batch": Case(
+        lambda: lrs.glyph_pair_rule(tiny_resnet(), img(2, 3, 8, 8), MEAN3, MEAN3),
+        TypeError,
+        r"glyph_pair_rule expects a LongRangeBatch, got Tensor",
+    ),
+    # ---- nlbook.records --------------------------------------------------------------------------------------
+    "records.provenance/command-as-one-string": Case(
+        lambda: rec.provenance(command="benchmarks/converge.py ch3"),
+        TypeError,
+        r"provenance: command must be a list of strings \(like sys\.argv\)",
+    ),
+    "records.provenance/device": Case(
+        lambda: rec.provenance("gpu"), ValueError, r"provenance: device must be a torch\.device or a name"
+    ),
+    "records.validate_record/missing-keys": Case(
+        lambda: rec.validate_record({"format": rec.FORMAT}), rec.RecordError, r"record: missing 'experiment'"
+    ),
+    "records.validate_record/accuracy-in-percent": Case(
+        lambda: rec.validate_record(a_record(final_test_acc=93.0)),
+        rec.RecordError,
+        r"final_test_acc: expected an accuracy fraction in \[0, 1\], got 93\.0",
+    ),
+    "records.record_path/json-suffix": Case(
+        lambda: rec.record_path("ch3_nonlocal.json"), ValueError, r"experiment must be a record name such as"
+    ),
+    "records.record_paths/a-path": Case(
+        lambda: rec.record_paths("results/ch3_nonlocal"), ValueError, r"experiment must be a record name such as"
+    ),
+    "records.write_record/invalid": Case(
+        lambda: rec.write_record({"format": rec.FORMAT, "arms": []}, Path(tempfile.mkdtemp()) / "r.json"),
+        rec.RecordError,
+        r"record: missing 'experiment'",
+    ),
+    "records.load_record/missing": Case(
+        lambda: rec.load_record("no_such_record", folder=tempfile.mkdtemp()),
+        rec.RecordNotFoundError,
+        r"no record at .*no_such_record\.json; records in .*: none",
+    ),
+    "records.load_record/truncated": Case(
+        lambda: rec.load_record(truncated_record()), rec.RecordError, r"is not valid JSON .*truncated or corrupted"
+    ),
+    "records.find_arm/unknown-arm": Case(
+        lambda: rec.find_arm(a_record(), "vit"), KeyError, r"has no arm 'vit' with x=None; arms: cnn"
+    ),
+    "records.find_arm/a-name": Case(
+        lambda: rec.find_arm("ch3_nonlocal", "cnn"), TypeError, r"find_arm: record must be a loaded record"
+    ),
+    "records.arm_values/unknown-metric": Case(
+        lambda: rec.arm_values(a_record(), "cnn", metric="acc"), KeyError, r"runs have no field 'acc'"
+    ),
+    "records.compare_arms/one-seed": Case(
+        lambda: rec.compare_arms(a_record(seeds=(0,)), "cnn", "cnn"),
+        ValueError,
+        r"verdict: a needs at least 2 seeds to have a spread, got 1",
+    ),
+    "records.verdict/one-seed": Case(
+        lambda: rec.verdict([0.9], [0.8, 0.85]), ValueError, r"verdict: a needs at least 2 seeds"
+    ),
+    "records.verdict/a-string": Case(
+        lambda: rec.verdict("0.9", [0.8, 0.85]), TypeError, r"verdict: a must be a list of per-seed values"
+    ),
+    "records.verdict/nan": Case(
+        lambda: rec.verdict([0.9, NAN], [0.8, 0.85]), ValueError, r"verdict: a must hold finite numbers"
+    ),
+    "records.summarize/a-name": Case(
+        lambda: rec.summarize("ch3_nonlocal"), TypeError, r"summarize: record must be a loaded record"
+    ),
+    "records.results_table/a-path": Case(
+        lambda: rec.results_table(Path("ch3_nonlocal.json")),
+        TypeError,
+        r"results_table: record must be a loaded record .*from load_record",
+    ),
+    "records.stale_arms/one-planned-arm": Case(
+        lambda: rec.stale_arms(a_record(), {"name": "cnn", "x": None}),
+        TypeError,
+        r"planned_arms must be a list of dicts",
+    ),
+    # ---- nlbook.diagrams -------------------------------------------------------------------------------------
+    "diagrams.Diagram/title-int": Case(lambda: dg.Diagram(3), TypeError, r"Diagram: title must be a str or None"),
+    "diagrams.Node/unknown-kind": Case(
+        lambda: dg.Node("a", "A", "box", 0, 0), ValueError, r"Node 'a': kind must be one of \["
+    ),
+    "diagrams.Edge/side": Case(
+        lambda: dg.Edge("a", "b", side="up"), ValueError, r"side must be 'left' or 'right', got 'up'"
+    ),
+    "diagrams.eval_shape/unknown-symbol": Case(
+        lambda: dg.eval_shape("B×C", {"B": 2}), ValueError, r"no size given for symbol 'C'"
+    ),
+    "diagrams.eval_shape/not-whole": Case(
+        lambda: dg.eval_shape("B×H/2", {"B": 2, "H": 5}), ValueError, r"'H/2' of 'B×H/2' is 5/2, not a whole number"
+    ),
+    "diagrams.shapes_from/not-a-module": Case(
+        lambda: dg.shapes_from(lambda x: x, img(1, 3, 4, 4)), TypeError, r"model must be a torch\.nn\.Module"
+    ),
+    "diagrams.basic_block_diagram/int-channels": Case(
+        lambda: dg.basic_block_diagram(channels=64), TypeError, r"channels must be a size symbol as a string"
+    ),
+    "diagrams.basic_block_diagram/one-size": Case(
+        lambda: dg.basic_block_diagram(size="H"), TypeError, r"size must be a pair of size symbols"
+    ),
+    "diagrams.attention_diagram/int-dim": Case(
+        lambda: dg.attention_diagram(dim=64), TypeError, r"attention_diagram: dim must be a size symbol"
+    ),
+    "diagrams.multi_head_attention_diagram/form": Case(
+        lambda: dg.multi_head_attention_diagram(form="2D"), ValueError, r"form must be 'tokens' or '2d', got '2D'"
+    ),
+    **{
+        f"diagrams.{name}/int-heads": Case(
+            lambda name=name: getattr(dg, name)(heads=4), TypeError, rf"{name}: heads must be a size symbol"
+        )
+        for name in [
+            "encoder_block_diagram",
+            "bot_block_diagram",
+            "transformer_block_2d_diagram",
+            "window_attention_diagram",
+            "local_attention_diagram",
+        ]
+    },
+    **{
+        f"diagrams.{name}/int-title": Case(
+            lambda name=name: getattr(dg, name)(title=5), TypeError, r"Diagram: title must be a str or None"
+        )
+        for name in [
+            "nonlocal_block_diagram",
+            "patch_embedding_diagram",
+            "vit_diagram",
+            "se_diagram",
+            "cbam_diagram",
+            "mbconv_diagram",
+        ]
+    },
+    **{  # a Figure where an Axes is expected: plt.figure() vs plt.subplots()[1]
+        f"diagrams.{name}/figure-for-ax": Case(
+            lambda name=name: getattr(dg, name)(Figure()), TypeError, r"ax must be a matplotlib Axes or None"
+        )
+        for name in DRAW_FUNCTIONS
+    },
+    # ---- nlbook.finetune -------------------------------------------------------------------------------------
+    "finetune.InputResize/zero-size": Case(
+        lambda: ft.InputResize(0), ValueError, r"InputResize: size must be an int >= 1"
+    ),
+    "finetune.InputResize/forward-one-image": Case(
+        lambda: ft.InputResize(8)(img(3, 4, 4)), ValueError, r"InputResize expects a \(B, C, H, W\) batch"
+    ),
+    "finetune.PretrainedClassifier/no-linear-head": Case(
+        lambda: ft.PretrainedClassifier(tiny_resnet(), "classifier", 32),
+        ValueError,
+        r"backbone\.classifier must be an nn\.Linear classification layer",
+    ),
+    "finetune.PretrainedClassifier/head-init": Case(
+        lambda: ft.PretrainedClassifier(tiny_vit(), "head", 8, head_init="kaiming"),
+        ValueError,
+        r"head_init must be 'zeros' or 'normal'",
+    ),
+    "finetune.adapt_torchvision_resnet/ours": Case(
+        lambda: ft.adapt_torchvision_resnet(tiny_resnet(), 10, 32),
+        TypeError,
+        r"adapt_torchvision_resnet expects a torchvision\.models\.ResNet, got ResNet",
+    ),
+    "finetune.adapt_torchvision_vit/image-size": Case(
+        lambda: ft.adapt_torchvision_vit(tiny_torchvision_vit(), 10, 30),
+        ValueError,
+        r"image_size 30 is not a multiple of the patch size 4",
+    ),
+    "finetune.adapt_torchvision_vit/zero-classes": Case(
+        lambda: ft.adapt_torchvision_vit(tiny_torchvision_vit(), 0, 32),
+        ValueError,
+        r"adapt_torchvision_vit: num_classes must be an int >= 1",
+    ),
+    "finetune.pretrained_vit/unknown-weights": Case(
+        lambda: ft.pretrained_vit("IMAGENET", num_classes=10),
+        ValueError,
+        r"weights must be None, an ViT_B_16_Weights or one of \['DEFAULT', 'IMAGENET1K_V1'",
+    ),
+    "finetune.pretrained_vit/tv-kwargs-with-weights": Case(
+        lambda: ft.pretrained_vit("DEFAULT", num_classes=10, tv_kwargs={"num_layers": 2}),
+        ValueError,
+        r"use tv_kwargs only with weights=None",
+    ),
+    "finetune.pretrained_resnet50/zero-classes": Case(
+        lambda: ft.pretrained_resnet50(None, num_classes=0),
+        ValueError,
+        r"pretrained_resnet50: num_classes must be an int >= 1",
+    ),
+    "finetune.pretrained_resnet50/tv-kwargs-list": Case(
+        lambda: ft.pretrained_resnet50(None, num_classes=10, tv_kwargs=[1, 1, 1, 1]),
+        TypeError,
+        r"tv_kwargs must be a dict of torchvision constructor arguments or None",
+    ),
+    "finetune.build_finetune_model/arch": Case(
+        lambda: ft.build_finetune_model("vit", "full", num_classes=10),
+        ValueError,
+        r"arch must be 'vit_b_16' or 'resnet50', got 'vit'",
+    ),
+    "finetune.finetune_recipe/mode": Case(
+        lambda: ft.finetune_recipe("resnet50", "linear"), ValueError, r"mode must be 'frozen' or 'full'"
+    ),
+    "finetune.finetune_recipe/unknown-field": Case(
+        lambda: ft.finetune_recipe("resnet50", "full", epoch=3), ValueError, r"unknown TrainConfig fields \['epoch'\]"
+    ),
+    "finetune.finetune_recipe/zero-lr": Case(
+        lambda: ft.finetune_recipe("vit_b_16", "frozen", lr=0.0), ValueError, r"finetune_recipe: lr must be"
+    ),
+    "finetune.freeze_backbone/plain-resnet": Case(
+        lambda: ft.freeze_backbone(tiny_resnet()),
+        TypeError,
+        r"freeze_backbone expects an nlbook\.finetune\.PretrainedClassifier",
+    ),
+    "finetune.trainable_parameter_names/state-dict": Case(
+        lambda: ft.trainable_parameter_names(tiny_resnet().state_dict()),
+        TypeError,
+        r"trainable_parameter_names expects an nn\.Module",
+    ),
+    "finetune.imagenet_normalized/images": Case(
+        lambda: ft.imagenet_normalized(digits().train_images),
+        TypeError,
+        r"imagenet_normalized expects an nlbook\.data\.ImageDataset, got Tensor",
+    ),
+    # ---- nlbook.local_attention: more rows (prepared with the module) ----------------------------------------
+    "local_attention.shifted_window_mask/shift-too-large": Case(
+        lambda: la.shifted_window_mask(8, 8, 4, 4), ValueError, r"shift_size must be an int in \[0, window_size=4\)"
+    ),
+    "local_attention.WindowAttention/dim-not-multiple": Case(
+        lambda: la.WindowAttention(10, num_heads=4), ValueError, r"dim \(10\) must be a multiple of num_heads"
+    ),
+    "local_attention.WindowAttention/forward-window-not-dividing": Case(
+        lambda: la.WindowAttention(8, window_size=3, num_heads=2)(img(1, 8, 8, 8)),
+        ValueError,
+        r"window_size 3 must divide",
+    ),
+    "local_attention.LocalSelfAttention2d/forward-channels": Case(
+        lambda: la.LocalSelfAttention2d(8, num_heads=2)(img(1, 4, 5, 5)), ValueError, r"expects 8 input channels"
     ),
     # ---- nlbook.zoo ----------------------------------------------------------------------------------------
     "zoo.model_spec/unknown": Case(
@@ -1531,6 +1877,17 @@ NO_BAD_INPUT = {
             "longrange.TEST_SEED",
             "zoo.MODELS",
             "comparison.RECORD_FORMAT",
+            "runtime.DATASETS",
+            "hybrid.GATE_INITS",
+            "hybrid.OPEN_GATE_LOGIT",
+            "records.FORMAT",
+            "records.RESULTS_DIR",
+            "diagrams.DIAGRAMS",
+            "diagrams.KIND_STYLE",
+            "finetune.ARCHS",
+            "finetune.MODES",
+            "finetune.IMAGENET_MEAN",
+            "finetune.IMAGENET_STD",
         ],
         "a type alias or constant, not a callable",
     ),
@@ -1549,10 +1906,21 @@ NO_BAD_INPUT = {
             "launch.LocalRun",
             "bench.BenchResult",
             "comparison.ModelRun",
+            "longrange_sweep.PairRule",
+            "records.ArmSummary",
+            "records.Verdict",
         ],
         "a result record filled by nlbook itself (its producer validates the inputs)",
     ),
     "data.DatasetUnavailableError": "an exception class",
+    "records.RecordError": "an exception class (raised by validate_record and load_record; rows above)",
+    "records.RecordNotFoundError": "an exception class (raised by load_record; row above)",
+    "finetune.WeightsUnavailableError": "an exception class (raised when pretrained weights cannot be fetched)",
+    **dict.fromkeys(
+        [f"minimal.{name}" for name in lazy("minimal").__all__],
+        "reader form: no argument checks by design; tests/test_minimal.py proves it equals the production module, "
+        "which checks",
+    ),
     "train.TrainingInterrupted": "an exception class (raised by fit; see test_fit_interrupted_keeps_finished_epochs)",
     "zoo.model_names": "takes no arguments",
     **dict.fromkeys(

@@ -36,6 +36,7 @@ from nlbook.attention import (
     RelativePositionLogits2d,
 )
 from nlbook.cnn import BasicBlock, ResNet
+from nlbook.longrange_sweep import PooledMLPResNet
 from nlbook.nonlocal_block import NonLocalBlock2d, NonLocalResNet
 from nlbook.vit import DropPath, EncoderBlock, Mlp, PatchEmbedding, VisionTransformer
 
@@ -99,6 +100,79 @@ def _hybrid_cases() -> list[Case]:
     ] + [
         Case(f"hybrid_resnet-{kind}", _q(ResNet), lambda k=kind: h.hybrid_resnet(k, widths=(8, 16, 16, 32)), IMG)
         for kind in h.HYBRID_KINDS
+    ]
+
+
+def _finetune_cases() -> list[Case]:
+    """Rows for nlbook.finetune: the resize in front, and a pretrained-style classifier around our ViT."""
+    from nlbook import finetune as ft
+
+    def classifier() -> nn.Module:
+        backbone = VisionTransformer(image_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+        return ft.PretrainedClassifier(backbone, "head", 8, head_init="normal")
+
+    return [
+        Case("InputResize-up", _q(ft.InputResize), lambda: ft.InputResize(12), ((2, 3, 8, 8),), trains=False),
+        Case("InputResize-down", _q(ft.InputResize), lambda: ft.InputResize(6), ((2, 3, 8, 8),), trains=False),
+        Case("PretrainedClassifier", _q(ft.PretrainedClassifier), classifier, ((2, 3, 12, 12),)),
+    ]
+
+
+def _minimal_cases() -> list[Case]:
+    """Rows for nlbook.minimal: the reader forms run wherever their inputs live, like the production modules."""
+    from nlbook import minimal as m
+
+    fmap = ((2, 16, 8, 8),)
+    return [
+        Case("minimal-BasicBlock", _q(m.BasicBlock), lambda: m.BasicBlock(8, 16, stride=2), ((2, 8, 8, 8),)),
+        Case(
+            "minimal-BasicBlock-gated",
+            _q(m.BasicBlock),
+            lambda: m.BasicBlock(16, 16, attention=m.SqueezeExcitation(16, 4)),
+            fmap,
+        ),
+        Case(
+            "minimal-MultiHeadAttention", _q(m.MultiHeadAttention), lambda: m.MultiHeadAttention(32, 4), ((2, 16, 32),)
+        ),
+        Case(
+            "minimal-RelativePositionLogits2d",
+            _q(m.RelativePositionLogits2d),
+            lambda: m.RelativePositionLogits2d(4, 4, 8),
+            ((2, 2, 16, 8),),
+        ),
+        Case(
+            "minimal-MultiHeadSelfAttention2d",
+            _q(m.MultiHeadSelfAttention2d),
+            lambda: m.MultiHeadSelfAttention2d(16, 2, size=(8, 8)),
+            fmap,
+        ),
+        Case("minimal-NonLocalBlock2d", _q(m.NonLocalBlock2d), lambda: m.NonLocalBlock2d(16, sub_sample=True), fmap),
+        Case("minimal-PatchEmbedding", _q(m.PatchEmbedding), lambda: m.PatchEmbedding(4, 3, 32), IMG),
+        Case("minimal-Mlp", _q(m.Mlp), lambda: m.Mlp(16, 32), ((2, 5, 16),)),
+        Case("minimal-EncoderBlock", _q(m.EncoderBlock), lambda: m.EncoderBlock(32, 2), ((2, 5, 32),)),
+        Case(
+            "minimal-VisionTransformer",
+            _q(m.VisionTransformer),
+            lambda: m.VisionTransformer(embed_dim=32, depth=1, num_heads=2),
+            IMG,
+        ),
+        Case("minimal-SqueezeExcitation", _q(m.SqueezeExcitation), lambda: m.SqueezeExcitation(16, 4), fmap),
+        Case("minimal-CBAM", _q(m.CBAM), lambda: m.CBAM(16, 4), fmap),
+        Case("minimal-BoTBlock", _q(m.BoTBlock), lambda: m.BoTBlock(16, 32, (8, 8), stride=2), fmap),
+        Case("minimal-MBConv", _q(m.MBConv), lambda: m.MBConv(16, 32, stride=2), fmap),
+        Case("minimal-LayerNorm2d", _q(m.LayerNorm2d), lambda: m.LayerNorm2d(16), fmap),
+        Case(
+            "minimal-RelativePositionBias2d",
+            _q(m.RelativePositionBias2d),
+            lambda: m.RelativePositionBias2d((4, 4), 2),
+            (),
+        ),
+        Case(
+            "minimal-TransformerBlock2d",
+            _q(m.TransformerBlock2d),
+            lambda: m.TransformerBlock2d(16, 32, (8, 8), stride=2, head_dim=8),
+            fmap,
+        ),
     ]
 
 
@@ -168,6 +242,14 @@ CASES: list[Case] = [
         for pool in ("cls", "gap")
     ],
     *_hybrid_cases(),
+    *_finetune_cases(),
+    *_minimal_cases(),
+    Case(
+        "PooledMLPResNet",
+        _q(PooledMLPResNet),
+        lambda: PooledMLPResNet(widths=(8, 16, 16, 32), depths=(1, 1, 1, 1), hidden=16),
+        IMG,
+    ),
     Case("WindowAttention", _q(la.WindowAttention), lambda: la.WindowAttention(16, 4, 2, 2), ((2, 16, 8, 8),)),
     Case("SwinBlock", _q(la.SwinBlock), lambda: la.SwinBlock(16, 2, 4, 2), ((2, 16, 8, 8),)),
     Case("PatchMerging", _q(la.PatchMerging), lambda: la.PatchMerging(16), ((2, 16, 8, 8),)),
