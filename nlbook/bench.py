@@ -46,15 +46,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
-from nlbook.checks import check_batchnorm_batch, check_image_batch, dry_run
+from nlbook.checks import check_batchnorm_batch, check_float, check_image_batch, check_int, dry_run
 from nlbook.runtime import device_name, pick_device
 
 __all__ = [
     "BenchResult",
     "count_flops",
     "measure",
+    "T4_FP16_PEAK_FLOPS",
+    "estimate_training_seconds",
     "peak_step_memory",
 ]
+
+T4_FP16_PEAK_FLOPS = 65e12
+"""NVIDIA's datasheet figure for the T4's fp16 tensor cores (FLOP/s): Colab's usual free GPU."""
 
 
 # --------------------------------------------------------------------------------------------- FLOPs
@@ -412,3 +417,37 @@ def measure(
         warmup=warmup,
         repeats=repeats,
     )
+
+
+# --------------------------------------------------------------------------------------------- estimates
+
+
+def estimate_training_seconds(
+    model: nn.Module,
+    image_shape: Sequence[int],
+    *,
+    train_images: int,
+    test_images: int,
+    epochs: int,
+    peak_flops: float = T4_FP16_PEAK_FLOPS,
+    utilisation: float = 0.25,
+) -> float:
+    """An *estimate* of a full run's seconds on an accelerator, from counted FLOPs — not a measurement.
+
+    Each epoch costs ``train_images`` forward + backward passes and ``test_images`` forward passes, FLOPs
+    counted by :func:`count_flops` on one image of ``image_shape`` (``(C, H, W)``); the device is assumed to
+    sustain ``utilisation`` of its ``peak_flops``. Counting runs on the ``meta`` device when the model is
+    there (no memory, no arithmetic), so a full-size model costs nothing to estimate.
+    """
+    check_int("estimate_training_seconds", "train_images", train_images, low=1)
+    check_int("estimate_training_seconds", "test_images", test_images, low=0)
+    check_int("estimate_training_seconds", "epochs", epochs, low=1)
+    check_float("estimate_training_seconds", "peak_flops", peak_flops, low=0.0, low_open=True)
+    check_float("estimate_training_seconds", "utilisation", utilisation, low=0.0, high=1.0, low_open=True)
+    if not isinstance(image_shape, Sequence) or len(image_shape) != 3:
+        raise ValueError(f"estimate_training_seconds: image_shape must be (C, H, W), got {image_shape!r}")
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    x = torch.empty(1, *image_shape, device=device)
+    train = count_flops(model, x, backward=True)
+    test = count_flops(model, x)
+    return epochs * (train_images * train + test_images * test) / (peak_flops * utilisation)

@@ -1121,6 +1121,16 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         ValueError,
         r"cannot time a model on the meta device",
     ),
+    "bench.estimate_training_seconds/zero-epochs": Case(
+        lambda: bench.estimate_training_seconds(tiny_resnet(), (3, 8, 8), train_images=1, test_images=0, epochs=0),
+        ValueError,
+        r"epochs must be",
+    ),
+    "bench.estimate_training_seconds/image-shape": Case(
+        lambda: bench.estimate_training_seconds(tiny_resnet(), (8, 8), train_images=1, test_images=0, epochs=1),
+        ValueError,
+        r"image_shape must be \(C, H, W\)",
+    ),
     "bench.peak_step_memory/not-callable": Case(
         lambda: bench.peak_step_memory(3, torch.device("cpu")), TypeError, r"callable"
     ),
@@ -1857,6 +1867,7 @@ CASES |= ISSUE_17_CASES
 
 # Public names with no bad input to try, and why.
 NO_BAD_INPUT = {
+    "bench.T4_FP16_PEAK_FLOPS": "a constant (the T4 datasheet figure)",
     # type aliases and constants
     **dict.fromkeys(
         [

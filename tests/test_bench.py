@@ -393,3 +393,18 @@ def test_compare_models_prints_the_cost_table(capsys):
     out = capsys.readouterr().out
     assert "profile quick" in out and "GFLOPs/img" in out and "×" in out
     assert any(line.startswith("vit") for line in out.splitlines())
+
+
+def test_estimate_training_seconds_is_counted_flops_over_sustained_rate() -> None:
+    from nlbook.bench import T4_FP16_PEAK_FLOPS, count_flops, estimate_training_seconds
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 8, 8))  # materialise the lazy layer
+    x = torch.zeros(1, 3, 8, 8)
+    train, test = count_flops(model, x, backward=True), count_flops(model, x)
+    got = estimate_training_seconds(model, (3, 8, 8), train_images=100, test_images=10, epochs=2, utilisation=0.5)
+    assert got == pytest.approx(2 * (100 * train + 10 * test) / (T4_FP16_PEAK_FLOPS * 0.5))
+    with pytest.raises(ValueError, match="utilisation"):
+        estimate_training_seconds(model, (3, 8, 8), train_images=1, test_images=0, epochs=1, utilisation=1.5)
+    with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\)"):
+        estimate_training_seconds(model, (8, 8), train_images=1, test_images=0, epochs=1)
