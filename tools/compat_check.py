@@ -156,6 +156,44 @@ def setup_cell_install(py: str, log: Path) -> dict:
     }
 
 
+def node_id(junit_id: str) -> str:
+    """``tests.test_x::test_y[a]`` (JUnit's classname::name) -> ``tests/test_x.py::test_y[a]`` (pytest's node id)."""
+    classname, name = junit_id.split("::", 1)
+    parts = classname.split(".")
+    for cut in range(len(parts), 0, -1):
+        if (ROOT / Path(*parts[:cut])).with_suffix(".py").exists():
+            return "::".join(["/".join(parts[:cut]) + ".py", *parts[cut:], name])
+    return junit_id
+
+
+def rerun_failures(part: dict, py: str, name: str, log: Path, env: dict[str, str]) -> dict:
+    """Run the failed unit tests once more. The working tree may be edited while a long run goes on (several people
+    share it): a failure that passes on the rerun came from a half-finished edit, one that fails again is real."""
+    ids = [node_id(f["test"]) for f in part.get("failures", [])]
+    if not ids:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "rerun.xml"
+        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", *ids, f"--junitxml={xml}"]
+        start = time.time()
+        status = run(cmd, log, env)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+        return {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "git_commit": commit.strip(),
+            "command": f".venv-compat-{name}/bin/python -m pytest -q <the {len(ids)} failed tests>",
+            "exit_status": status,
+            "wall_s": round(time.time() - start),
+            **junit_summary(xml),
+        }
+
+
+def child_env() -> dict[str, str]:
+    env = {**os.environ, **TEST_ENV, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env.pop("MPLBACKEND", None)  # nbval's kernels must keep the inline backend
+    return env
+
+
 def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool, tests: list[str], chapters: bool) -> dict:
     venv = ROOT / f".venv-compat-{name}"
     log = RESULTS / "tmp" / f"compat_{name}.log"
@@ -192,8 +230,7 @@ def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool, te
 
     py = str(venv / "bin" / "python")
     record["setup_cell_install"] = setup_cell_install(py, log)
-    env = {**os.environ, **TEST_ENV, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    env.pop("MPLBACKEND", None)  # nbval's kernels must keep the inline backend
+    env = child_env()
     marker = "not browser and not gpu" + (" and not slow" if skip_slow else "")
     with tempfile.TemporaryDirectory() as tmp:
         unit_xml, nb_xml = Path(tmp) / "unit.xml", Path(tmp) / "nbval.xml"
@@ -212,6 +249,8 @@ def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool, te
                 **junit_summary(xml),
             }
     record["unit_tests"]["deselected"] = "tests marked browser, gpu" + (", slow" if skip_slow else "")
+    if record["unit_tests"].get("failures"):
+        record["unit_tests"]["rerun_of_failures"] = rerun_failures(record["unit_tests"], py, name, log, env)
     record["env"] = {k: v for k, v in env.items() if k in TEST_ENV or k == "OMP_NUM_THREADS"}
     return record
 
@@ -224,9 +263,23 @@ def main() -> int:
     parser.add_argument("--skip-slow", action="store_true", help="also deselect tests marked slow")
     parser.add_argument("--tests", nargs="+", default=["tests"], help="test paths for the unit tests (default: tests)")
     parser.add_argument("--no-chapters", action="store_true", help="skip the chapters' checked cells")
+    parser.add_argument(
+        "--rerun-recorded", action="store_true", help="only rerun the failed unit tests of the recorded JSON"
+    )
     args = parser.parse_args()
     failed = False
     for name in args.env or list(ENVS):
+        if args.rerun_recorded:
+            out = RESULTS / f"compat_{name}.json"
+            record = json.loads(out.read_text())
+            py = str(ROOT / f".venv-compat-{name}" / "bin" / "python")
+            log = ROOT / record["log"]
+            rerun = rerun_failures(record["unit_tests"], py, name, log, child_env())
+            record["unit_tests"]["rerun_of_failures"] = rerun
+            record["setup_cell_install"] = setup_cell_install(py, log)
+            out.write_text(json.dumps(record, indent=2) + "\n")
+            print(f"{name} rerun: {rerun.get('passed')} passed, {rerun.get('failed')} failed", flush=True)
+            continue
         record = check(name, args.skip_slow, args.install_only, args.skip_install, args.tests, not args.no_chapters)
         print(json.dumps({k: record.get(k) for k in ("environment", "install", "versions")}), flush=True)
         if args.install_only:
