@@ -9,7 +9,8 @@
   Colab's public runtime image.
 * ``compat.yml`` -- on push and pull request: the unit tests and two chapters' checked cells at the declared lower
   bounds (Python 3.11, ``requirements/compat-lower.txt``) and with a Colab-era torch on Python 3.12
-  (``requirements/compat-colab.txt``); ``tools/compat_check.py`` builds the same environments locally.
+  (``requirements/compat-colab.txt``) and Python 3.13 (``requirements/compat-py313.txt``);
+  ``tools/compat_check.py`` builds the same environments locally.
 
 The README's commands are read from its fenced ``bash`` blocks, so renaming a command without updating CI (or the
 other way round) fails here. Each structural check is a function that is also run on a broken workflow below, to
