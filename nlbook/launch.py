@@ -17,10 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
 import torch
 
@@ -28,6 +26,7 @@ from nlbook import zoo
 from nlbook.checks import check_path_writable
 from nlbook.data import load_dataset
 from nlbook.distributed import barrier, cleanup, init_distributed, print0, unwrap
+from nlbook.records import write_atomically
 from nlbook.runtime import get_profile, seed_everything
 from nlbook.train import fit
 
@@ -107,24 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, text: bool = False) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place (``os.replace`` is
-    atomic): a crash or a full disk mid-write leaves the previous file (or none), never a truncated one."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w" if text else "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_record(path: str, record: dict) -> None:
-    _write_atomically(path, lambda f: json.dump(record, f, indent=1, default=str), text=True)
+    write_atomically(path, lambda f: json.dump(record, f, indent=1, default=str), text=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print0(record.summary(), info=info)
         if info.is_main and args.save:
             state = {k: v.cpu() for k, v in unwrap(model).state_dict().items()}
-            _write_atomically(args.save, lambda f: torch.save(state, f))
+            write_atomically(args.save, lambda f: torch.save(state, f))
         if info.is_main and args.json:
             _write_record(args.json, record.to_dict())
     finally:

@@ -25,12 +25,12 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -53,6 +53,7 @@ __all__ = [
     "summarize",
     "validate_record",
     "verdict",
+    "write_atomically",
     "write_record",
 ]
 
@@ -228,26 +229,43 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, text: bool = False) -> Path:
+    """Write ``path`` through a temporary file in the same folder, then rename it into place.
+
+    ``os.replace`` is atomic: a crash or a full disk mid-write leaves the previous file (or none), never a
+    truncated one. ``write`` receives the open file (text mode if ``text``, else binary). The one way the
+    package writes files (records here; the launcher's weights and training record).
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"write_atomically: the folder of path {str(target)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w" if text else "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Validate ``record`` and write it to ``path`` atomically (temporary file, then ``os.replace``).
+    """Validate ``record`` and write it to ``path`` atomically (:func:`write_atomically`).
 
     Readers see either the old file or the complete new one, never a half-written record.
     """
     data = validate_record(_clean(record))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    def dump(f: IO[Any]) -> None:
+        json.dump(data, f, indent=1, allow_nan=False)
+        f.write("\n")
+
+    return write_atomically(path, dump, text=True)
 
 
 def load_record(experiment: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict[str, Any]:

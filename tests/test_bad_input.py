@@ -867,6 +867,11 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "records.record_paths/a-path": Case(
         lambda: rec.record_paths("results/ch3_nonlocal"), ValueError, r"experiment must be a record name such as"
     ),
+    "records.write_atomically/missing-folder": Case(
+        lambda: rec.write_atomically("/nonexistent-nlbook-folder/x.json", lambda f: None, text=True),
+        FileNotFoundError,
+        r"folder of path '/nonexistent-nlbook-folder/x.json' does not exist",
+    ),
     "records.write_record/invalid": Case(
         lambda: rec.write_record({"format": rec.FORMAT, "arms": []}, Path(tempfile.mkdtemp()) / "r.json"),
         rec.RecordError,
@@ -1642,15 +1647,6 @@ ISSUE_17_CASES |= {
     "comparison.recorded_runs/truncated-json": Case(
         lambda: cmp.recorded_runs(truncated_json().parent), ValueError, r"recorded_runs: .*run\.json is not a readable"
     ),
-    "longrange_sweep.load_sweep_results/truncated-json": Case(
-        lambda: lrs.load_sweep_results(path=truncated_json()), ValueError, r"load_sweep_results: .* truncated"
-    ),
-    "longrange_sweep.load_sweep_results/not-a-path": Case(
-        lambda: lrs.load_sweep_results(path=3), TypeError, r"path must be a file path \(str or os\.PathLike\) or None"
-    ),
-    "longrange_sweep.load_sweep_results/device-not-a-string": Case(
-        lambda: lrs.load_sweep_results(None), TypeError, r"device_type must be a str"
-    ),
     # -- the launcher: output paths checked before anything trains
     "launch.main/save-in-missing-folder": Case(
         lambda: launch.main(["--dataset", "digits", "--save", "/nonexistent-nlbook/w.pt"]),
@@ -2102,7 +2098,7 @@ def test_fully_masked_rows_agree(kind: str, rank: int) -> None:
     assert not q.grad.isnan().any() and torch.all(q.grad[..., 2, :] == 0)
 
 
-def test_launcher_writes_atomically(tmp_path: Path) -> None:
+def test_files_are_written_atomically(tmp_path: Path) -> None:
     """A write that fails half-way leaves the previous file as it was, and no temporary file behind."""
     target = tmp_path / "record.json"
     target.write_text('{"old": true}')
@@ -2112,7 +2108,7 @@ def test_launcher_writes_atomically(tmp_path: Path) -> None:
         raise OSError("disk full (simulated)")
 
     with pytest.raises(OSError, match="disk full"):
-        launch._write_atomically(target, fails_midway, text=True)
+        rec.write_atomically(target, fails_midway, text=True)
     assert target.read_text() == '{"old": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
 
