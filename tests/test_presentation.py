@@ -199,6 +199,6 @@ def test_glued_numbers_are_computed_in_the_page(path: Path) -> None:
     nb = read(path)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    shown = set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", prose))
+    shown = set(re.findall(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`", prose))  # name, without a :format
     glued = set(re.findall(r"\bglue\(\s*[\"']([^\"']+)[\"']", code))
     assert shown <= glued, f"{path.name}: shown but never glued: {sorted(shown - glued)}"
