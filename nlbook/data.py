@@ -109,7 +109,8 @@ class ImageDataset:
     def __repr__(self) -> str:
         return (
             f"ImageDataset({self.name!r}, train={tuple(self.train_images.shape)}, "
-            f"test={tuple(self.test_images.shape)}, classes={self.num_classes}, device={self.train_images.device})"
+            f"test={tuple(self.test_images.shape)},\n"
+            f"             classes={self.num_classes}, device={self.train_images.device})"
         )
 
 

@@ -187,10 +187,11 @@ class TrainRecord:
         return seen / max(sum(e.seconds for e in self.history), 1e-9)
 
     def summary(self) -> str:
+        # two lines that fit the book's 88-character pages: the result, then what it cost
         return (
             f"{self.name}: test accuracy {100 * self.test_acc:.1f}% on {self.dataset} "
-            f"({len(self.history)} epochs, {self.params:,} parameters) in {self.wall_time_s:.1f} s "
-            f"on {self.hardware}, {self.images_per_s:,.0f} train images/s"
+            f"({len(self.history)} epochs, {self.params:,} parameters)\n"
+            f"  {self.wall_time_s:.1f} s on {self.hardware}, {self.images_per_s:,.0f} train images/s"
         )
 
     def to_dict(self) -> dict:
