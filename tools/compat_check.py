@@ -199,7 +199,7 @@ def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool, te
     log = RESULTS / "tmp" / f"compat_{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     record: dict = {
-        "schema": "nlbook-compat/1",
+        "format": "nlbook-compat/1",
         "environment": name,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": subprocess.run(
@@ -272,6 +272,7 @@ def main() -> int:
         if args.rerun_recorded:
             out = RESULTS / f"compat_{name}.json"
             record = json.loads(out.read_text())
+            record = {"format": record.pop("schema", None), **record} if "schema" in record else record
             py = str(ROOT / f".venv-compat-{name}" / "bin" / "python")
             log = ROOT / record["log"]
             rerun = rerun_failures(record["unit_tests"], py, name, log, child_env())
