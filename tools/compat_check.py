@@ -167,21 +167,27 @@ def node_id(junit_id: str) -> str:
 
 
 def rerun_failures(part: dict, py: str, name: str, log: Path, env: dict[str, str]) -> dict:
-    """Run the failed unit tests once more. The working tree may be edited while a long run goes on (several people
-    share it): a failure that passes on the rerun came from a half-finished edit, one that fails again is real."""
-    ids = [node_id(f["test"]) for f in part.get("failures", [])]
+    """Run the failed tests (or notebooks) once more. The working tree may be edited while a long run goes on
+    (several people share it): a failure that passes on the rerun came from a half-finished edit, one that fails
+    again is real."""
+    failed = [f["test"] for f in part.get("failures", [])]
+    # a notebook's cells run in order: rerun the whole notebook (junit names a cell "book.02_x.ipynb::Cell 3")
+    notebooks = sorted({t.split("::")[0].replace(".", "/", 1) for t in failed if ".ipynb::" in t})
+    ids = [node_id(t) for t in failed if ".ipynb::" not in t] + notebooks
     if not ids:
         return {}
+    nbval = ["--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "rerun.xml"
-        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", *ids, f"--junitxml={xml}"]
+        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", *(nbval if notebooks else []), *ids]
+        cmd.append(f"--junitxml={xml}")
         start = time.time()
         status = run(cmd, log, env)
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
         return {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "git_commit": commit.strip(),
-            "command": f".venv-compat-{name}/bin/python -m pytest -q <the {len(ids)} failed tests>",
+            "command": f".venv-compat-{name}/bin/python -m pytest -q <the {len(ids)} failed tests or notebooks>",
             "exit_status": status,
             "wall_s": round(time.time() - start),
             **junit_summary(xml),
@@ -249,8 +255,9 @@ def check(name: str, skip_slow: bool, install_only: bool, skip_install: bool, te
                 **junit_summary(xml),
             }
     record["unit_tests"]["deselected"] = "tests marked browser, gpu" + (", slow" if skip_slow else "")
-    if record["unit_tests"].get("failures"):
-        record["unit_tests"]["rerun_of_failures"] = rerun_failures(record["unit_tests"], py, name, log, env)
+    for key in ("unit_tests", "checked_cells"):
+        if record.get(key, {}).get("failures"):
+            record[key]["rerun_of_failures"] = rerun_failures(record[key], py, name, log, env)
     record["env"] = {k: v for k, v in env.items() if k in TEST_ENV or k == "OMP_NUM_THREADS"}
     return record
 
@@ -277,6 +284,10 @@ def main() -> int:
             log = ROOT / record["log"]
             rerun = rerun_failures(record["unit_tests"], py, name, log, child_env())
             record["unit_tests"]["rerun_of_failures"] = rerun
+            if record.get("checked_cells", {}).get("failures"):
+                cells = rerun_failures(record["checked_cells"], py, name, log, child_env())
+                record["checked_cells"]["rerun_of_failures"] = cells
+                print(f"{name} chapters rerun: {cells.get('passed')} passed, {cells.get('failed')} failed", flush=True)
             record["setup_cell_install"] = setup_cell_install(py, log)
             out.write_text(json.dumps(record, indent=2) + "\n")
             print(f"{name} rerun: {rerun.get('passed')} passed, {rerun.get('failed')} failed", flush=True)
