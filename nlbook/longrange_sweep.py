@@ -8,11 +8,8 @@ figure chapter 7 draws from the recorded sweep (:func:`plot_accuracy_vs_distance
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -36,7 +33,6 @@ __all__ = [
     "build_from_spec",
     "glyph_pair_rule",
     "accuracy_by_distance",
-    "load_sweep_results",
     "plot_accuracy_vs_distance",
     "strategy_models",
     "train_config",
@@ -292,39 +288,6 @@ def glyph_pair_rule(
         determined=majority / len(batch),
         said_same_by_pair=by_pair,
     )
-
-
-def load_sweep_results(device_type: str = "cpu", path: str | Path | None = None) -> dict | None:
-    """The JSON written by ``benchmarks/longrange_sweep.py``, or ``None`` if it is not there (a file that is there
-    but cannot be read, e.g. truncated, is a ``ValueError`` naming it).
-
-    Default location: ``benchmarks/results/longrange_sweep_<device_type>.json`` next to this package in a
-    source checkout (a ``pip install`` from the repository does not bring it: then ``None``).
-    """
-    if path is not None and (isinstance(path, bool) or not isinstance(path, str | os.PathLike)):
-        raise TypeError(f"load_sweep_results: path must be a file path (str or os.PathLike) or None, got {path!r}")
-    if not isinstance(device_type, str):
-        raise TypeError(f"load_sweep_results: device_type must be a str such as 'cpu' or 'cuda', got {device_type!r}")
-    path = (
-        Path(path)
-        if path is not None
-        else _REPO_ROOT / "benchmarks" / "results" / f"longrange_sweep_{device_type}.json"
-    )
-    if not path.is_file():
-        return None
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as err:  # a truncated file is an error, not "no sweep recorded"
-        raise ValueError(
-            f"load_sweep_results: {path} is not a readable JSON file ({type(err).__name__}: {err}); it may have "
-            "been truncated by an interrupted sweep — re-run benchmarks/longrange_sweep.py"
-        ) from err
-    if not isinstance(results, dict):
-        raise ValueError(f"load_sweep_results: {path} holds a {type(results).__name__}, not a sweep's results (a dict)")
-    return results
-
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def plot_accuracy_vs_distance(

@@ -18,7 +18,6 @@ from nlbook.longrange_sweep import (
     accuracy_by_distance,
     build_from_spec,
     glyph_pair_rule,
-    load_sweep_results,
     plot_accuracy_vs_distance,
     strategy_models,
     train_config,
@@ -391,15 +390,10 @@ def test_glyph_cells_against_a_pixel_loop():
         glyph_cells(b.positions, 3, 16, 5)
 
 
-def test_load_sweep_results_and_plot(tmp_path):
-    import json
-
+def test_plot_accuracy_vs_distance():
     import matplotlib
 
     matplotlib.use("Agg")
-    assert load_sweep_results(path=tmp_path / "missing.json") is None
-    (tmp_path / "s.json").write_text(json.dumps({"summary": {"a": {"acc_by_distance": {"4": {"mean": 0.5}}}}}))
-    assert load_sweep_results(path=tmp_path / "s.json")["summary"]["a"]["acc_by_distance"]["4"]["mean"] == 0.5
     curves = {"CNN": {4: 0.9, 9: 0.6, 13: 0.5}, "ViT": {"4": (1.0, 0.0), "9": (0.98, 0.01), "13": (0.97, 0.02)}}
     fig = plot_accuracy_vs_distance(curves, {"CNN": 7, "ViT": None})
     ax = fig.axes[0]
