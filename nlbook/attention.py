@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nlbook.checks import check_float, check_image_batch, check_like_model, check_positive_int, check_probability
+from nlbook.checks import (
+    autocasting,
+    check_float,
+    check_image_batch,
+    check_like_model,
+    check_positive_int,
+    check_probability,
+)
 
 __all__ = [
     "attention_weights",
@@ -43,21 +50,31 @@ def _kernel_layout(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Give PyTorch's SDPA a layout its fast kernels accept; the results are unchanged.
 
-    SDPA chooses its kernel from the layout and *silently* falls back to the O(N·M)-memory math path when the
-    feature (last) dimension is strided — e.g. ``x.flatten(2).transpose(1, 2)`` of a (B, C, H, W) map — or when a
-    4-D q comes with a lower-rank mask (both seen with PyTorch 2.14 on CPU), or, on CPU with PyTorch 2.4 to 2.13,
-    whenever q, k, v have no head axis: (B, N, d) tensors always get the math kernel there, so they are viewed
-    as (B, 1, N, d) — one head — and the caller drops that axis again. On CPU, attention dropout and q/v of
-    different widths also select the math path; those are the caller's choice and are left alone.
+    SDPA chooses its kernel from the layout and *silently* falls back to the
+    O(N·M)-memory math path when the
+    feature (last) dimension is strided — e.g. ``x.flatten(2).transpose(1, 2)`` of a
+    (B, C, H, W) map — or when a
+    4-D q comes with a lower-rank mask (both seen with PyTorch 2.14 on CPU), or, on CPU
+    with PyTorch 2.4 to 2.13,
+    whenever q, k, v have no head axis: (B, N, d) tensors always get the math kernel
+    there, so they are viewed
+    as (B, 1, N, d) — one head — and the caller drops that axis again. On CPU,
+    attention dropout and q/v of
+    different widths also select the math path; those are the caller's choice and are
+    left alone.
     """
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     if bias is not None and bias.dim() < q.dim():
-        # Same broadcasting, spelled out: (N, M) or (heads, N, M) -> leading singleton dimensions.
+        # Same broadcasting, spelled out: (N, M) or (heads, N, M) -> leading singleton
+        # dimensions.
         bias = bias.reshape((1,) * (q.dim() - bias.dim()) + tuple(bias.shape))
     if q.dim() < 4:
-        # (B, N, d) -> (B, 1, N, d) and (N, d) -> (1, 1, N, d): a head axis of size one, a view (no copy)
+        # (B, N, d) -> (B, 1, N, d) and (N, d) -> (1, 1, N, d): a head axis of size
+        # one, a view (no copy)
         q, k, v, bias = (
-            None if t is None else t.reshape((*t.shape[:-2], *(1,) * (4 - t.dim()), *t.shape[-2:]))
+            None
+            if t is None
+            else t.reshape((*t.shape[:-2], *(1,) * (4 - t.dim()), *t.shape[-2:]))
             for t in (q, k, v, bias)
         )
     return q, k, v, bias
@@ -80,7 +97,9 @@ def sdpa_backend(
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"sdpa_backend expects torch.Tensor q, k, v; {name} is a {type(t).__name__}")
+            raise TypeError(
+                f"sdpa_backend expects torch.Tensor q, k, v; {name} is a {type(t).__name__}"
+            )
     if repair_layout:
         q, k, v, bias = _kernel_layout(q, k, v, bias)
     try:
@@ -124,10 +143,18 @@ def scaled_dot_product_attention(
             f"{', '.join(type(t).__name__ for t in (q, k, v))}"
         )
     if impl not in ("fused", "explicit"):
-        raise ValueError(f"scaled_dot_product_attention: impl must be 'fused' or 'explicit', got {impl!r}")
+        raise ValueError(
+            f"scaled_dot_product_attention: impl must be 'fused' or 'explicit', got {impl!r}"
+        )
     check_probability("scaled_dot_product_attention", dropout_p=dropout_p)
     if scale is not None:
-        check_float("scaled_dot_product_attention", "scale (None: 1/sqrt(d))", scale, low=0.0, low_open=True)
+        check_float(
+            "scaled_dot_product_attention",
+            "scale (None: 1/sqrt(d))",
+            scale,
+            low=0.0,
+            low_open=True,
+        )
     if q.dim() < 2 or k.dim() != q.dim() or v.dim() != q.dim():
         raise ValueError(
             "scaled_dot_product_attention expects q, k, v of equal rank >= 2 shaped (..., N, d), (..., M, d), "
@@ -146,9 +173,14 @@ def scaled_dot_product_attention(
     _check_bias("scaled_dot_product_attention", bias, q, k)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if impl == "fused" and not return_weights:
-        out_shape = (*q.shape[:-1], v.shape[-1])  # without the head axis _kernel_layout may add
+        out_shape = (
+            *q.shape[:-1],
+            v.shape[-1],
+        )  # without the head axis _kernel_layout may add
         q, k, v, bias = _kernel_layout(q, k, v, bias)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale
+        )
         if bias is not None and bias.dtype == torch.bool:
             # fully masked queries: zero on every PyTorch version (older kernels gave NaN), like the explicit path
             out = out.masked_fill(~bias.any(dim=-1, keepdim=True), 0.0)
@@ -160,13 +192,19 @@ def scaled_dot_product_attention(
 
 def _check_qkv(where: str, *tensors: torch.Tensor) -> None:
     """Same floating dtype, same device, batch dimensions that broadcast — checked here, not inside a kernel."""
-    if any(not t.is_floating_point() for t in tensors) or len({t.dtype for t in tensors}) > 1:
+    # under torch.autocast the kernels cast q, k and v themselves: mixed dtypes are expected there
+    mixed = len({t.dtype for t in tensors}) > 1 and not autocasting(
+        tensors[0].device.type
+    )
+    if any(not t.is_floating_point() for t in tensors) or mixed:
         raise TypeError(
             f"{where} expects q, k{', v' if len(tensors) > 2 else ''} of one floating-point dtype, got "
             f"{', '.join(str(t.dtype) for t in tensors)}"
         )
     if len({t.device for t in tensors}) > 1:
-        raise ValueError(f"{where} expects its inputs on one device, got {', '.join(str(t.device) for t in tensors)}")
+        raise ValueError(
+            f"{where} expects its inputs on one device, got {', '.join(str(t.device) for t in tensors)}"
+        )
     try:
         torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
     except RuntimeError:
@@ -180,10 +218,18 @@ def _check_bias(where: str, bias: object, q: torch.Tensor, k: torch.Tensor) -> N
     """``bias`` is None, a boolean mask or float logits, broadcastable to the (..., N, M) logits."""
     if bias is None:
         return
-    if not isinstance(bias, torch.Tensor) or not (bias.dtype == torch.bool or bias.is_floating_point()):
+    if not isinstance(bias, torch.Tensor) or not (
+        bias.dtype == torch.bool or bias.is_floating_point()
+    ):
         got = bias.dtype if isinstance(bias, torch.Tensor) else type(bias).__name__
-        raise TypeError(f"{where}: bias must be a float tensor of logits or a boolean mask (or None), got {got}")
-    logits_shape = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
+        raise TypeError(
+            f"{where}: bias must be a float tensor of logits or a boolean mask (or None), got {got}"
+        )
+    logits_shape = (
+        *torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]),
+        q.shape[-2],
+        k.shape[-2],
+    )
     try:
         fits = torch.broadcast_shapes(bias.shape, logits_shape) == logits_shape
     except RuntimeError:
@@ -195,14 +241,20 @@ def _check_bias(where: str, bias: object, q: torch.Tensor, k: torch.Tensor) -> N
 
 
 def attention_weights(
-    q: torch.Tensor, k: torch.Tensor, *, bias: torch.Tensor | None = None, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """The (..., N, M) weights softmax(q kᵀ · scale + bias) — the explicit path's matrix, O(N·M) memory.
 
     ``scale`` defaults to 1/sqrt(d); a boolean ``bias`` is a mask (True = may attend), as in PyTorch's SDPA.
     """
     if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
-        raise TypeError(f"attention_weights expects torch.Tensor q and k, got {type(q).__name__}, {type(k).__name__}")
+        raise TypeError(
+            f"attention_weights expects torch.Tensor q and k, got {type(q).__name__}, {type(k).__name__}"
+        )
     if q.dim() < 2 or k.dim() != q.dim() or q.shape[-1] != k.shape[-1]:
         raise ValueError(
             "attention_weights expects q (..., N, d) and k (..., M, d) of equal rank and the same feature size d, "
@@ -244,17 +296,29 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         check_positive_int("MultiHeadAttention", dim=dim, num_heads=num_heads)
         if dim % num_heads:
-            raise ValueError(f"MultiHeadAttention: dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
+            raise ValueError(
+                f"MultiHeadAttention: dim ({dim}) must be a positive multiple of num_heads ({num_heads})"
+            )
         if impl not in ("fused", "explicit"):
-            raise ValueError(f"MultiHeadAttention: impl must be 'fused' or 'explicit', got {impl!r}")
-        self.dim, self.num_heads, self.head_dim, self.impl = dim, num_heads, dim // num_heads, impl
+            raise ValueError(
+                f"MultiHeadAttention: impl must be 'fused' or 'explicit', got {impl!r}"
+            )
+        self.dim, self.num_heads, self.head_dim, self.impl = (
+            dim,
+            num_heads,
+            dim // num_heads,
+            impl,
+        )
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.attn_dropout = attn_dropout
         self.proj = nn.Linear(dim, dim)
         self.proj_dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, bias: torch.Tensor | None = None, return_attention: bool = False
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``x``: (B, N, dim). ``bias``: additive logits broadcastable to (B, heads, N, N).
 
@@ -266,9 +330,13 @@ class MultiHeadAttention(nn.Module):
                 f"MultiHeadAttention expects a torch.Tensor of (B, N, {self.dim}) tokens, got {type(x).__name__}"
             )
         if x.dim() != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"MultiHeadAttention expects (B, N, {self.dim}) tokens, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"MultiHeadAttention expects (B, N, {self.dim}) tokens, got shape {tuple(x.shape)}"
+            )
         check_like_model(x, self, "MultiHeadAttention")
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        q, k, v = rearrange(
+            self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads
+        )
         res = scaled_dot_product_attention(
             q,
             k,
@@ -294,9 +362,13 @@ def _check_size(size: object, where: str) -> tuple[int, int]:
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+        or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size
+        )
     ):
-        raise ValueError(f"{where}: size must be a (height, width) pair of positive ints, got {size!r}")
+        raise ValueError(
+            f"{where}: size must be a (height, width) pair of positive ints, got {size!r}"
+        )
     return int(size[0]), int(size[1])
 
 
@@ -311,26 +383,43 @@ def sincos_position_encoding_2d(
 ) -> torch.Tensor:
     """Fixed 2-D sinusoidal position encoding, shape (dim, height, width).
 
-    The Transformer's 1-D encoding (Vaswani et al., 2017) applied to each axis separately: the first
-    ``dim/2`` channels encode the row ``y`` and the last ``dim/2`` the column ``x``, each as ``dim/4`` sines
-    followed by ``dim/4`` cosines at geometrically spaced frequencies ``temperature**(-i / (dim/4))``.
-    MAE's ``get_2d_sincos_pos_embed`` and big_vision's ``posemb_sincos_2d`` use the same blocks with the
-    halves swapped (column first, then row). Parameter-free, so it works for any map size.
+    The Transformer's 1-D encoding (Vaswani et al., 2017) applied to each axis
+    separately: the first
+    ``dim/2`` channels encode the row ``y`` and the last ``dim/2`` the column ``x``,
+    each as ``dim/4`` sines
+    followed by ``dim/4`` cosines at geometrically spaced frequencies
+    ``temperature**(-i / (dim/4))``.
+    MAE's ``get_2d_sincos_pos_embed`` and big_vision's ``posemb_sincos_2d`` use the
+    same blocks with the
+    halves swapped (column first, then row). Parameter-free, so it works for any map
+    size.
     """
     for name, value in (("height", height), ("width", width), ("dim", dim)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"sincos_position_encoding_2d: {name} must be a positive int, got {value!r}")
+            raise ValueError(
+                f"sincos_position_encoding_2d: {name} must be a positive int, got "
+                f"{value!r}"
+            )
     if dim % 4:
         raise ValueError(
-            f"sincos_position_encoding_2d: dim must be divisible by 4 (sin and cos for rows and columns), got {dim}"
+            f"sincos_position_encoding_2d: dim must be divisible by 4 (sin and cos "
+            f"for rows and columns), got {dim}"
         )
-    # The frequencies temperature**(-i/(dim/4)) fall from 1 towards 1/temperature: at 1 they would all be equal,
+    # The frequencies temperature**(-i/(dim/4)) fall from 1 towards 1/temperature: at 1
+    # they would all be equal,
     # at <= 0 they would be NaN or infinite.
-    check_float("sincos_position_encoding_2d", "temperature", temperature, low=1.0, low_open=True)
+    check_float(
+        "sincos_position_encoding_2d",
+        "temperature",
+        temperature,
+        low=1.0,
+        low_open=True,
+    )
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(
-            f"sincos_position_encoding_2d: dtype must be a floating-point torch.dtype or None, got {dtype!r}"
+            f"sincos_position_encoding_2d: dtype must be a floating-point torch.dtype "
+            f"or None, got {dtype!r}"
         )
     quarter = dim // 4
     # Frequencies in float64 at least for accuracy; cast at the end.
@@ -360,15 +449,21 @@ class LearnedPositionEncoding2d(nn.Module):
     def __init__(self, dim: int, height: int, width: int, std: float = 0.02):
         super().__init__()
         if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"LearnedPositionEncoding2d: dim must be a positive int, got {dim!r}")
+            raise ValueError(
+                f"LearnedPositionEncoding2d: dim must be a positive int, got {dim!r}"
+            )
         self.dim = dim
-        self.height, self.width = _check_size((height, width), "LearnedPositionEncoding2d")
+        self.height, self.width = _check_size(
+            (height, width), "LearnedPositionEncoding2d"
+        )
         self.std = std
         self.embedding = nn.Parameter(torch.empty(1, dim, height, width))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.trunc_normal_(self.embedding, std=self.std, a=-2 * self.std, b=2 * self.std)
+        nn.init.trunc_normal_(
+            self.embedding, std=self.std, a=-2 * self.std, b=2 * self.std
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, dim, height, width) → ``x`` + embedding."""
@@ -382,13 +477,22 @@ class LearnedPositionEncoding2d(nn.Module):
 
 
 def _check_relative_inputs(
-    where: str, q: object, rel_height: object, rel_width: object, height: object, width: object
+    where: str,
+    q: object,
+    rel_height: object,
+    rel_width: object,
+    height: object,
+    width: object,
 ) -> None:
     for name, t in (("q", q), ("rel_height", rel_height), ("rel_width", rel_width)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}")
+            raise TypeError(
+                f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}"
+            )
     if q.dim() != 4:
-        raise ValueError(f"{where}: q must be (B, heads, height*width, head_dim), got shape {tuple(q.shape)}")
+        raise ValueError(
+            f"{where}: q must be (B, heads, height*width, head_dim), got shape {tuple(q.shape)}"
+        )
     check_positive_int(where, height=height, width=width)
 
 
@@ -399,7 +503,11 @@ def _relative_index(length: int, device: torch.device) -> torch.Tensor:
 
 
 def relative_position_logits_2d(
-    q: torch.Tensor, rel_height: torch.Tensor, rel_width: torch.Tensor, height: int, width: int
+    q: torch.Tensor,
+    rel_height: torch.Tensor,
+    rel_width: torch.Tensor,
+    height: int,
+    width: int,
 ) -> torch.Tensor:
     """BoTNet relative logits (Srinivas et al., 2021): ``q_(i,j) · (r^h_(k-i) + r^w_(l-j))``.
 
@@ -413,7 +521,9 @@ def relative_position_logits_2d(
         only (2H-1 + 2W-1)·head_dim parameters describe all (HW)² pairs; the (HW)² table itself is still
         materialised — relative positions cost O((HW)²) memory whatever attention kernel runs afterwards.
     """
-    _check_relative_inputs("relative_position_logits_2d", q, rel_height, rel_width, height, width)
+    _check_relative_inputs(
+        "relative_position_logits_2d", q, rel_height, rel_width, height, width
+    )
     _, _, n, d = q.shape
     if n != height * width:
         raise ValueError(
@@ -429,17 +539,27 @@ def relative_position_logits_2d(
     # Look the embeddings up per (query row, key row) pair: (H, H, d) and (W, W, d) — small tables.
     emb_h = rel_height[_relative_index(height, q.device)]
     emb_w = rel_width[_relative_index(width, q.device)]
-    logits_h = torch.einsum("bnxyd,xkd->bnxyk", q, emb_h)  # query (x, y) against key row k
-    logits_w = torch.einsum("bnxyd,yld->bnxyl", q, emb_w)  # query (x, y) against key column l
+    logits_h = torch.einsum(
+        "bnxyd,xkd->bnxyk", q, emb_h
+    )  # query (x, y) against key row k
+    logits_w = torch.einsum(
+        "bnxyd,yld->bnxyl", q, emb_w
+    )  # query (x, y) against key column l
     logits = logits_h[..., :, None] + logits_w[..., None, :]  # (b, n, x, y, k, l)
     return rearrange(logits, "b n x y k l -> b n (x y) (k l)")
 
 
 def relative_position_logits_2d_reference(
-    q: torch.Tensor, rel_height: torch.Tensor, rel_width: torch.Tensor, height: int, width: int
+    q: torch.Tensor,
+    rel_height: torch.Tensor,
+    rel_width: torch.Tensor,
+    height: int,
+    width: int,
 ) -> torch.Tensor:
     """Loop-by-loop version of :func:`relative_position_logits_2d` straight from the definition (tests only)."""
-    _check_relative_inputs("relative_position_logits_2d_reference", q, rel_height, rel_width, height, width)
+    _check_relative_inputs(
+        "relative_position_logits_2d_reference", q, rel_height, rel_width, height, width
+    )
     b, heads, n, _ = q.shape
     if n != height * width:
         raise ValueError(
@@ -465,9 +585,13 @@ class RelativePositionLogits2d(nn.Module):
 
     def __init__(self, height: int, width: int, head_dim: int):
         super().__init__()
-        self.height, self.width = _check_size((height, width), "RelativePositionLogits2d")
+        self.height, self.width = _check_size(
+            (height, width), "RelativePositionLogits2d"
+        )
         if not isinstance(head_dim, int) or head_dim < 1:
-            raise ValueError(f"RelativePositionLogits2d: head_dim must be a positive int, got {head_dim!r}")
+            raise ValueError(
+                f"RelativePositionLogits2d: head_dim must be a positive int, got {head_dim!r}"
+            )
         self.head_dim = head_dim
         self.rel_height = nn.Parameter(torch.empty(2 * self.height - 1, head_dim))
         self.rel_width = nn.Parameter(torch.empty(2 * self.width - 1, head_dim))
@@ -479,12 +603,18 @@ class RelativePositionLogits2d(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """``q``: (B, heads, height*width, head_dim) → (B, heads, HW, HW) additive logits."""
-        if not isinstance(q, torch.Tensor) or q.dim() != 4 or q.shape[-1] != self.head_dim:
+        if (
+            not isinstance(q, torch.Tensor)
+            or q.dim() != 4
+            or q.shape[-1] != self.head_dim
+        ):
             raise ValueError(
                 f"RelativePositionLogits2d expects queries (B, heads, {self.height * self.width}, {self.head_dim}), "
                 f"got {tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__}"
             )
-        return relative_position_logits_2d(q, self.rel_height, self.rel_width, self.height, self.width)
+        return relative_position_logits_2d(
+            q, self.rel_height, self.rel_width, self.height, self.width
+        )
 
     def extra_repr(self) -> str:
         return f"height={self.height}, width={self.width}, head_dim={self.head_dim}"
@@ -545,7 +675,12 @@ class MultiHeadSelfAttention2d(nn.Module):
     ):
         super().__init__()
         where = "MultiHeadSelfAttention2d"
-        if not isinstance(dim, int) or dim < 1 or not isinstance(num_heads, int) or num_heads < 1:
+        if (
+            not isinstance(dim, int)
+            or dim < 1
+            or not isinstance(num_heads, int)
+            or num_heads < 1
+        ):
             raise ValueError(
                 f"{where}: dim and num_heads must be positive ints, got dim={dim!r}, num_heads={num_heads!r}"
             )
@@ -556,7 +691,9 @@ class MultiHeadSelfAttention2d(nn.Module):
                 )
             head_dim = dim // num_heads
         if not isinstance(head_dim, int) or head_dim < 1:
-            raise ValueError(f"{where}: head_dim must be a positive int, got {head_dim!r}")
+            raise ValueError(
+                f"{where}: head_dim must be a positive int, got {head_dim!r}"
+            )
         inner = num_heads * head_dim
         if not proj and inner != dim:
             raise ValueError(
@@ -564,19 +701,29 @@ class MultiHeadSelfAttention2d(nn.Module):
                 f"equal dim ({dim}); pass proj=True to map {inner} channels back to {dim}"
             )
         if pos not in (None, "sincos", "learned", "relative"):
-            raise ValueError(f"{where}: pos must be None, 'sincos', 'learned' or 'relative', got {pos!r}")
+            raise ValueError(
+                f"{where}: pos must be None, 'sincos', 'learned' or 'relative', got {pos!r}"
+            )
         if pos == "sincos" and dim % 4:
-            raise ValueError(f"{where}: pos='sincos' needs dim divisible by 4, got {dim}")
+            raise ValueError(
+                f"{where}: pos='sincos' needs dim divisible by 4, got {dim}"
+            )
         if pos in ("learned", "relative"):
             if size is None:
-                raise ValueError(f"{where}: pos={pos!r} needs size=(H, W), the feature-map size it will see")
+                raise ValueError(
+                    f"{where}: pos={pos!r} needs size=(H, W), the feature-map size it will see"
+                )
             size = _check_size(size, where)
         elif size is not None:
             size = _check_size(size, where)
         if impl not in ("fused", "explicit"):
-            raise ValueError(f"{where}: impl must be 'fused' or 'explicit', got {impl!r}")
+            raise ValueError(
+                f"{where}: impl must be 'fused' or 'explicit', got {impl!r}"
+            )
         if not 0.0 <= attn_dropout < 1.0:
-            raise ValueError(f"{where}: attn_dropout must be in [0, 1), got {attn_dropout!r}")
+            raise ValueError(
+                f"{where}: attn_dropout must be in [0, 1), got {attn_dropout!r}"
+            )
         self.dim, self.num_heads, self.head_dim, self.pos, self.size, self.impl = (
             dim,
             num_heads,
@@ -588,8 +735,12 @@ class MultiHeadSelfAttention2d(nn.Module):
         self.attn_dropout = attn_dropout
         self.qkv = nn.Conv2d(dim, 3 * inner, kernel_size=1, bias=qkv_bias)
         self.proj = nn.Conv2d(inner, dim, kernel_size=1) if proj else None
-        self.pos_embed = LearnedPositionEncoding2d(dim, *size) if pos == "learned" else None
-        self.rel_pos = RelativePositionLogits2d(*size, head_dim) if pos == "relative" else None
+        self.pos_embed = (
+            LearnedPositionEncoding2d(dim, *size) if pos == "learned" else None
+        )
+        self.rel_pos = (
+            RelativePositionLogits2d(*size, head_dim) if pos == "relative" else None
+        )
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False
@@ -604,13 +755,20 @@ class MultiHeadSelfAttention2d(nn.Module):
                 f"{height}x{width} in shape {tuple(x.shape)}"
             )
         if self.pos == "sincos":
-            x = x + sincos_position_encoding_2d(height, width, self.dim, device=x.device, dtype=x.dtype)
+            x = x + sincos_position_encoding_2d(
+                height, width, self.dim, device=x.device, dtype=x.dtype
+            )
         elif self.pos_embed is not None:
             x = self.pos_embed(x)
         # Pixels become tokens in row-major (x y) order. The per-head feature axis d ends up strided by H·W
         # (channels are outermost in the conv output); scaled_dot_product_attention makes it contiguous
         # before calling SDPA, whose fast kernels need a unit-stride last dimension.
-        q, k, v = rearrange(self.qkv(x), "b (three h d) x y -> three b h (x y) d", three=3, h=self.num_heads)
+        q, k, v = rearrange(
+            self.qkv(x),
+            "b (three h d) x y -> three b h (x y) d",
+            three=3,
+            h=self.num_heads,
+        )
         scale = self.head_dim**-0.5
         # BoTNet: logits = (q·k + q·r)·scale, so the relative term sees the same scaled queries.
         bias = self.rel_pos(q * scale) if self.rel_pos is not None else None

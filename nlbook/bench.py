@@ -44,9 +44,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    conv_flop_count,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
-from nlbook.checks import check_batchnorm_batch, check_float, check_image_batch, check_int, dry_run
+from nlbook.checks import (
+    check_batchnorm_batch,
+    check_float,
+    check_image_batch,
+    check_int,
+    dry_run,
+)
 from nlbook.runtime import device_name, pick_device
 
 __all__ = [
@@ -65,11 +76,15 @@ T4_FP16_PEAK_FLOPS = 65e12
 # --------------------------------------------------------------------------------------------- FLOPs
 
 
-def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+def _cpu_sdpa_flops(
+    query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any
+) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_sdpa_backward_flops(grad_shape, query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kw) -> int:
+def _cpu_sdpa_backward_flops(
+    grad_shape, query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kw
+) -> int:
     return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
 
 
@@ -103,20 +118,28 @@ def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
     * the convolution backward, whose weight-gradient term ignores ``groups`` in torch's formula.
     """
     aten = torch.ops.aten
-    extra: dict[Any, Callable[..., int]] = {aten.convolution_backward: _conv_backward_flops}
+    extra: dict[Any, Callable[..., int]] = {
+        aten.convolution_backward: _conv_backward_flops
+    }
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
         extra[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
-        extra[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward_flops
+        extra[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
+            _cpu_sdpa_backward_flops
+        )
     return extra
 
 
 def count_flops(model: nn.Module, x: torch.Tensor, *, backward: bool = False) -> int:
-    """FLOPs of one forward pass of ``model`` on the batch ``x`` (and of the backward pass, if ``backward``).
+    """FLOPs of one forward pass of ``model`` on the batch ``x`` (and of the backward
+    pass, if ``backward``).
 
-    Counted with :class:`~torch.utils.flop_counter.FlopCounterMode` (2 per multiply–add; matrix products,
-    convolutions and attention only — see the module docstring). The total is for the whole batch.
-    With ``backward=True`` the model is run in training mode on a copy, so the caller's model (BatchNorm
+    Counted with :class:`~torch.utils.flop_counter.FlopCounterMode` (2 per
+    multiply–add; matrix products,
+    convolutions and attention only — see the module docstring). The total is for the
+    whole batch.
+    With ``backward=True`` the model is run in training mode on a copy, so the caller's
+    model (BatchNorm
     running statistics, gradients) is not changed.
     """
     if not isinstance(model, nn.Module):
@@ -133,9 +156,12 @@ def count_flops(model: nn.Module, x: torch.Tensor, *, backward: bool = False) ->
         finally:
             model.train(was_training)
         return counter.get_total_flops()
-    # backward counts a training step: BatchNorm then needs more than one value per channel (clear error, not torch's)
+    # backward counts a training step: BatchNorm then needs more than one value per
+    # channel (clear error, not torch's)
     _, batchnorm_sizes = dry_run(model, x, "count_flops")
-    check_batchnorm_batch("count_flops", batchnorm_sizes, x.shape[0], f"a batch of shape {tuple(x.shape)}")
+    check_batchnorm_batch(
+        "count_flops", batchnorm_sizes, x.shape[0], f"a batch of shape {tuple(x.shape)}"
+    )
     twin = copy.deepcopy(model).train()
     with counter:
         twin(x).float().sum().backward()
@@ -156,7 +182,12 @@ def _tensor_bytes(tensors: Sequence[torch.Tensor]) -> int:
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return [
+        v
+        for state in opt.state.values()
+        for v in state.values()
+        if isinstance(v, torch.Tensor)
+    ]
 
 
 def _cpu_allocation_peak(prof: torch.profiler.profile) -> int:
@@ -167,7 +198,10 @@ def _cpu_allocation_peak(prof: torch.profiler.profile) -> int:
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
         node = stack.pop()
-        if node.typed[0] == _EventType.Allocation and str(node.typed[1].device) == "cpu":
+        if (
+            node.typed[0] == _EventType.Allocation
+            and str(node.typed[1].device) == "cpu"
+        ):
             events.append((node.start_time_ns, node.typed[1].alloc_size))
         stack.extend(node.children)
     current = peak = 0
@@ -178,13 +212,18 @@ def _cpu_allocation_peak(prof: torch.profiler.profile) -> int:
 
 
 def peak_step_memory(step: Callable[[], Any], device: torch.device) -> int | None:
-    """Peak bytes allocated by one call of ``step`` above what was allocated when it started.
+    """Peak bytes allocated by one call of ``step`` above what was allocated when it
+    started.
 
     CUDA: the caching allocator's peak statistic. CPU: allocation events recorded by
-    :mod:`torch.profiler` (``profile_memory=True``). Other devices: ``None`` (not measured).
+    :mod:`torch.profiler` (``profile_memory=True``). Other devices: ``None`` (not
+    measured).
     """
     if not callable(step):
-        raise TypeError(f"peak_step_memory expects a callable step (no arguments), got {type(step).__name__}")
+        raise TypeError(
+            f"peak_step_memory expects a callable step (no arguments), got "
+            f"{type(step).__name__}"
+        )
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -196,7 +235,8 @@ def peak_step_memory(step: Callable[[], Any], device: torch.device) -> int | Non
     if device.type == "cpu":
         from torch.profiler import ProfilerActivity, profile
 
-        # libkineto logs every profiler start/stop to stderr; level 6 silences it (unless the user chose a level).
+        # libkineto logs every profiler start/stop to stderr; level 6 silences it
+        # (unless the user chose a level).
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
@@ -222,7 +262,9 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _median_seconds(step: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
+def _median_seconds(
+    step: Callable[[], Any], device: torch.device, warmup: int, repeats: int
+) -> float:
     for _ in range(warmup):
         step()
     times = []
@@ -273,7 +315,9 @@ class BenchResult:
         return d
 
 
-def _sample_batch(sample: torch.Tensor | Sequence[int], device: torch.device, seed: int) -> torch.Tensor:
+def _sample_batch(
+    sample: torch.Tensor | Sequence[int], device: torch.device, seed: int
+) -> torch.Tensor:
     if isinstance(sample, torch.Tensor):
         if sample.dim() != 4 or not sample.is_floating_point():
             raise ValueError(
@@ -281,8 +325,12 @@ def _sample_batch(sample: torch.Tensor | Sequence[int], device: torch.device, se
             )
         return sample.to(device)
     shape = tuple(sample)
-    if len(shape) != 4 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"measure: input_shape must be four positive ints (B, C, H, W), got {sample!r}")
+    if len(shape) != 4 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
+    ):
+        raise ValueError(
+            f"measure: input_shape must be four positive ints (B, C, H, W), got {sample!r}"
+        )
     # Random numbers from a seeded CPU generator, then moved: the same batch on every device.
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=torch.float32).to(device)
@@ -326,14 +374,27 @@ def measure(
         if not isinstance(value, bool):
             raise TypeError(f"measure: {flag} must be True or False, got {value!r}")
     if name is not None and not isinstance(name, str):
-        raise TypeError(f"measure: name must be a str (the result's label) or None, got {type(name).__name__}")
+        raise TypeError(
+            f"measure: name must be a str (the result's label) or None, got {type(name).__name__}"
+        )
     if amp_dtype not in (None, torch.bfloat16, torch.float16):
-        raise ValueError(f"measure: amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
+        raise ValueError(
+            f"measure: amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}"
+        )
     first = next(iter(model.parameters()), None)
     home = first.device if first is not None else torch.device("cpu")
-    if device is not None and str(device).startswith("meta") or device is None and home.type == "meta":
-        raise ValueError("measure: cannot time a model on the meta device; pass device='cpu' or 'cuda'")
-    device = home if device is None else pick_device(device)  # a device that does not exist fails here
+    if (
+        device is not None
+        and str(device).startswith("meta")
+        or device is None
+        and home.type == "meta"
+    ):
+        raise ValueError(
+            "measure: cannot time a model on the meta device; pass device='cpu' or 'cuda'"
+        )
+    device = (
+        home if device is None else pick_device(device)
+    )  # a device that does not exist fails here
     # Before anything moves or is timed: one dry run on (at most) two images, where the model is now.
     x = _sample_batch(sample, torch.device("cpu"), seed)
     probe = x[: min(x.shape[0], 2)].to(home)
@@ -342,19 +403,29 @@ def measure(
     out, batchnorm_sizes = dry_run(model, probe, "measure")
     if train and (not isinstance(out, torch.Tensor) or out.dim() != 2):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"measure: train=True needs a model that returns logits (B, num_classes), got {got}")
+        raise ValueError(
+            f"measure: train=True needs a model that returns logits (B, num_classes), got {got}"
+        )
     if train or model.training:
-        check_batchnorm_batch("measure", batchnorm_sizes, probe.shape[0], f"input_shape {tuple(x.shape)}")
+        check_batchnorm_batch(
+            "measure", batchnorm_sizes, probe.shape[0], f"input_shape {tuple(x.shape)}"
+        )
     x = x.to(device)
     model = model.to(device)
     batch = x.shape[0]
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else nullcontext()
+    )
     was_training = model.training
 
     # FLOPs on two images (FLOPs are linear in the batch; two keeps BatchNorm's training mode well defined).
     few = x[: min(batch, 2)]
     flops_forward = count_flops(model, few) // few.shape[0]
-    flops_train = count_flops(model, few, backward=True) // few.shape[0] if train else None
+    flops_train = (
+        count_flops(model, few, backward=True) // few.shape[0] if train else None
+    )
 
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -390,10 +461,14 @@ def measure(
             loss.backward()
             opt.step()
 
-        train_s = _median_seconds(train_step, device, max(warmup, 1), repeats)  # >= 1: creates optimiser state
+        train_s = _median_seconds(
+            train_step, device, max(warmup, 1), repeats
+        )  # >= 1: creates optimiser state
         if memory:
             opt.zero_grad(set_to_none=True)
-            resident_train = _tensor_bytes([*twin.parameters(), *twin.buffers(), x, *_optimizer_tensors(opt)])
+            resident_train = _tensor_bytes(
+                [*twin.parameters(), *twin.buffers(), x, *_optimizer_tensors(opt)]
+            )
             peak = peak_step_memory(train_step, device)
             train_bytes = None if peak is None else resident_train + peak
         del twin, opt
@@ -442,12 +517,27 @@ def estimate_training_seconds(
     check_int("estimate_training_seconds", "train_images", train_images, low=1)
     check_int("estimate_training_seconds", "test_images", test_images, low=0)
     check_int("estimate_training_seconds", "epochs", epochs, low=1)
-    check_float("estimate_training_seconds", "peak_flops", peak_flops, low=0.0, low_open=True)
-    check_float("estimate_training_seconds", "utilisation", utilisation, low=0.0, high=1.0, low_open=True)
+    check_float(
+        "estimate_training_seconds", "peak_flops", peak_flops, low=0.0, low_open=True
+    )
+    check_float(
+        "estimate_training_seconds",
+        "utilisation",
+        utilisation,
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    )
     if not isinstance(image_shape, Sequence) or len(image_shape) != 3:
-        raise ValueError(f"estimate_training_seconds: image_shape must be (C, H, W), got {image_shape!r}")
+        raise ValueError(
+            f"estimate_training_seconds: image_shape must be (C, H, W), got {image_shape!r}"
+        )
     device = next(iter(model.parameters()), torch.empty(0)).device
     x = torch.empty(1, *image_shape, device=device)
     train = count_flops(model, x, backward=True)
     test = count_flops(model, x)
-    return epochs * (train_images * train + test_images * test) / (peak_flops * utilisation)
+    return (
+        epochs
+        * (train_images * train + test_images * test)
+        / (peak_flops * utilisation)
+    )

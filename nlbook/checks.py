@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "autocasting",
     "check_batchnorm_batch",
     "check_choice",
     "check_float",
@@ -56,7 +57,9 @@ def _got(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def check_int(where: str, name: str, value: Any, *, low: int | None = 1, high: int | None = None) -> int:
+def check_int(
+    where: str, name: str, value: Any, *, low: int | None = 1, high: int | None = None
+) -> int:
     """``value`` as an ``int`` in ``[low, high]`` (either bound ``None``: open on that side).
 
     Integers of any kind (``numpy.int64`` too) pass; ``bool``, floats (even ``2.0``) and strings do not.
@@ -78,9 +81,13 @@ def check_int(where: str, name: str, value: Any, *, low: int | None = 1, high: i
     return value
 
 
-def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+def _interval(
+    low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> str:
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return (
+            f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        )
     if low is not None:
         return f"{'>' if low_open else '>='} {low:g}"
     if high is not None:
@@ -103,7 +110,9 @@ def check_float(
     Real numbers (ints and numpy scalars too) pass; ``bool``, strings, tensors, NaN and infinities never do.
     ``TypeError`` for the wrong type, ``ValueError`` for the wrong value.
     """
-    expected = f"a finite real number {_interval(low, high, low_open, high_open)}".rstrip()
+    expected = (
+        f"a finite real number {_interval(low, high, low_open, high_open)}".rstrip()
+    )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be {expected}, got {_got(value)}")
     value = float(value)
@@ -120,7 +129,11 @@ def check_float(
 def check_positive_int(where: str, **values: Any) -> None:
     """Raise ``ValueError`` unless every keyword value is an ``int`` ≥ 1 (``bool`` is not an int here)."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 1
+        ):
             raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
 
 
@@ -128,8 +141,14 @@ def check_probability(where: str, **values: Any) -> None:
     """Raise ``ValueError`` unless every keyword value is a real number in [0, 1) (dropout-like: 1 would drop
     everything; NaN is never in range)."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-            raise ValueError(f"{where}: {name} must be a probability in [0, 1), got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not 0.0 <= value < 1.0
+        ):
+            raise ValueError(
+                f"{where}: {name} must be a probability in [0, 1), got {value!r}"
+            )
 
 
 def _spell(choices: Iterable[Any]) -> str:
@@ -145,8 +164,12 @@ def check_choice(where: str, name: str, value: Any, choices: Iterable[Any]) -> A
         ok = value in choices
     except TypeError:  # e.g. an unhashable value against a set-like container
         ok = False
-    if not ok or isinstance(value, bool) != any(isinstance(c, bool) for c in choices if c == value):
-        raise ValueError(f"{where}: {name} must be {_spell(choices)}, got {_got(value)}")
+    if not ok or isinstance(value, bool) != any(
+        isinstance(c, bool) for c in choices if c == value
+    ):
+        raise ValueError(
+            f"{where}: {name} must be {_spell(choices)}, got {_got(value)}"
+        )
     return value
 
 
@@ -154,19 +177,25 @@ def check_path_writable(where: str, name: str, path: Any) -> Path:
     """``path`` as a :class:`~pathlib.Path` to a file that can be written: its folder exists and is writable,
     and it is not itself a folder. Call it *before* the work whose result goes there."""
     if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
-        raise TypeError(f"{where}: {name} must be a file path (str or os.PathLike), got {_got(path)}")
+        raise TypeError(
+            f"{where}: {name} must be a file path (str or os.PathLike), got {_got(path)}"
+        )
     p = Path(path).expanduser()
     if str(path) == "":
         raise ValueError(f"{where}: {name} must be a file path, got an empty string")
     if p.is_dir():
-        raise ValueError(f"{where}: {name} must be a file path, but {str(p)!r} is a folder")
+        raise ValueError(
+            f"{where}: {name} must be a file path, but {str(p)!r} is a folder"
+        )
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(
             f"{where}: {name} must be a file path in an existing folder, but {str(parent)!r} does not exist"
         )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{where}: {name}: the folder {str(parent)!r} is not writable")
+        raise PermissionError(
+            f"{where}: {name}: the folder {str(parent)!r} is not writable"
+        )
     return p
 
 
@@ -176,14 +205,16 @@ def _reference(like: nn.Module | torch.Tensor) -> torch.Tensor | None:
     if isinstance(like, torch.Tensor):
         return like
     if not isinstance(like, nn.Module):
-        raise TypeError(f"check_image_batch: like must be an nn.Module or a tensor, got {type(like).__name__}")
+        raise TypeError(
+            f"check_image_batch: like must be an nn.Module or a tensor, got {type(like).__name__}"
+        )
     for t in (*like.parameters(), *like.buffers()):
         if t.is_floating_point():
             return t
     return None
 
 
-def _autocasting(device_type: str) -> bool:
+def autocasting(device_type: str) -> bool:
     """Under ``torch.autocast`` the model's layers cast their inputs themselves: a dtype mismatch is fine."""
     try:
         return torch.is_autocast_enabled(device_type)
@@ -192,7 +223,11 @@ def _autocasting(device_type: str) -> bool:
 
 
 def check_image_batch(
-    x: Any, channels: int | None, where: str, *, like: nn.Module | torch.Tensor | None = None
+    x: Any,
+    channels: int | None,
+    where: str,
+    *,
+    like: nn.Module | torch.Tensor | None = None,
 ) -> None:
     """Raise a clear error unless ``x`` is a (B, C, H, W) real floating-point tensor with ``channels`` channels
     (``None``: any number).
@@ -202,9 +237,13 @@ def check_image_batch(
     model, or a CPU batch into a CUDA model, fails here naming both instead of inside a convolution.
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{where} expects a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        raise TypeError(
+            f"{where} expects a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
+        )
     if x.dim() != 4:
-        raise ValueError(f"{where} expects a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{where} expects a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}"
+        )
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
             f"{where} expects {channels} input channels (B, {channels}, H, W), "
@@ -219,10 +258,14 @@ def check_image_batch(
         check_like_model(x, like, where)
 
 
-def check_like_model(x: torch.Tensor, like: nn.Module | torch.Tensor, where: str) -> None:
+def check_like_model(
+    x: torch.Tensor, like: nn.Module | torch.Tensor, where: str
+) -> None:
     """Raise a clear error unless tensor ``x`` has the dtype (unless ``torch.autocast`` is on) and the device of
     ``like``'s parameters (``like``: a model, or one of its parameters) — naming both, before a layer fails."""
-    if torch.compiler.is_compiling():  # compiled graphs guard on dtype and device themselves
+    if (
+        torch.compiler.is_compiling()
+    ):  # compiled graphs guard on dtype and device themselves
         return
     ref = _reference(like)
     if ref is None:
@@ -232,7 +275,7 @@ def check_like_model(x: torch.Tensor, like: nn.Module | torch.Tensor, where: str
             f"{where}: the batch is on {x.device} but the model's parameters are on {ref.device}; "
             f"move one of them (x.to({str(ref.device)!r}) or model.to({str(x.device)!r}))"
         )
-    if x.dtype != ref.dtype and not _autocasting(x.device.type):
+    if x.dtype != ref.dtype and not autocasting(x.device.type):
         raise TypeError(
             f"{where}: the batch is {x.dtype} but the model's parameters are {ref.dtype}; "
             f"convert the batch with x.to({ref.dtype}) (or the model with model.to({x.dtype}))"
@@ -240,7 +283,12 @@ def check_like_model(x: torch.Tensor, like: nn.Module | torch.Tensor, where: str
 
 
 def check_grid_input(
-    x: Any, channels: int, size: tuple[int, int], where: str, *, like: nn.Module | torch.Tensor | None = None
+    x: Any,
+    channels: int,
+    size: tuple[int, int],
+    where: str,
+    *,
+    like: nn.Module | torch.Tensor | None = None,
 ) -> None:
     """Blocks with relative-position parameters are tied to one grid: check channels and map size (and, with
     ``like``, dtype and device as :func:`check_image_batch` does)."""
@@ -255,12 +303,18 @@ def check_grid_input(
 def to_pair(size: int | Sequence[int], where: str) -> tuple[int, int]:
     """``size`` as ``(H, W)``; raise a clear error for anything but one or two positive ints."""
     pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
-        raise ValueError(f"{where}: size must be a positive int or a pair (H, W) of them, got {size!r}")
+    if len(pair) != 2 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair
+    ):
+        raise ValueError(
+            f"{where}: size must be a positive int or a pair (H, W) of them, got {size!r}"
+        )
     return pair  # type: ignore[return-value]
 
 
-def dry_run(model: nn.Module, x: torch.Tensor, where: str) -> tuple[torch.Tensor, dict[str, int]]:
+def dry_run(
+    model: nn.Module, x: torch.Tensor, where: str
+) -> tuple[torch.Tensor, dict[str, int]]:
     """Run ``model`` once on the small batch ``x`` — eval mode, no gradients, its mode restored afterwards —
     and return the output and, for every BatchNorm layer, how many values per channel *one* image gives it
     (H·W of its input map; 1 for a (B, C) input).
@@ -276,7 +330,9 @@ def dry_run(model: nn.Module, x: torch.Tensor, where: str) -> tuple[torch.Tensor
 
             def record(mod: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
                 t = args[0]
-                per_image = t.numel() // max(t.shape[0] * t.shape[1], 1) if t.dim() >= 2 else 1
+                per_image = (
+                    t.numel() // max(t.shape[0] * t.shape[1], 1) if t.dim() >= 2 else 1
+                )
                 sizes[name] = min(sizes.get(name, per_image), per_image)
 
             hooks.append(module.register_forward_pre_hook(record))
@@ -298,7 +354,9 @@ def dry_run(model: nn.Module, x: torch.Tensor, where: str) -> tuple[torch.Tensor
     return out, sizes
 
 
-def check_batchnorm_batch(where: str, sizes: dict[str, int], batch: int, what: str) -> None:
+def check_batchnorm_batch(
+    where: str, sizes: dict[str, int], batch: int, what: str
+) -> None:
     """BatchNorm in training normalises with the batch's own statistics, so it needs more than one value per
     channel: raise if ``batch`` images (described by ``what``) give any layer of ``sizes`` (from
     :func:`dry_run`) only one — e.g. one image whose map has shrunk to 1×1 — instead of torch's error mid-run."""

@@ -40,10 +40,13 @@ InsertFactory = Callable[[int, int, int], "nn.Module | None"]
 """``(stage, index, channels) -> module inserted after that block, or None``."""
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+def conv_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """Spatial output size of a convolution or pooling layer along one axis.
 
-    ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1`` — the formula
+    ``floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1`` — the
+    formula
     PyTorch documents for :class:`torch.nn.Conv2d`.
     """
     for name, value, low in (
@@ -54,33 +57,48 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
         ("dilation", dilation, 1),
     ):
         if not isinstance(value, int) or value < low:
-            raise ValueError(f"conv_output_size: {name} must be an int >= {low}, got {value!r}")
+            raise ValueError(
+                f"conv_output_size: {name} must be an int >= {low}, got {value!r}"
+            )
     effective = dilation * (kernel_size - 1) + 1
     if size + 2 * padding < effective:
         raise ValueError(
-            f"conv_output_size: kernel of effective size {effective} does not fit an input of size {size} "
+            f"conv_output_size: kernel of effective size {effective} does not fit an "
+            f"input of size {size} "
             f"with padding {padding}"
         )
     return (size + 2 * padding - effective) // stride + 1
 
 
 def conv2d_sliding(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1, padding: int = 0
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
 ) -> torch.Tensor:
     """Convolution written as what it is: a dot product of the kernel with every window.
 
     Slow and for teaching only; equals ``F.conv2d(x, weight, bias, stride, padding)``.
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise ValueError(f"conv2d_sliding: weight must be a 4-D tensor (out_channels, in_channels, kh, kw), got {got}")
+        got = (
+            tuple(weight.shape)
+            if isinstance(weight, torch.Tensor)
+            else type(weight).__name__
+        )
+        raise ValueError(
+            f"conv2d_sliding: weight must be a 4-D tensor (out_channels, in_channels, "
+            f"kh, kw), got {got}"
+        )
     check_image_batch(x, weight.shape[1], "conv2d_sliding")
     stride = check_int("conv2d_sliding", "stride", stride, low=1)
     padding = check_int("conv2d_sliding", "padding", padding, low=0)
     out_c, in_c, kh, kw = weight.shape
     if x.shape[-2] + 2 * padding < kh or x.shape[-1] + 2 * padding < kw:
         raise ValueError(
-            f"conv2d_sliding: a {kh}x{kw} kernel does not fit a {x.shape[-2]}x{x.shape[-1]} input "
+            f"conv2d_sliding: a {kh}x{kw} kernel does not fit a "
+            f"{x.shape[-2]}x{x.shape[-1]} input "
             f"with padding {padding}"
         )
     x = F.pad(x, (padding, padding, padding, padding))
@@ -90,7 +108,9 @@ def conv2d_sliding(
     out = x.new_zeros(b, out_c, oh, ow)
     for i in range(oh):
         for j in range(ow):
-            window = x[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]  # (B, C, kh, kw)
+            window = x[
+                :, :, i * stride : i * stride + kh, j * stride : j * stride + kw
+            ]  # (B, C, kh, kw)
             # one dot product per output channel: sum over (C, kh, kw)
             out[:, :, i, j] = torch.einsum("bchw,ochw->bo", window, weight)
     if bias is not None:
@@ -108,24 +128,36 @@ class ReceptiveField:
 
 
 def receptive_field(layers: Sequence[tuple[str, int, int]]) -> list[ReceptiveField]:
-    """Receptive field after each layer of a chain of ``(name, kernel_size, stride)`` layers.
+    """Receptive field after each layer of a chain of ``(name, kernel_size, stride)``
+    layers.
 
-    Uses the recurrence r_l = r_{l-1} + (k_l - 1) * j_{l-1}, j_l = j_{l-1} * s_l with r_0 = j_0 = 1.
+    Uses the recurrence r_l = r_{l-1} + (k_l - 1) * j_{l-1}, j_l = j_{l-1} * s_l with
+    r_0 = j_0 = 1.
     """
     r, j = 1, 1
     out = []
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(
-            f"receptive_field expects a sequence of (name, kernel_size, stride), got {type(layers).__name__}"
+            f"receptive_field expects a sequence of (name, kernel_size, stride), got "
+            f"{type(layers).__name__}"
         )
     for i, layer in enumerate(layers):
         if not isinstance(layer, tuple | list) or len(layer) != 3:
-            raise ValueError(f"receptive_field: layer {i} must be a (name, kernel_size, stride) triple, got {layer!r}")
+            raise ValueError(
+                f"receptive_field: layer {i} must be a (name, kernel_size, stride) "
+                f"triple, got {layer!r}"
+            )
         name, k, s = layer
         if any(isinstance(v, bool) or not isinstance(v, int) for v in (k, s)):
-            raise ValueError(f"receptive_field: layer {name!r} needs int kernel_size and stride, got {k!r}, {s!r}")
+            raise ValueError(
+                f"receptive_field: layer {name!r} needs int kernel_size and stride, "
+                f"got {k!r}, {s!r}"
+            )
         if k < 1 or s < 1:
-            raise ValueError(f"receptive_field: layer {name!r} needs kernel_size >= 1 and stride >= 1, got {k}, {s}")
+            raise ValueError(
+                f"receptive_field: layer {name!r} needs kernel_size >= 1 and stride "
+                f">= 1, got {k}, {s}"
+            )
         r = r + (k - 1) * j
         j = j * s
         out.append(ReceptiveField(name, r, j))
@@ -139,7 +171,13 @@ class BasicBlock(nn.Module):
     SE and CBAM put their gates.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: nn.Module | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        attention: nn.Module | None = None,
+    ):
         super().__init__()
         if in_channels < 1 or out_channels < 1 or stride < 1:
             raise ValueError(
@@ -155,12 +193,14 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
             )
         self.reset_parameters()
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
-        """He-normal (fan-out) convolutions, unit BatchNorms; optionally a zero last BatchNorm."""
+        """He-normal (fan-out) convolutions, unit BatchNorms; optionally a zero last
+        BatchNorm."""
         for m in (self.conv1, self.conv2, *self.shortcut.modules()):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -177,7 +217,9 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-def _basic_block(stage: int, index: int, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+def _basic_block(
+    stage: int, index: int, in_channels: int, out_channels: int, stride: int
+) -> nn.Module:
     return BasicBlock(in_channels, out_channels, stride)
 
 
@@ -210,10 +252,20 @@ class ResNet(nn.Module):
         super().__init__()
         widths, depths = tuple(widths), tuple(depths)
         if len(widths) == 0 or len(widths) != len(depths):
-            raise ValueError(f"ResNet: widths and depths need the same non-zero length, got {widths} and {depths}")
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (*widths, *depths)):
-            raise ValueError(f"ResNet: widths and depths must be positive ints, got {widths} and {depths}")
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (num_classes, in_channels)):
+            raise ValueError(
+                f"ResNet: widths and depths need the same non-zero length, got {widths} and {depths}"
+            )
+        if any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1
+            for v in (*widths, *depths)
+        ):
+            raise ValueError(
+                f"ResNet: widths and depths must be positive ints, got {widths} and {depths}"
+            )
+        if any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1
+            for v in (num_classes, in_channels)
+        ):
             raise ValueError(
                 f"ResNet: num_classes and in_channels must be >= 1 (ints), got {num_classes}, {in_channels}"
             )
@@ -221,7 +273,9 @@ class ResNet(nn.Module):
         self.widths, self.depths = widths, depths
         block_factory = block_factory or _basic_block
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
         )
         stages = []
         channels = widths[0]
@@ -231,7 +285,9 @@ class ResNet(nn.Module):
                 stride = 2 if (s > 0 and i == 0) else 1
                 layers.append(block_factory(s, i, channels, width, stride))
                 channels = width
-                extra = insert_after(s, i, channels) if insert_after is not None else None
+                extra = (
+                    insert_after(s, i, channels) if insert_after is not None else None
+                )
                 if extra is not None:
                     layers.append(extra)
             stages.append(nn.Sequential(*layers))
@@ -256,7 +312,8 @@ class ResNet(nn.Module):
                 m.reset_parameters(zero_init_residual)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's feature map, (B, widths[-1], H / 2**(len(widths)-1), ...)."""
+        """The last stage's feature map, (B, widths[-1], H / 2**(len(widths)-1),
+        ...)."""
         check_image_batch(x, self.in_channels, type(self).__name__, like=self)
         x = self.stem(x)
         for stage in self.stages:

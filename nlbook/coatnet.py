@@ -16,10 +16,22 @@ from einops import rearrange
 from torch import nn
 
 from nlbook.attention import MultiHeadAttention
-from nlbook.checks import check_grid_input, check_image_batch, check_positive_int, to_pair
+from nlbook.checks import (
+    check_grid_input,
+    check_image_batch,
+    check_positive_int,
+    to_pair,
+)
 from nlbook.hybrid import SqueezeExcitation
 
-__all__ = ["CoAtNet", "LayerNorm2d", "MBConv", "RelativePositionBias2d", "TransformerBlock2d", "coatnet"]
+__all__ = [
+    "CoAtNet",
+    "LayerNorm2d",
+    "MBConv",
+    "RelativePositionBias2d",
+    "TransformerBlock2d",
+    "coatnet",
+]
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -59,19 +71,34 @@ class MBConv(nn.Module):
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
-        check_positive_int("MBConv", in_channels=in_channels, out_channels=out_channels, expand_ratio=expand_ratio)
+        check_positive_int(
+            "MBConv",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            expand_ratio=expand_ratio,
+        )
         if stride not in (1, 2):
             raise ValueError(f"MBConv: stride must be 1 or 2, got {stride!r}")
         if not 0 < se_ratio <= 1:
             raise ValueError(f"MBConv: se_ratio must be in (0, 1], got {se_ratio!r}")
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.in_channels, self.out_channels, self.stride = (
+            in_channels,
+            out_channels,
+            stride,
+        )
         mid = out_channels * expand_ratio
         self.pre_norm = nn.BatchNorm2d(in_channels)
-        self.expand = nn.Sequential(nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.GELU())
-        self.depthwise = nn.Sequential(
-            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.GELU()
+        self.expand = nn.Sequential(
+            nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.GELU()
         )
-        self.se = SqueezeExcitation(mid, rd_channels=max(8, round(in_channels * se_ratio)))
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.GELU(),
+        )
+        self.se = SqueezeExcitation(
+            mid, rd_channels=max(8, round(in_channels * se_ratio))
+        )
         self.project = nn.Conv2d(mid, out_channels, 1)
         shortcut: list[nn.Module] = []
         if stride == 2:
@@ -92,7 +119,9 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, self.in_channels, type(self).__name__, like=self)
         if self.stride == 2 and (x.shape[-2] % 2 or x.shape[-1] % 2):
-            raise ValueError(f"MBConv: stride 2 needs an even feature-map size, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"MBConv: stride 2 needs an even feature-map size, got {tuple(x.shape[-2:])}"
+            )
         out = self.project(self.se(self.depthwise(self.expand(self.pre_norm(x)))))
         return out + self.shortcut(x)
 
@@ -163,34 +192,52 @@ class TransformerBlock2d(nn.Module):
             mlp_ratio=mlp_ratio,
         )
         if stride not in (1, 2):
-            raise ValueError(f"TransformerBlock2d: stride must be 1 or 2, got {stride!r}")
+            raise ValueError(
+                f"TransformerBlock2d: stride must be 1 or 2, got {stride!r}"
+            )
         self.size = to_pair(size, "TransformerBlock2d")
         if stride == 2 and any(s % 2 for s in self.size):
-            raise ValueError(f"TransformerBlock2d: stride 2 needs an even feature-map size, got {self.size}")
+            raise ValueError(
+                f"TransformerBlock2d: stride 2 needs an even feature-map size, got {self.size}"
+            )
         if out_channels % head_dim:
             raise ValueError(
                 f"TransformerBlock2d: out_channels ({out_channels}) must be a multiple of head_dim ({head_dim})"
             )
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.in_channels, self.out_channels, self.stride = (
+            in_channels,
+            out_channels,
+            stride,
+        )
         self.out_size = (self.size[0] // stride, self.size[1] // stride)
         heads = out_channels // head_dim
         self.pool: nn.Module = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
         self.norm1 = LayerNorm2d(in_channels)
         self.proj_in: nn.Module = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
         )
         self.attn = MultiHeadAttention(out_channels, heads)
         self.rel_bias = RelativePositionBias2d(self.out_size, heads)
         self.shortcut: nn.Module = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
         )
         self.norm2 = LayerNorm2d(out_channels)
         hidden = out_channels * mlp_ratio
         # A per-position MLP is a pair of 1×1 convolutions on the map.
-        self.mlp = nn.Sequential(nn.Conv2d(out_channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, out_channels, 1))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(out_channels, hidden, 1),
+            nn.GELU(),
+            nn.Conv2d(hidden, out_channels, 1),
+        )
 
     def _check(self, x: torch.Tensor) -> None:
-        check_grid_input(x, self.in_channels, self.size, "TransformerBlock2d", like=self)
+        check_grid_input(
+            x, self.in_channels, self.size, "TransformerBlock2d", like=self
+        )
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         return rearrange(self.proj_in(self.pool(self.norm1(x))), "b c h w -> b (h w) c")
@@ -198,12 +245,18 @@ class TransformerBlock2d(nn.Module):
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, heads, N, N) attention weights for block input ``x`` (N on the output grid)."""
         self._check(x)
-        _, weights = self.attn(self._tokens(x), bias=self.rel_bias(), return_attention=True)
+        _, weights = self.attn(
+            self._tokens(x), bias=self.rel_bias(), return_attention=True
+        )
         return weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        mixed = rearrange(self.attn(self._tokens(x), bias=self.rel_bias()), "b (h w) c -> b c h w", h=self.out_size[0])
+        mixed = rearrange(
+            self.attn(self._tokens(x), bias=self.rel_bias()),
+            "b (h w) c -> b c h w",
+            h=self.out_size[0],
+        )
         x = self.shortcut(self.pool(x)) + mixed
         return x + self.mlp(self.norm2(x))
 
@@ -238,40 +291,71 @@ class CoAtNet(nn.Module):
         mlp_ratio: int = 4,
     ) -> None:
         super().__init__()
-        widths, depths, kinds, strides = tuple(widths), tuple(depths), tuple(kinds), tuple(strides)
+        widths, depths, kinds, strides = (
+            tuple(widths),
+            tuple(depths),
+            tuple(kinds),
+            tuple(strides),
+        )
         if not (len(widths) == len(depths) == len(kinds) == len(strides) >= 1):
             raise ValueError(
                 f"CoAtNet: widths, depths, kinds and strides need the same non-zero length, got {widths}, {depths}, "
                 f"{kinds}, {strides}"
             )
         if any(k not in ("C", "T") for k in kinds):
-            raise ValueError(f"CoAtNet: kinds must be 'C' (MBConv) or 'T' (Transformer) per stage, got {kinds}")
+            raise ValueError(
+                f"CoAtNet: kinds must be 'C' (MBConv) or 'T' (Transformer) per stage, got {kinds}"
+            )
         if any(s not in (1, 2) for s in strides):
-            raise ValueError(f"CoAtNet: strides must be 1 or 2 per stage, got {strides}")
+            raise ValueError(
+                f"CoAtNet: strides must be 1 or 2 per stage, got {strides}"
+            )
         for name, values in (("widths", widths), ("depths", depths)):
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            if any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
+            ):
                 raise ValueError(f"CoAtNet: {name} must be positive ints, got {values}")
-        check_positive_int("CoAtNet", num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        check_positive_int(
+            "CoAtNet",
+            num_classes=num_classes,
+            in_channels=in_channels,
+            image_size=image_size,
+        )
         total = 1
         for s in strides:
             total *= s
         if image_size % total:
-            raise ValueError(f"CoAtNet: image_size {image_size} must be divisible by the total stride {total}")
+            raise ValueError(
+                f"CoAtNet: image_size {image_size} must be divisible by the total stride {total}"
+            )
         stem_width = stem_width or widths[0]
         self.in_channels, self.image_size = in_channels, image_size
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_width), nn.GELU()
+            nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(stem_width),
+            nn.GELU(),
         )
         stages: list[nn.Module] = []
         channels, size = stem_width, image_size
-        for width, depth, kind, stride in zip(widths, depths, kinds, strides, strict=True):
+        for width, depth, kind, stride in zip(
+            widths, depths, kinds, strides, strict=True
+        ):
             blocks: list[nn.Module] = []
             for i in range(depth):
                 s = stride if i == 0 else 1
                 if kind == "C":
                     blocks.append(MBConv(channels, width, s, expand_ratio=expand_ratio))
                 else:
-                    blocks.append(TransformerBlock2d(channels, width, size, s, head_dim=head_dim, mlp_ratio=mlp_ratio))
+                    blocks.append(
+                        TransformerBlock2d(
+                            channels,
+                            width,
+                            size,
+                            s,
+                            head_dim=head_dim,
+                            mlp_ratio=mlp_ratio,
+                        )
+                    )
                 channels, size = width, size // s
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -311,5 +395,11 @@ def coatnet(
     other keyword arguments go to :class:`CoAtNet`.
     """
     check_positive_int("coatnet", width=width)
-    widths = tuple(widths) if widths is not None else (width, 2 * width, 4 * width, 8 * width)
-    return CoAtNet(num_classes, in_channels, image_size, widths=widths, depths=depths, **kwargs)  # type: ignore[arg-type]
+    widths = (
+        tuple(widths)
+        if widths is not None
+        else (width, 2 * width, 4 * width, 8 * width)
+    )
+    return CoAtNet(
+        num_classes, in_channels, image_size, widths=widths, depths=depths, **kwargs
+    )  # type: ignore[arg-type]

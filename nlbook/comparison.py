@@ -21,7 +21,13 @@ import torch
 
 from nlbook.bench import BenchResult, measure
 from nlbook.data import ImageDataset, load_dataset
-from nlbook.runtime import Profile, autocast_dtype, pick_device, resolve_profile, seed_everything
+from nlbook.runtime import (
+    Profile,
+    autocast_dtype,
+    pick_device,
+    resolve_profile,
+    seed_everything,
+)
 from nlbook.train import fit
 from nlbook.zoo import build_model, model_spec, recipe
 
@@ -72,11 +78,23 @@ def time_to_accuracy(history: Sequence[Any], threshold: float) -> float | None:
     :attr:`ModelRun.history`). The time is the sum of the epochs' training seconds (evaluation excluded) up to
     and including the first epoch whose test accuracy is at least ``threshold``; ``None`` if none reaches it.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
-        raise ValueError(f"time_to_accuracy: threshold must be an accuracy in (0, 1], got {threshold!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0.0 < threshold <= 1.0
+    ):
+        raise ValueError(
+            f"time_to_accuracy: threshold must be an accuracy in (0, 1], got {threshold!r}"
+        )
     elapsed = 0.0
     for i, epoch in enumerate(history):
-        stats = epoch if isinstance(epoch, dict) else asdict(epoch) if is_dataclass(epoch) else {}
+        stats = (
+            epoch
+            if isinstance(epoch, dict)
+            else asdict(epoch)
+            if is_dataclass(epoch)
+            else {}
+        )
         if "seconds" not in stats or "test_acc" not in stats:
             raise ValueError(
                 f"time_to_accuracy: epoch {i} of the history has no 'seconds' and 'test_acc' "
@@ -101,18 +119,24 @@ def benchmark_model(
     progress: bool | None = None,
     **overrides: Any,
 ) -> ModelRun:
-    """Build zoo model ``name``, train it with its recipe under ``profile``'s budget, and measure its cost.
+    """Build zoo model ``name``, train it with its recipe under ``profile``'s budget,
+    and measure its cost.
 
     Args:
         name: a name from :func:`nlbook.zoo.model_names`.
-        data: an :class:`nlbook.data.ImageDataset`, or a dataset name, or ``None`` (``$NLBOOK_DATASET``).
-        profile: a :class:`~nlbook.runtime.Profile` or its name (default: ``$NLBOOK_PROFILE`` / device).
+        data: an :class:`nlbook.data.ImageDataset`, or a dataset name, or ``None``
+        (``$NLBOOK_DATASET``).
+        profile: a :class:`~nlbook.runtime.Profile` or its name (default:
+        ``$NLBOOK_PROFILE`` / device).
         device: default: :func:`nlbook.runtime.pick_device`.
         seed: seeds the weights' initialisation, the data order and the augmentation.
-        cost: also :func:`measure` the trained model (batch = the recipe's batch size; the same autocast
-            precision as training). Cost does not depend on the seed: pass ``False`` for repeated seeds.
+        cost: also :func:`measure` the trained model (batch = the recipe's batch size;
+        the same autocast
+            precision as training). Cost does not depend on the seed: pass ``False``
+            for repeated seeds.
         warmup, repeats: passed to :func:`measure`.
-        **overrides: fields of the recipe's :class:`~nlbook.train.TrainConfig` (e.g. ``epochs=1``).
+        **overrides: fields of the recipe's :class:`~nlbook.train.TrainConfig` (e.g.
+        ``epochs=1``).
     """
     spec = model_spec(name)
     prof = resolve_profile(profile)
@@ -120,16 +144,27 @@ def benchmark_model(
     if data is None or isinstance(data, str):
         data = load_dataset(data)
     if not isinstance(data, ImageDataset):
-        raise TypeError(f"benchmark_model: data must be an ImageDataset, a dataset name or None, got {type(data)}")
+        raise TypeError(
+            f"benchmark_model: data must be an ImageDataset, a dataset name or None, "
+            f"got {type(data)}"
+        )
     config = recipe(name, prof, seed=seed, **overrides)
 
     seed_everything(seed)  # the initial weights depend on the seed
     model = build_model(
-        name, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size, profile=prof
+        name,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        image_size=data.image_size,
+        profile=prof,
     )
     record = fit(model, data, config, device=dev, name=name, progress=progress)
-    n_train = min(data.train_images.shape[0], config.max_train or data.train_images.shape[0])
-    n_test = min(data.test_images.shape[0], config.max_test or data.test_images.shape[0])
+    n_train = min(
+        data.train_images.shape[0], config.max_train or data.train_images.shape[0]
+    )
+    n_test = min(
+        data.test_images.shape[0], config.max_test or data.test_images.shape[0]
+    )
     result = None
     if cost:
         shape = (config.batch_size, data.in_channels, data.image_size, data.image_size)
@@ -180,7 +215,9 @@ def summarize(items: Sequence[BenchResult | ModelRun]) -> list[dict[str, Any]]:
             accs.setdefault(name, []).append(item.test_acc)
             walls.setdefault(name, []).append(item.train_wall_s)
         else:
-            raise TypeError(f"summarize expects BenchResult or ModelRun items, got {type(item).__name__}")
+            raise TypeError(
+                f"summarize expects BenchResult or ModelRun items, got {type(item).__name__}"
+            )
         row = rows.setdefault(name, {"model": name})
         if isinstance(item, ModelRun):
             row.setdefault("strategy", item.strategy)
@@ -220,7 +257,12 @@ _COLUMNS: tuple[tuple[str, str, float, str, bool], ...] = (
 )
 
 
-def format_table(rows: Sequence[dict[str, Any]], *, baseline: str | None = "resnet", title: str | None = None) -> str:
+def format_table(
+    rows: Sequence[dict[str, Any]],
+    *,
+    baseline: str | None = "resnet",
+    title: str | None = None,
+) -> str:
     """A plain-text table of :func:`summarize` rows; ``×`` columns are ratios to the ``baseline`` row.
 
     ``baseline=None`` leaves the ratio columns out; a baseline that is not among the rows is a ``ValueError``.
@@ -229,10 +271,16 @@ def format_table(rows: Sequence[dict[str, Any]], *, baseline: str | None = "resn
     *faster* for the images/s columns. Accuracy, when present, is ``mean ± std`` in per cent over seeds.
     """
     rows = list(rows)
-    base = next((r for r in rows if r.get("model") == baseline), None) if baseline else None
+    base = (
+        next((r for r in rows if r.get("model") == baseline), None)
+        if baseline
+        else None
+    )
     if baseline and base is None:
         names = [r.get("model") for r in rows]
-        raise ValueError(f"format_table: baseline {baseline!r} is not among the rows {names}; pass baseline=None")
+        raise ValueError(
+            f"format_table: baseline {baseline!r} is not among the rows {names}; pass baseline=None"
+        )
     headers = ["model"]
     if any("strategy" in r for r in rows):
         headers.append("strategy")
@@ -257,19 +305,37 @@ def format_table(rows: Sequence[dict[str, Any]], *, baseline: str | None = "resn
                 cells.append(f"{value / ref:.2f}" if ok else "—")
         if has_acc:
             mean, std = r.get("acc_mean"), r.get("acc_std")
-            acc = "—" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+            acc = (
+                "—"
+                if mean is None
+                else f"{100 * mean:.1f}"
+                + ("" if std is None else f" ± {100 * std:.1f}")
+            )
             wall = r.get("train_wall_s")
-            cells += [acc, str(r.get("n_seeds", "—")), "—" if wall is None else f"{wall:.1f}"]
+            cells += [
+                acc,
+                str(r.get("n_seeds", "—")),
+                "—" if wall is None else f"{wall:.1f}",
+            ]
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
+        for i, h in enumerate(headers)
+    ]
     out = [title] if title else []
     out.append(
-        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
     )
     out.append("  ".join("-" * w for w in widths))
     for cells in lines:
         out.append(
-            "  ".join(c.ljust(w) if i <= 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+            "  ".join(
+                c.ljust(w) if i <= 1 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
         )
     return "\n".join(out)
 
@@ -281,7 +347,9 @@ RECORD_FORMAT = "nlbook-run-all/1"
 """The ``format`` field of a ``benchmarks/run_all.py`` results file (other JSON files are not its records)."""
 
 
-def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, dict[str, Any]]]:
+def recorded_runs(
+    folder: str | os.PathLike | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
     """The result files written by ``benchmarks/run_all.py``, newest first, as ``(file name, record)``.
 
     ``folder`` defaults to ``benchmarks/results`` of the checkout this package was imported from; an
@@ -290,11 +358,17 @@ def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, di
     and other scripts' result files are skipped. A JSON file that cannot be read — truncated by a crash, say —
     is an error naming it, never silently "no runs".
     """
-    if folder is not None and (isinstance(folder, bool) or not isinstance(folder, str | os.PathLike)):
+    if folder is not None and (
+        isinstance(folder, bool) or not isinstance(folder, str | os.PathLike)
+    ):
         raise TypeError(
             f"recorded_runs: folder must be a path (str or os.PathLike) or None, got {type(folder).__name__}"
         )
-    path = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    path = (
+        Path(folder)
+        if folder is not None
+        else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    )
     if not path.is_dir():
         return []
     records = []
@@ -306,9 +380,13 @@ def recorded_runs(folder: str | os.PathLike | None = None) -> list[tuple[str, di
                 f"recorded_runs: {file} is not a readable JSON file ({type(err).__name__}: {err}); it may have been "
                 "truncated by an interrupted run — re-run the script that wrote it, or move the file away"
             ) from err
-        if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:  # other scripts' files are skipped
+        if (
+            isinstance(record, dict) and record.get("format") == RECORD_FORMAT
+        ):  # other scripts' files are skipped
             records.append((file.name, record))
-    return sorted(records, key=lambda item: str(item[1].get("created", "")), reverse=True)
+    return sorted(
+        records, key=lambda item: str(item[1].get("created", "")), reverse=True
+    )
 
 
 def describe_record(record: dict[str, Any]) -> str:
@@ -316,7 +394,8 @@ def describe_record(record: dict[str, Any]) -> str:
     if not isinstance(record, dict) or "summary" not in record:
         raise ValueError(
             "describe_record expects a results record written by benchmarks/run_all.py (a dict with a 'summary'), "
-            f"got {type(record).__name__}" + (f" with keys {sorted(record)}" if isinstance(record, dict) else "")
+            f"got {type(record).__name__}"
+            + (f" with keys {sorted(record)}" if isinstance(record, dict) else "")
         )
     budget = record.get("budget", {})
     hardware = record.get("hardware", {})

@@ -44,7 +44,18 @@ __all__ = [
     "resolve_dataset_name",
 ]
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -116,9 +127,15 @@ class ImageDataset:
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Where downloads go: ``root``, else ``$NLBOOK_DATA``, else ``~/.cache/nlbook``."""
-    if root is not None and (isinstance(root, bool) or not isinstance(root, str | os.PathLike)):
-        raise TypeError(f"data_root: root must be a folder (str or os.PathLike) or None, got {type(root).__name__}")
-    return Path(root or os.environ.get("NLBOOK_DATA") or Path.home() / ".cache" / "nlbook").expanduser()
+    if root is not None and (
+        isinstance(root, bool) or not isinstance(root, str | os.PathLike)
+    ):
+        raise TypeError(
+            f"data_root: root must be a folder (str or os.PathLike) or None, got {type(root).__name__}"
+        )
+    return Path(
+        root or os.environ.get("NLBOOK_DATA") or Path.home() / ".cache" / "nlbook"
+    ).expanduser()
 
 
 def load_dataset(
@@ -136,7 +153,9 @@ def load_dataset(
         ds = _load_digits()
     else:
         ds = longrange_dataset()
-    return ds.to(pick_device(device)) if device is not None else ds  # a device that does not exist: clear error
+    return (
+        ds.to(pick_device(device)) if device is not None else ds
+    )  # a device that does not exist: clear error
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -162,27 +181,47 @@ def _load_cifar10(root: Path, download: bool) -> ImageDataset:
         ) from err
 
     def to_tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW
+        images = (
+            torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()
+        )  # (N, 32, 32, 3) -> NCHW
         return images, torch.tensor(split.targets, dtype=torch.int64)
 
     tr_x, tr_y = to_tensors(train)
     te_x, te_y = to_tensors(test)
     # CIFAR's stored order is not class-sorted, but shuffle once (fixed seed) so subsets are balanced.
     g = torch.Generator().manual_seed(0)
-    p_tr, p_te = torch.randperm(len(tr_y), generator=g), torch.randperm(len(te_y), generator=g)
+    p_tr, p_te = (
+        torch.randperm(len(tr_y), generator=g),
+        torch.randperm(len(te_y), generator=g),
+    )
     mean, std = _channel_stats(tr_x)
-    return ImageDataset("cifar10", CIFAR10_CLASSES, tr_x[p_tr], tr_y[p_tr], te_x[p_te], te_y[p_te], mean, std)
+    return ImageDataset(
+        "cifar10",
+        CIFAR10_CLASSES,
+        tr_x[p_tr],
+        tr_y[p_tr],
+        te_x[p_te],
+        te_y[p_te],
+        mean,
+        std,
+    )
 
 
 def _load_digits(test_fraction: float = 0.2) -> ImageDataset:
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
-        raise DatasetUnavailableError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from err
+        raise DatasetUnavailableError(
+            "the 'digits' dataset needs scikit-learn: pip install scikit-learn"
+        ) from err
     bunch = load_digits()
-    x = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    x = (
+        torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
+    )  # (1797, 1, 8, 8) in [0, 1]
     x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    images = (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    images = (
+        (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    )
     labels = torch.from_numpy(bunch.target).long()
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(labels), generator=g)
@@ -190,13 +229,29 @@ def _load_digits(test_fraction: float = 0.2) -> ImageDataset:
     te, tr = perm[:n_test], perm[n_test:]
     mean, std = _channel_stats(images[tr])
     classes = tuple(str(i) for i in range(10))
-    return ImageDataset("digits", classes, images[tr], labels[tr], images[te], labels[te], mean, std, hflip=False)
+    return ImageDataset(
+        "digits",
+        classes,
+        images[tr],
+        labels[tr],
+        images[te],
+        labels[te],
+        mean,
+        std,
+        hflip=False,
+    )
 
 
-def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
     """uint8 images (B, C, H, W) → float, standardised per channel with ``mean`` and ``std`` (one value each)."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        got = (
+            tuple(images.shape)
+            if isinstance(images, torch.Tensor)
+            else type(images).__name__
+        )
         raise ValueError(f"normalize expects a batch of images (B, C, H, W), got {got}")
     channels = images.shape[1]
     # a wrong count would broadcast (one value for all channels) or fail inside torch; neither says why
@@ -205,25 +260,33 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
             f"normalize: mean and std need one value per channel ({channels}), got {len(mean)} and {len(std)}"
         )
     if any(not s > 0 for s in std):
-        raise ValueError(f"normalize: std must be positive per channel, got {tuple(std)}")
+        raise ValueError(
+            f"normalize: std must be positive per channel, got {tuple(std)}"
+        )
     m = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
     return (images.float() / 255.0 - m) / s
 
 
-def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
+def random_crop_flip(
+    images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True
+) -> torch.Tensor:
     """Random crop after zero padding, and random horizontal flip, for a whole (B, C, H, W) batch at once.
 
     The random numbers come from ``generator`` (a CPU generator, so a seed gives the same crops on every
     device); the pixels never leave their device.
     """
     if images.dim() != 4:
-        raise ValueError(f"random_crop_flip expects a batch (N, C, H, W), got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"random_crop_flip expects a batch (N, C, H, W), got shape {tuple(images.shape)}"
+        )
     if padding < 0:
         raise ValueError(f"random_crop_flip: padding must be >= 0, got {padding}")
     b, c, h, w = images.shape
     dev = images.device
-    flips = torch.rand(b, generator=generator) < 0.5  # drawn even when unused: same crops either way
+    flips = (
+        torch.rand(b, generator=generator) < 0.5
+    )  # drawn even when unused: same crops either way
     if padding > 0:
         padded = F.pad(images, (padding, padding, padding, padding))
         oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(dev)
@@ -269,20 +332,38 @@ class DeviceLoader:
                 f"DeviceLoader expects uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
             )
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"DeviceLoader: labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+            raise ValueError(
+                f"DeviceLoader: labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}"
+            )
         if batch_size < 1 or batch_size % world_size:
-            raise ValueError(f"DeviceLoader: batch_size must be a positive multiple of world_size={world_size}")
+            raise ValueError(
+                f"DeviceLoader: batch_size must be a positive multiple of world_size={world_size}"
+            )
         if len(mean) != images.shape[1] or len(std) != images.shape[1]:
             raise ValueError(
                 f"DeviceLoader: need one mean and one std per channel ({images.shape[1]}), "
                 f"got {len(mean)} mean(s) and {len(std)} std(s)"
             )
-        if any(isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s < float("inf") for s in std):
-            raise ValueError(f"DeviceLoader: every std must be a finite number > 0 (it divides the pixels), got {std}")
+        if any(
+            isinstance(s, bool)
+            or not isinstance(s, int | float)
+            or not 0 < s < float("inf")
+            for s in std
+        ):
+            raise ValueError(
+                f"DeviceLoader: every std must be a finite number > 0 (it divides the pixels), got {std}"
+            )
         if not 0 <= rank < world_size:
-            raise ValueError(f"DeviceLoader: rank must be in [0, {world_size}), got {rank}")
+            raise ValueError(
+                f"DeviceLoader: rank must be in [0, {world_size}), got {rank}"
+            )
         self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.augment, self.padding = batch_size, shuffle, augment, padding
+        self.batch_size, self.shuffle, self.augment, self.padding = (
+            batch_size,
+            shuffle,
+            augment,
+            padding,
+        )
         self.mean, self.std = mean, std
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
         self.channels_last, self.hflip = channels_last, hflip
@@ -291,13 +372,24 @@ class DeviceLoader:
     @classmethod
     def train(cls, ds: ImageDataset, batch_size: int, **kw) -> DeviceLoader:
         """Shuffled batches from the training split, augmented as far as the dataset allows (``crop``, ``hflip``)."""
-        kw = {"shuffle": True, "augment": True, "drop_last": True, "hflip": ds.hflip, "padding": 4 * ds.crop, **kw}
-        return cls(ds.train_images, ds.train_labels, batch_size, mean=ds.mean, std=ds.std, **kw)
+        kw = {
+            "shuffle": True,
+            "augment": True,
+            "drop_last": True,
+            "hflip": ds.hflip,
+            "padding": 4 * ds.crop,
+            **kw,
+        }
+        return cls(
+            ds.train_images, ds.train_labels, batch_size, mean=ds.mean, std=ds.std, **kw
+        )
 
     @classmethod
     def test(cls, ds: ImageDataset, batch_size: int, **kw) -> DeviceLoader:
         """Ordered, un-augmented batches from the test split."""
-        return cls(ds.test_images, ds.test_labels, batch_size, mean=ds.mean, std=ds.std, **kw)
+        return cls(
+            ds.test_images, ds.test_labels, batch_size, mean=ds.mean, std=ds.std, **kw
+        )
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -305,18 +397,26 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.images.shape[0]
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = (
+            torch.randperm(n, generator=self.generator)
+            if self.shuffle
+            else torch.arange(n)
+        )
         order = order.to(self.images.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x, y = self.images[idx], self.labels[idx]
             if self.augment:
-                # augment the whole global batch, then slice: every rank draws the same random numbers,
+                # augment the whole global batch, then slice: every rank draws the same
+                # random numbers,
                 # so N processes see exactly the crops one process would
                 x = random_crop_flip(x, self.padding, self.generator, flip=self.hflip)
             if self.world_size > 1:
                 share = -(-idx.numel() // self.world_size)
-                x, y = x[self.rank * share : (self.rank + 1) * share], y[self.rank * share : (self.rank + 1) * share]
+                x, y = (
+                    x[self.rank * share : (self.rank + 1) * share],
+                    y[self.rank * share : (self.rank + 1) * share],
+                )
             x = normalize(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -346,7 +446,9 @@ def longrange_dataset(
     task = LongRangeTask(image_size, distance, glyph_size, num_glyphs, noise, colored)
     check_positive_int("longrange_dataset", n_train=n_train, n_test=n_test)
     if seed == test_seed:
-        raise ValueError(f"longrange_dataset: seed and test_seed must differ (both {seed}): the splits would be equal")
+        raise ValueError(
+            f"longrange_dataset: seed and test_seed must differ (both {seed}): the splits would be equal"
+        )
     train = task.sample(n_train, seed, device=device)
     test = task.sample(n_test, test_seed, device=device)
     # Per-channel statistics from (at most) the first 4096 training images: plenty for normalisation.

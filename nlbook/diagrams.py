@@ -95,7 +95,17 @@ __all__ = [
 ]
 
 Kind = Literal[
-    "input", "conv", "attention", "norm", "activation", "pooling", "linear", "reshape", "embedding", "op", "junction"
+    "input",
+    "conv",
+    "attention",
+    "norm",
+    "activation",
+    "pooling",
+    "linear",
+    "reshape",
+    "embedding",
+    "op",
+    "junction",
 ]
 
 # One colour per kind of operation, the same in every chapter: (face, edge). Orange is where positions mix.
@@ -112,7 +122,16 @@ KIND_STYLE: dict[str, tuple[str, str]] = {
     "op": ("white", "#333333"),
     "junction": ("#333333", "#333333"),
 }
-_LEGEND_KINDS = ("conv", "linear", "norm", "activation", "pooling", "attention", "embedding", "reshape")
+_LEGEND_KINDS = (
+    "conv",
+    "linear",
+    "norm",
+    "activation",
+    "pooling",
+    "attention",
+    "embedding",
+    "reshape",
+)
 
 COL = 1.75  # inches between column centres
 ROW = 0.5  # inches between row centres
@@ -148,7 +167,9 @@ def _to_python(expr: str) -> str:
     return re.sub(r"(\d)\s*([A-Za-z_(])", r"\1*\2", src)
 
 
-def _eval_dim(expr: str, sizes: Mapping[str, int], definitions: Mapping[str, str], where: str) -> Fraction:
+def _eval_dim(
+    expr: str, sizes: Mapping[str, int], definitions: Mapping[str, str], where: str
+) -> Fraction:
     tree = ast.parse(_to_python(expr), mode="eval")
     names = {_to_python(k): v for k, v in sizes.items()}
     defs = {_to_python(k): v for k, v in definitions.items()}
@@ -163,7 +184,9 @@ def _eval_dim(expr: str, sizes: Mapping[str, int], definitions: Mapping[str, str
                 return Fraction(names[node.id])
             if node.id in defs:
                 return _eval_dim(defs[node.id], sizes, definitions, where)
-            raise ValueError(f"{where}: no size given for symbol {node.id.replace('_p', '′')!r} in {expr!r}")
+            raise ValueError(
+                f"{where}: no size given for symbol {node.id.replace('_p', '′')!r} in {expr!r}"
+            )
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             return Fraction(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
         raise ValueError(f"{where}: cannot read dimension {expr!r}")
@@ -171,7 +194,9 @@ def _eval_dim(expr: str, sizes: Mapping[str, int], definitions: Mapping[str, str
     return ev(tree)
 
 
-def eval_shape(shape: str, sizes: Mapping[str, int], definitions: Mapping[str, str] | None = None) -> tuple[int, ...]:
+def eval_shape(
+    shape: str, sizes: Mapping[str, int], definitions: Mapping[str, str] | None = None
+) -> tuple[int, ...]:
     """The numeric shape of a symbolic one: ``eval_shape("B×2C×H/2×W/2", dict(B=2, C=8, H=4, W=4)) == (2, 16, 2, 2)``.
 
     ``definitions`` names derived symbols (``{"N": "H·W/p²"}``). A dimension that is not a whole number is an
@@ -181,7 +206,9 @@ def eval_shape(shape: str, sizes: Mapping[str, int], definitions: Mapping[str, s
     for dim in shape.split("×"):
         value = _eval_dim(dim.strip(), sizes, definitions or {}, "eval_shape")
         if value.denominator != 1 or value < 0:
-            raise ValueError(f"eval_shape: dimension {dim.strip()!r} of {shape!r} is {value}, not a whole number")
+            raise ValueError(
+                f"eval_shape: dimension {dim.strip()!r} of {shape!r} is {value}, not a whole number"
+            )
         out.append(int(value))
     return tuple(out)
 
@@ -190,13 +217,19 @@ def _scaled(symbol: str, num: int = 1, den: int = 1) -> str:
     """``num/den`` times a size symbol, written as a reader would: 2C, C/4, H/2 — or a number if it is one."""
     if symbol.isdigit():
         value = Fraction(int(symbol) * num, den)
-        return str(value.numerator) if value.denominator == 1 else f"{int(symbol) * num}/{den}"
+        return (
+            str(value.numerator)
+            if value.denominator == 1
+            else f"{int(symbol) * num}/{den}"
+        )
     core = symbol if re.fullmatch(r"[A-Za-z]\w*′?", symbol) else f"({symbol})"
     text = f"{num}{core}" if num != 1 else core
     return f"{text}/{den}" if den != 1 else text
 
 
-def shapes_from(model: nn.Module, *inputs: Any, **kwargs: Any) -> dict[str, tuple[int, ...]]:
+def shapes_from(
+    model: nn.Module, *inputs: Any, **kwargs: Any
+) -> dict[str, tuple[int, ...]]:
     """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad`` and return each sub-module's output shape.
 
     Keys are the names of :meth:`torch.nn.Module.named_modules` (``""`` is the model itself); a module called
@@ -204,7 +237,9 @@ def shapes_from(model: nn.Module, *inputs: Any, **kwargs: Any) -> dict[str, tupl
     real sizes.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"shapes_from: model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(
+            f"shapes_from: model must be a torch.nn.Module, got {type(model).__name__}"
+        )
     shapes: dict[str, tuple[int, ...]] = {}
 
     def hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
@@ -250,7 +285,9 @@ class Node:
     def __post_init__(self) -> None:
         # a misspelt kind would surface only when drawn, as a KeyError in KIND_STYLE
         if self.kind not in KIND_STYLE:
-            raise ValueError(f"Node {self.key!r}: kind must be one of {sorted(KIND_STYLE)}, got {self.kind!r}")
+            raise ValueError(
+                f"Node {self.key!r}: kind must be one of {sorted(KIND_STYLE)}, got {self.kind!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -274,7 +311,9 @@ class Edge:
 
     def __post_init__(self) -> None:
         if self.side not in ("left", "right"):
-            raise ValueError(f"Edge {self.src!r}->{self.dst!r}: side must be 'left' or 'right', got {self.side!r}")
+            raise ValueError(
+                f"Edge {self.src!r}->{self.dst!r}: side must be 'left' or 'right', got {self.side!r}"
+            )
 
     @property
     def text(self) -> str | None:
@@ -295,7 +334,9 @@ class Diagram:
 
     def __post_init__(self) -> None:
         if self.title is not None and not isinstance(self.title, str):
-            raise TypeError(f"Diagram: title must be a str or None, got {self.title!r} ({type(self.title).__name__})")
+            raise TypeError(
+                f"Diagram: title must be a str or None, got {self.title!r} ({type(self.title).__name__})"
+            )
 
     # -- building ------------------------------------------------------------------------------------------
     def _add(self, node: Node) -> str:
@@ -315,7 +356,9 @@ class Diagram:
     ) -> str:
         return self._add(Node(key, label, kind, *at, module=module, params=params))
 
-    def io(self, key: str, label: str, at: tuple[float, float], module: str | None = None) -> str:
+    def io(
+        self, key: str, label: str, at: tuple[float, float], module: str | None = None
+    ) -> str:
         return self._add(Node(key, label, "input", *at, module=module))
 
     def op(self, key: str, symbol: Literal["+", "×"], at: tuple[float, float]) -> str:
@@ -324,7 +367,9 @@ class Diagram:
     def dot(self, key: str, at: tuple[float, float]) -> str:
         return self._add(Node(key, "", "junction", *at))
 
-    def edge(self, src: str, dst: str, shape: str | None = None, **options: Any) -> None:
+    def edge(
+        self, src: str, dst: str, shape: str | None = None, **options: Any
+    ) -> None:
         for k in (src, dst):
             if k not in self.nodes:
                 raise ValueError(f"Diagram.edge: unknown node {k!r}")
@@ -370,7 +415,9 @@ class Diagram:
             if node.module is None or node.module not in shapes:
                 continue
             if node.key not in symbolic:
-                problems.append(f"{node.key} ({node.module}): the diagram gives it no shape")
+                problems.append(
+                    f"{node.key} ({node.module}): the diagram gives it no shape"
+                )
                 continue
             expected = eval_shape(symbolic[node.key], sizes, self.definitions)
             if expected != shapes[node.module]:
@@ -403,7 +450,9 @@ class Diagram:
         n = self.nodes[key]
         return n.x * COL, n.y * ROW
 
-    def _anchor(self, key: str, towards: tuple[float, float], dx: float) -> tuple[float, float]:
+    def _anchor(
+        self, key: str, towards: tuple[float, float], dx: float
+    ) -> tuple[float, float]:
         """Where a line from ``key``'s centre (shifted by ``dx``) towards a point crosses the node's outline."""
         node = self.nodes[key]
         cx, cy = self._centre(key)
@@ -430,7 +479,11 @@ class Diagram:
         tx, ty = self._centre(e.dst)
         first = via[0] if via else (tx + e.dst_dx, ty)
         last = via[-1] if via else (sx + e.src_dx, sy)
-        return [self._anchor(e.src, first, e.src_dx), *via, self._anchor(e.dst, last, e.dst_dx)]
+        return [
+            self._anchor(e.src, first, e.src_dx),
+            *via,
+            self._anchor(e.dst, last, e.dst_dx),
+        ]
 
     # -- drawing -------------------------------------------------------------------------------------------
     def draw(self, ax: plt.Axes | None = None) -> Figure:
@@ -440,8 +493,12 @@ class Diagram:
         caller's ``ax`` gets the same drawing scaled to fit it.
         """
         if ax is not None and not isinstance(ax, plt.Axes):
-            raise TypeError(f"draw: ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}")
-        extents: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1 in inches
+            raise TypeError(
+                f"draw: ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}"
+            )
+        extents: list[
+            tuple[float, float, float, float]
+        ] = []  # x0, y0, x1, y1 in inches
         for node in self.nodes.values():
             cx, cy = self._centre(node.key)
             a, b = self._size(node)
@@ -494,9 +551,27 @@ class Diagram:
         ax.set_axis_off()
 
         if self.title:
-            ax.text(x0, top, self.title, fontsize=TITLE, fontweight="bold", ha="left", va="top", gid="title")
+            ax.text(
+                x0,
+                top,
+                self.title,
+                fontsize=TITLE,
+                fontweight="bold",
+                ha="left",
+                va="top",
+                gid="title",
+            )
         if footnote:
-            ax.text(x0, bottom, footnote, fontsize=SMALL, style="italic", ha="left", va="bottom", gid="footnote")
+            ax.text(
+                x0,
+                bottom,
+                footnote,
+                fontsize=SMALL,
+                style="italic",
+                ha="left",
+                va="bottom",
+                gid="footnote",
+            )
         for fx0, fy0, fx1, fy1, text in frames:
             frame = FancyBboxPatch(
                 (fx0, fy0),
@@ -510,7 +585,16 @@ class Diagram:
                 gid=f"group:{text}",
             )
             ax.add_patch(frame)
-            ax.text(fx1 + 0.05, fy0, text, fontsize=SMALL, style="italic", color="#555555", ha="left", va="top")
+            ax.text(
+                fx1 + 0.05,
+                fy0,
+                text,
+                fontsize=SMALL,
+                style="italic",
+                color="#555555",
+                ha="left",
+                va="top",
+            )
         for e in self.edges:
             self._draw_edge(ax, e, paths[id(e)])
         for e, x, y, ha, va in labels:
@@ -530,9 +614,15 @@ class Diagram:
             self._draw_node(ax, node)
         return fig
 
-    def _label_position(self, e: Edge, path: list[tuple[float, float]]) -> tuple[float, float, str, str]:
+    def _label_position(
+        self, e: Edge, path: list[tuple[float, float]]
+    ) -> tuple[float, float, str, str]:
         segs = list(zip(path, path[1:], strict=False))
-        i = e.seg if e.seg is not None else max(range(len(segs)), key=lambda j: _length(*segs[j]))
+        i = (
+            e.seg
+            if e.seg is not None
+            else max(range(len(segs)), key=lambda j: _length(*segs[j]))
+        )
         (ax_, ay), (bx, by) = segs[i]
         mx, my = (ax_ + bx) / 2, (ay + by) / 2
         if abs(bx - ax_) > abs(by - ay):  # horizontal: label above the line
@@ -541,16 +631,28 @@ class Diagram:
             return mx - 0.07, my, "right", "center"
         return mx + 0.07, my, "left", "center"
 
-    def _draw_edge(self, ax: plt.Axes, e: Edge, path: list[tuple[float, float]]) -> None:
+    def _draw_edge(
+        self, ax: plt.Axes, e: Edge, path: list[tuple[float, float]]
+    ) -> None:
         style = (0, (3, 2)) if e.dashed else "-"
         if len(path) > 2:
             xs, ys = zip(*path[:-1], strict=True)
-            ax.plot(xs, ys, color=LINE, lw=1.0, ls=style, solid_joinstyle="miter", zorder=1)
+            ax.plot(
+                xs, ys, color=LINE, lw=1.0, ls=style, solid_joinstyle="miter", zorder=1
+            )
         ax.annotate(
             "",
             xy=path[-1],
             xytext=path[-2],
-            arrowprops=dict(arrowstyle="-|>", color=LINE, lw=1.0, ls=style, shrinkA=0, shrinkB=0, mutation_scale=9),
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color=LINE,
+                lw=1.0,
+                ls=style,
+                shrinkA=0,
+                shrinkB=0,
+                mutation_scale=9,
+            ),
             zorder=2,
             gid=f"edge:{e.src}->{e.dst}",
         )
@@ -561,9 +663,19 @@ class Diagram:
         gid = f"node:{node.key}"
         if node.kind in ("op", "junction"):
             r = self._size(node)[0]
-            ax.add_patch(Circle((cx, cy), r, fc=face, ec=edge, lw=1.0, zorder=3, gid=gid))
+            ax.add_patch(
+                Circle((cx, cy), r, fc=face, ec=edge, lw=1.0, zorder=3, gid=gid)
+            )
             if node.kind == "op":
-                ax.text(cx, cy, node.label, ha="center", va="center_baseline", fontsize=FONT + 1.5, zorder=4)
+                ax.text(
+                    cx,
+                    cy,
+                    node.label,
+                    ha="center",
+                    va="center_baseline",
+                    fontsize=FONT + 1.5,
+                    zorder=4,
+                )
             return
         a, b = self._size(node)
         if node.kind != "input":
@@ -603,14 +715,20 @@ def _text_size(text: str, size: float, bold: bool = False) -> tuple[float, float
     """Width and height in inches of ``text`` at ``size`` points in the default font (lines at 1.15 spacing)."""
     prop = FontProperties(size=size, weight="bold" if bold else "normal")
     lines = text.split("\n")
-    width = max(TextPath((0, 0), line or " ", prop=prop).get_extents().width for line in lines)
+    width = max(
+        TextPath((0, 0), line or " ", prop=prop).get_extents().width for line in lines
+    )
     return width / 72, size * (1 + 1.15 * (len(lines) - 1)) * 1.25 / 72
 
 
 def draw_legend(ax: plt.Axes | None = None) -> Figure:
     """The colour of each kind of operation, as used by every diagram of the book."""
     d = Diagram()
-    names = {"conv": "convolution", "linear": "linear", "attention": "attention and gates"}
+    names = {
+        "conv": "convolution",
+        "linear": "linear",
+        "attention": "attention and gates",
+    }
     for i, kind in enumerate(_LEGEND_KINDS):
         d.box(kind, names.get(kind, kind), kind, at=(i % 4, (i // 4) * 0.7))
     return d.draw(ax)
@@ -629,7 +747,9 @@ def _check_symbols(where: str, **symbols: Any) -> None:
     """Shape labels are text: ``channels="C"`` or ``"64"``; an int would fail deep inside as an AttributeError."""
     for name, value in symbols.items():
         if not isinstance(value, str) or not value:
-            raise TypeError(f"{where}: {name} must be a size symbol as a string, like 'C' or '64', got {value!r}")
+            raise TypeError(
+                f"{where}: {name} must be a size symbol as a string, like 'C' or '64', got {value!r}"
+            )
 
 
 def _skip(d: Diagram, src: str, dst: str, side: float, **options: Any) -> None:
@@ -644,19 +764,31 @@ def _skip(d: Diagram, src: str, dst: str, side: float, **options: Any) -> None:
 
 
 def basic_block_diagram(
-    *, downsample: bool = False, channels: str = "C", size: tuple[str, str] = ("H", "W"), title: str | None = None
+    *,
+    downsample: bool = False,
+    channels: str = "C",
+    size: tuple[str, str] = ("H", "W"),
+    title: str | None = None,
 ) -> Diagram:
     """ResNet's BasicBlock (He et al., 2016): two 3×3 convolutions and an identity (or 1×1 projection) shortcut.
 
     ``downsample=True`` draws the first block of a stage: stride 2, twice the channels, projection shortcut.
     """
     if not isinstance(size, tuple | list) or len(size) != 2:
-        raise TypeError(f"basic_block_diagram: size must be a pair of size symbols like ('H', 'W'), got {size!r}")
-    _check_symbols("basic_block_diagram", channels=channels, height=size[0], width=size[1])
+        raise TypeError(
+            f"basic_block_diagram: size must be a pair of size symbols like ('H', 'W'), got {size!r}"
+        )
+    _check_symbols(
+        "basic_block_diagram", channels=channels, height=size[0], width=size[1]
+    )
     c, (h, w) = channels, size
     c_out = _scaled(c, 2) if downsample else c
     h_out, w_out = (_scaled(h, 1, 2), _scaled(w, 1, 2)) if downsample else (h, w)
-    d = Diagram(title if title is not None else "ResNet basic block" + (" (downsampling)" if downsample else ""))
+    d = Diagram(
+        title
+        if title is not None
+        else "ResNet basic block" + (" (downsampling)" if downsample else "")
+    )
     d.io("x", "x", (0, 0))
     d.dot("j", (0, 0.75))
     stride = ", stride 2" if downsample else ""
@@ -670,7 +802,10 @@ def basic_block_diagram(
     d.io("out", "out", (0, 8.5), module="")
     d.edge("x", "j", _shape("B", c, h, w))
     d.edge("j", "conv1")
-    d.chain("conv1 bn1 relu1 conv2 bn2 add relu2 out", shapes={"conv1": _shape("B", c_out, h_out, w_out)})
+    d.chain(
+        "conv1 bn1 relu1 conv2 bn2 add relu2 out",
+        shapes={"conv1": _shape("B", c_out, h_out, w_out)},
+    )
     if downsample:
         d.box("sc_conv", "1×1 conv, stride 2", "conv", (1.1, 3), module="shortcut.0")
         d.box("sc_bn", "BatchNorm", "norm", (1.1, 4), module="shortcut.1")
@@ -730,7 +865,10 @@ def attention_diagram(
 
 
 def multi_head_attention_diagram(
-    *, form: Literal["tokens", "2d"] = "tokens", heads: str = "h", title: str | None = None
+    *,
+    form: Literal["tokens", "2d"] = "tokens",
+    heads: str = "h",
+    title: str | None = None,
 ) -> Diagram:
     """Multi-head self-attention: one projection to q, k, v, per-head attention, heads merged and projected.
 
@@ -740,30 +878,68 @@ def multi_head_attention_diagram(
     """
     _check_symbols("multi_head_attention_diagram", heads=heads)
     if form not in ("tokens", "2d"):
-        raise ValueError(f"multi_head_attention_diagram: form must be 'tokens' or '2d', got {form!r}")
+        raise ValueError(
+            f"multi_head_attention_diagram: form must be 'tokens' or '2d', got {form!r}"
+        )
     h = heads
     name = "Multi-head attention" + (" on a feature map" if form == "2d" else "")
     d = Diagram(title if title is not None else name)
     if form == "tokens":
-        x_shape, qkv_shape, n, proj, merge = "B×N×D", "B×N×3D", "N", "Linear", "merge heads"
+        x_shape, qkv_shape, n, proj, merge = (
+            "B×N×D",
+            "B×N×3D",
+            "N",
+            "Linear",
+            "merge heads",
+        )
         d.definitions["d"] = f"D/{h}"
     else:
-        x_shape, qkv_shape, n, proj, merge = "B×C×H×W", "B×3C×H×W", "N", "1×1 conv", "merge heads, unflatten"
+        x_shape, qkv_shape, n, proj, merge = (
+            "B×C×H×W",
+            "B×3C×H×W",
+            "N",
+            "1×1 conv",
+            "merge heads, unflatten",
+        )
         d.definitions.update({"N": "H·W", "d": f"C/{h}"})
     d.io("x", "x", (0, 0))
-    d.box("qkv", f"{proj} → q, k, v", "linear" if form == "tokens" else "conv", (0, 1), module="qkv")
+    d.box(
+        "qkv",
+        f"{proj} → q, k, v",
+        "linear" if form == "tokens" else "conv",
+        (0, 1),
+        module="qkv",
+    )
     split = "split heads" if form == "tokens" else "flatten, split heads"
     d.box("split", split, "reshape", (0, 2))
-    d.box("attn", f"scaled dot-product attention\n({h} heads in parallel)", "attention", (0, 3.3))
+    d.box(
+        "attn",
+        f"scaled dot-product attention\n({h} heads in parallel)",
+        "attention",
+        (0, 3.3),
+    )
     d.box("merge", merge, "reshape", (0, 4.6))
-    d.box("proj", f"{proj} (output)", "linear" if form == "tokens" else "conv", (0, 5.6), module="proj")
+    d.box(
+        "proj",
+        f"{proj} (output)",
+        "linear" if form == "tokens" else "conv",
+        (0, 5.6),
+        module="proj",
+    )
     d.io("out", "out", (0, 6.6), module="")
     d.edge("x", "qkv", x_shape)
     d.edge("qkv", "split", qkv_shape)
     for i, part in enumerate("qkv"):
         dx = (i - 1) * 0.4
         shape = _shape("B", h, n, "d") if part == "v" else None
-        d.edge("split", "attn", shape, name="q, k, v" if shape else None, src_dx=dx, dst_dx=dx)
+        d.edge(
+            "split",
+            "attn",
+            shape,
+            name="q, k, v" if shape else None,
+            src_dx=dx,
+            dst_dx=dx,
+        )
     d.edge("attn", "merge", _shape("B", h, n, "d"))
     d.edge("merge", "proj", x_shape)
     d.edge("proj", "out", x_shape)
@@ -775,7 +951,9 @@ def multi_head_attention_diagram(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def nonlocal_block_diagram(*, sub_sample: bool = False, title: str | None = None) -> Diagram:
+def nonlocal_block_diagram(
+    *, sub_sample: bool = False, title: str | None = None
+) -> Diagram:
     """The non-local block (Wang et al., 2018, Fig. 2), embedded-Gaussian form: z = BN(W y) + x.
 
     ``sub_sample=True`` adds the paper's 2×2 max-pool on φ and g (M = N/4 keys).
@@ -794,7 +972,13 @@ def nonlocal_block_diagram(*, sub_sample: bool = False, title: str | None = None
     row = 2.8
     if sub_sample:
         for key in ("phi", "g"):
-            d.box(f"pool_{key}", "2×2 max-pool", "pooling", (1 if key == "phi" else 2, row), module="pool")
+            d.box(
+                f"pool_{key}",
+                "2×2 max-pool",
+                "pooling",
+                (1 if key == "phi" else 2, row),
+                module="pool",
+            )
         row += 1.1
     for col, key in enumerate(("theta", "phi", "g")):
         d.box(f"flat_{key}", "flatten", "reshape", (col, row))
@@ -837,7 +1021,13 @@ def patch_embedding_diagram(*, title: str | None = None) -> Diagram:
     d = Diagram(title if title is not None else "Patch embedding")
     d.definitions["N"] = "H·W/p²"
     d.io("x", "image", (0, 0))
-    d.box("proj", "p×p conv, stride p\n(one linear map per patch)", "conv", (0, 1.2), module="proj")
+    d.box(
+        "proj",
+        "p×p conv, stride p\n(one linear map per patch)",
+        "conv",
+        (0, 1.2),
+        module="proj",
+    )
     d.box("flat", "flatten the grid", "reshape", (0, 2.4))
     d.io("out", "tokens", (0, 3.4), module="")
     d.edge("x", "proj", "B×C×H×W")
@@ -853,7 +1043,13 @@ def encoder_block_diagram(*, heads: str = "h", title: str | None = None) -> Diag
     d.io("x", "x", (0, 0))
     d.dot("j1", (0, 0.75))
     d.box("norm1", "LayerNorm", "norm", (0, 1.5), module="norm1")
-    d.box("attn", f"multi-head attention ({heads} heads)", "attention", (0, 2.5), module="attn")
+    d.box(
+        "attn",
+        f"multi-head attention ({heads} heads)",
+        "attention",
+        (0, 2.5),
+        module="attn",
+    )
     d.op("add1", "+", (0, 3.5))
     d.dot("j2", (0, 4.25))
     d.box("norm2", "LayerNorm", "norm", (0, 5.0), module="norm2")
@@ -891,7 +1087,10 @@ def vit_diagram(*, title: str | None = None) -> Diagram:
     d.edge("embed", "cls", "B×N×D")
     d.edge("cls", "add", "B×(N+1)×D", side="left")
     d.edge("pos", "add", "1×(N+1)×D")
-    d.chain("add blocks norm take head out", shapes={"add": "B×(N+1)×D", "take": "B×D", "head": "B×K"})
+    d.chain(
+        "add blocks norm take head out",
+        shapes={"add": "B×(N+1)×D", "take": "B×D", "head": "B×K"},
+    )
     return d
 
 
@@ -915,7 +1114,13 @@ def se_diagram(*, title: str | None = None) -> Diagram:
     d.edge("x", "j", "B×C×H×W")
     d.chain(
         "j pool fc1 relu fc2 sigmoid mul out",
-        shapes={"pool": "B×C", "fc1": "B×C/r", "fc2": "B×C", "sigmoid": "B×C×1×1", "mul": "B×C×H×W"},
+        shapes={
+            "pool": "B×C",
+            "fc1": "B×C/r",
+            "fc2": "B×C",
+            "sigmoid": "B×C×1×1",
+            "mul": "B×C×H×W",
+        },
     )
     _skip(d, "j", "mul", 1.0, name="x")
     return d
@@ -946,7 +1151,10 @@ def cbam_diagram(*, spatial_norm: bool = False, title: str | None = None) -> Dia
     d.op("mul2", "×", (0.5, row + 1))
     d.io("out", "out", (0.5, row + 2), module="")
     d.group(("avg", "max", "mlp_a", "mlp_m", "add", "sig1"), "channel\nattention")
-    d.group(("cmean", "cmax", "cat", "conv", "sig2", *(("bn",) if spatial_norm else ())), "spatial\nattention")
+    d.group(
+        ("cmean", "cmax", "cat", "conv", "sig2", *(("bn",) if spatial_norm else ())),
+        "spatial\nattention",
+    )
     d.edge("x", "j1", "B×C×H×W")
     d.edge("j1", "avg", via=((0, 0.7),))
     d.edge("j1", "max", via=((1, 0.7),))
@@ -964,13 +1172,16 @@ def cbam_diagram(*, spatial_norm: bool = False, title: str | None = None) -> Dia
     d.edge("cmax", "cat", "B×1×H×W", via=((1, 8.1),), seg=0)
     d.edge("cat", "conv", "B×2×H×W")
     d.chain(
-        "conv bn sig2 mul2 out" if spatial_norm else "conv sig2 mul2 out", shapes={"conv": "B×1×H×W", "mul2": "B×C×H×W"}
+        "conv bn sig2 mul2 out" if spatial_norm else "conv sig2 mul2 out",
+        shapes={"conv": "B×1×H×W", "mul2": "B×C×H×W"},
     )
     _skip(d, "j2", "mul2", 1.85)
     return d
 
 
-def bot_block_diagram(*, downsample: bool = False, heads: str = "h", title: str | None = None) -> Diagram:
+def bot_block_diagram(
+    *, downsample: bool = False, heads: str = "h", title: str | None = None
+) -> Diagram:
     """BoTNet's bottleneck Transformer block (Srinivas et al., 2021): the bottleneck's 3×3 conv becomes MHSA.
 
     ``downsample=True`` draws a strided block (C → 2C channels): attention at the input size, then 2×2 pooling.
@@ -982,7 +1193,13 @@ def bot_block_diagram(*, downsample: bool = False, heads: str = "h", title: str 
     d.io("x", "x", (0, 0))
     d.dot("j", (0, 0.75))
     d.box("reduce", "1×1 conv + BN + ReLU", "conv", (0, 1.5), module="reduce")
-    d.box("mhsa", f"MHSA, {heads} heads,\nrelative position logits", "attention", (0, 2.7), module="mhsa")
+    d.box(
+        "mhsa",
+        f"MHSA, {heads} heads,\nrelative position logits",
+        "attention",
+        (0, 2.7),
+        module="mhsa",
+    )
     row = 3.9
     if downsample:
         d.box("pool", "2×2 average pool", "pooling", (0, row), module="pool")
@@ -1022,9 +1239,17 @@ def mbconv_diagram(*, downsample: bool = False, title: str | None = None) -> Dia
     d.io("x", "x", (0, 0))
     d.dot("j", (0, 0.75))
     d.box("pre_norm", "BatchNorm", "norm", (0, 1.5), module="pre_norm")
-    d.box("expand", "1×1 conv + BN + GELU\n(expand 4×)", "conv", (0, 2.6), module="expand")
+    d.box(
+        "expand", "1×1 conv + BN + GELU\n(expand 4×)", "conv", (0, 2.6), module="expand"
+    )
     stride = ", stride 2" if downsample else ""
-    d.box("dw", f"3×3 depthwise conv{stride}\n+ BN + GELU", "conv", (0, 3.9), module="depthwise")
+    d.box(
+        "dw",
+        f"3×3 depthwise conv{stride}\n+ BN + GELU",
+        "conv",
+        (0, 3.9),
+        module="depthwise",
+    )
     d.box("se", "squeeze-excitation", "attention", (0, 5.1), module="se")
     d.box("project", "1×1 conv (project)", "conv", (0, 6.1), module="project")
     d.op("add", "+", (0, 7.1))
@@ -1032,7 +1257,11 @@ def mbconv_diagram(*, downsample: bool = False, title: str | None = None) -> Dia
     d.edge("x", "j", "B×C×H×W")
     d.chain(
         "j pre_norm expand dw se project add out",
-        shapes={"expand": f"B×{mid}×H×W", "dw": f"B×{mid}×{hw_out}", "project": f"B×{c_out}×{hw_out}"},
+        shapes={
+            "expand": f"B×{mid}×H×W",
+            "dw": f"B×{mid}×{hw_out}",
+            "project": f"B×{c_out}×{hw_out}",
+        },
     )
     if downsample:
         d.box("sc_pool", "2×2 average pool", "pooling", (1.1, 3), module="shortcut.0")
@@ -1045,7 +1274,9 @@ def mbconv_diagram(*, downsample: bool = False, title: str | None = None) -> Dia
     return d
 
 
-def transformer_block_2d_diagram(*, downsample: bool = False, heads: str = "h", title: str | None = None) -> Diagram:
+def transformer_block_2d_diagram(
+    *, downsample: bool = False, heads: str = "h", title: str | None = None
+) -> Diagram:
     """CoAtNet's Transformer block on a feature map: relative attention over the H·W tokens, then an MLP.
 
     ``downsample=True`` draws a strided block (C → 2C): pool 2×2 first, attend on the smaller grid.
@@ -1064,25 +1295,50 @@ def transformer_block_2d_diagram(*, downsample: bool = False, heads: str = "h", 
         d.box("proj_in", "1×1 conv C → 2C", "conv", (0, row + 1), module="proj_in")
         row += 2
     d.box("flat", "flatten to tokens", "reshape", (0, row))
-    d.box("attn", f"multi-head attention,\n{heads} heads", "attention", (0, row + 1.1), module="attn")
-    d.box("bias", "relative position\nbias", "embedding", (-1.25, row + 1.1), module="rel_bias")
+    d.box(
+        "attn",
+        f"multi-head attention,\n{heads} heads",
+        "attention",
+        (0, row + 1.1),
+        module="attn",
+    )
+    d.box(
+        "bias",
+        "relative position\nbias",
+        "embedding",
+        (-1.25, row + 1.1),
+        module="rel_bias",
+    )
     d.box("unflat", "back to a map", "reshape", (0, row + 2.2))
     d.op("add1", "+", (0, row + 3.2))
     d.dot("j2", (0, row + 3.9))
     d.box("norm2", "LayerNorm over channels", "norm", (0, row + 4.6), module="norm2")
-    d.box("mlp", "MLP: 1×1 conv, GELU, 1×1 conv\n(4× wide)", "conv", (0, row + 5.7), module="mlp")
+    d.box(
+        "mlp",
+        "MLP: 1×1 conv, GELU, 1×1 conv\n(4× wide)",
+        "conv",
+        (0, row + 5.7),
+        module="mlp",
+    )
     d.op("add2", "+", (0, row + 6.8))
     d.io("out", "out", (0, row + 7.8), module="")
     d.edge("x", "j1", "B×C×H×W")
     if downsample:
-        d.chain("j1 norm1 pool proj_in flat", shapes={"pool": "B×C×H/2×W/2", "proj_in": f"B×2C×{hw_out}"})
+        d.chain(
+            "j1 norm1 pool proj_in flat",
+            shapes={"pool": "B×C×H/2×W/2", "proj_in": f"B×2C×{hw_out}"},
+        )
     else:
         d.chain("j1 norm1 flat")
     d.edge("flat", "attn", f"B×N×{c_out}")
     d.edge("bias", "attn", f"{heads}×N×N", seg=0)
     d.chain(
         "attn unflat add1 j2 norm2 mlp add2 out",
-        shapes={"attn": f"B×N×{c_out}", "unflat": f"B×{c_out}×{hw_out}", "add2": f"B×{c_out}×{hw_out}"},
+        shapes={
+            "attn": f"B×N×{c_out}",
+            "unflat": f"B×{c_out}×{hw_out}",
+            "add2": f"B×{c_out}×{hw_out}",
+        },
     )
     if downsample:
         d.box("sc_pool", "2×2 average pool", "pooling", (1.1, 3.2), module="pool")
@@ -1096,14 +1352,22 @@ def transformer_block_2d_diagram(*, downsample: bool = False, heads: str = "h", 
     return d
 
 
-def window_attention_diagram(*, shifted: bool = False, heads: str = "h", title: str | None = None) -> Diagram:
+def window_attention_diagram(
+    *, shifted: bool = False, heads: str = "h", title: str | None = None
+) -> Diagram:
     """Swin's window attention (Liu et al., 2021): attention inside M×M windows, with a relative bias per head.
 
     ``shifted=True`` draws the shifted-window form: roll by −s, attend (with a mask keeping wrapped regions
     apart), roll back.
     """
     _check_symbols("window_attention_diagram", heads=heads)
-    d = Diagram(title if title is not None else "Shifted window attention (Swin)" if shifted else "Window attention")
+    d = Diagram(
+        title
+        if title is not None
+        else "Shifted window attention (Swin)"
+        if shifted
+        else "Window attention"
+    )
     d.definitions["n"] = "H·W/M²"
     d.io("x", "x", (0, 0))
     row = 1.0
@@ -1111,8 +1375,16 @@ def window_attention_diagram(*, shifted: bool = False, heads: str = "h", title: 
         d.box("roll", "cyclic shift by (−s, −s)", "reshape", (0, row))
         row += 1
     d.box("part", "partition into M×M windows", "reshape", (0, row))
-    d.box("mha", f"multi-head attention,\n{heads} heads, per window", "attention", (0, row + 1.2), module="mha")
-    bias = "relative position bias\n+ shift mask" if shifted else "relative position\nbias"
+    d.box(
+        "mha",
+        f"multi-head attention,\n{heads} heads, per window",
+        "attention",
+        (0, row + 1.2),
+        module="mha",
+    )
+    bias = (
+        "relative position bias\n+ shift mask" if shifted else "relative position\nbias"
+    )
     d.box("bias", bias, "embedding", (-1.25, row + 1.2), module="rel_bias")
     d.box("merge", "merge the windows", "reshape", (0, row + 2.4))
     last = "merge"
@@ -1157,7 +1429,12 @@ def local_attention_diagram(*, heads: str = "h", title: str | None = None) -> Di
         module="rel_height",
         params=("rel_width",),
     )
-    d.box("attn", "attention over the k² neighbours\n(outside the image masked)", "attention", (1, 5.1))
+    d.box(
+        "attn",
+        "attention over the k² neighbours\n(outside the image masked)",
+        "attention",
+        (1, 5.1),
+    )
     d.box("merge", "merge heads", "reshape", (1, 6.3))
     d.io("out", "out", (1, 7.3), module="")
     for key, flat in (("query", "q_flat"), ("value", "v_unfold"), ("key", "k_unfold")):

@@ -58,15 +58,29 @@ class DistInfo:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
-        for name in ("rank", "world_size", "local_rank"):  # (this layer-0 module checks without nlbook.checks)
+        for name in (
+            "rank",
+            "world_size",
+            "local_rank",
+        ):  # (this layer-0 module checks without nlbook.checks)
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"DistInfo: {name} must be an int, got {value!r} ({type(value).__name__})")
+                raise TypeError(
+                    f"DistInfo: {name} must be an int, got {value!r} ({type(value).__name__})"
+                )
         if self.backend not in (None, "nccl", "gloo"):
-            raise ValueError(f"DistInfo: backend must be None, 'nccl' or 'gloo', got {self.backend!r}")
+            raise ValueError(
+                f"DistInfo: backend must be None, 'nccl' or 'gloo', got {self.backend!r}"
+            )
         if not isinstance(self.device, torch.device):
-            raise TypeError(f"DistInfo: device must be a torch.device, got {type(self.device).__name__}")
-        if self.world_size < 1 or not 0 <= self.rank < self.world_size or self.local_rank < 0:
+            raise TypeError(
+                f"DistInfo: device must be a torch.device, got {type(self.device).__name__}"
+            )
+        if (
+            self.world_size < 1
+            or not 0 <= self.rank < self.world_size
+            or self.local_rank < 0
+        ):
             raise ValueError(
                 f"DistInfo: need world_size >= 1, 0 <= rank < world_size and local_rank >= 0, got rank={self.rank}, "
                 f"world_size={self.world_size}, local_rank={self.local_rank}"
@@ -93,7 +107,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer (set by torchrun), got {value!r}") from None
+        raise ValueError(
+            f"environment variable {name} must be an integer (set by torchrun), got {value!r}"
+        ) from None
 
 
 def _require_group(where: str, info: DistInfo) -> None:
@@ -107,64 +123,104 @@ def _require_group(where: str, info: DistInfo) -> None:
 
 
 def init_distributed(
-    backend: str | None = None, *, device: torch.device | str | None = None, timeout_s: float = 300.0
+    backend: str | None = None,
+    *,
+    device: torch.device | str | None = None,
+    timeout_s: float = 300.0,
 ) -> DistInfo:
-    """Join the process group that ``torchrun`` describes in the environment and return this rank's info.
+    """Join the process group that ``torchrun`` describes in the environment and return
+    this rank's info.
 
     Args:
-        backend: ``"nccl"`` (GPUs) or ``"gloo"`` (CPUs); default NCCL when the device is CUDA, else gloo.
-        device: this process's device; default ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU —
+        backend: ``"nccl"`` (GPUs) or ``"gloo"`` (CPUs); default NCCL when the device
+        is CUDA, else gloo.
+        device: this process's device; default ``cuda:LOCAL_RANK`` when CUDA is
+        available, else the CPU —
             one GPU per process, which is what DDP is fastest with.
-        timeout_s: how long collectives wait for a missing rank before failing (instead of hanging).
+        timeout_s: how long collectives wait for a missing rank before failing (instead
+        of hanging).
 
-    Without ``WORLD_SIZE`` (a plain ``python`` run) or with ``WORLD_SIZE=1`` no process group is created.
+    Without ``WORLD_SIZE`` (a plain ``python`` run) or with ``WORLD_SIZE=1`` no process
+    group is created.
     """
     global _CURRENT
     world = _env_int("WORLD_SIZE", 1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    # torchrun's variables, checked before anything waits on them: a RANK outside the world would otherwise
+    # torchrun's variables, checked before anything waits on them: a RANK outside the
+    # world would otherwise
     # wait the whole timeout for ranks that never come, and fail with a network error.
     if world < 1:
-        raise ValueError(f"init_distributed: environment variable WORLD_SIZE must be an int >= 1, got {world}")
+        raise ValueError(
+            f"init_distributed: environment variable WORLD_SIZE must be an int >= 1, "
+            f"got {world}"
+        )
     if not 0 <= rank < world:
         raise ValueError(
-            f"init_distributed: environment variable RANK must be in [0, WORLD_SIZE) = [0, {world}), got {rank}"
+            f"init_distributed: environment variable RANK must be in [0, WORLD_SIZE) "
+            f"= [0, {world}), got {rank}"
         )
     if not 0 <= local_rank < world:
         raise ValueError(
-            f"init_distributed: environment variable LOCAL_RANK must be in [0, WORLD_SIZE) = [0, {world}), "
+            f"init_distributed: environment variable LOCAL_RANK must be in [0, "
+            f"WORLD_SIZE) = [0, {world}), "
             f"got {local_rank}"
         )
     if device is None:
-        device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        device = (
+            torch.device("cuda", local_rank)
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
     device = torch.device(device)
     if device.type == "cuda":
         if device.index is None:
             device = torch.device("cuda", local_rank)
         if not torch.cuda.is_available() or device.index >= torch.cuda.device_count():
             raise RuntimeError(
-                f"init_distributed: device {device} (LOCAL_RANK={local_rank}) requested but this machine has "
-                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} GPU(s); start at most that many "
+                f"init_distributed: device {device} (LOCAL_RANK={local_rank}) "
+                f"requested but this machine has "
+                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} "
+                f"GPU(s); start at most that many "
                 "processes per machine"
             )
-        torch.cuda.set_device(device)  # NCCL and the caching allocator pick up "the" GPU from here
+        torch.cuda.set_device(
+            device
+        )  # NCCL and the caching allocator pick up "the" GPU from here
     if world == 1 and not dist.is_initialized():
         _CURRENT = DistInfo(device=device)
         return _CURRENT
     backend = backend or ("nccl" if device.type == "cuda" else "gloo")
     if backend not in ("nccl", "gloo"):
-        raise ValueError(f"init_distributed: backend must be 'nccl' or 'gloo', got {backend!r}")
+        raise ValueError(
+            f"init_distributed: backend must be 'nccl' or 'gloo', got {backend!r}"
+        )
     if backend == "nccl" and device.type != "cuda":
-        raise ValueError(f"init_distributed: NCCL needs CUDA devices, got {device}; use backend='gloo' on CPUs")
+        raise ValueError(
+            f"init_distributed: NCCL needs CUDA devices, got {device}; use "
+            f"backend='gloo' on CPUs"
+        )
     if not dist.is_initialized():
         missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
         if missing:
-            raise RuntimeError(f"init_distributed: WORLD_SIZE={world} but {missing} unset — launch with torchrun")
+            raise RuntimeError(
+                f"init_distributed: WORLD_SIZE={world} but {missing} unset — launch "
+                f"with torchrun"
+            )
         port = _env_int("MASTER_PORT", 0)
         if not 1 <= port <= 65535:
-            raise ValueError(f"init_distributed: environment variable MASTER_PORT must be in [1, 65535], got {port}")
-        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
-    _CURRENT = DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(), device)
+            raise ValueError(
+                f"init_distributed: environment variable MASTER_PORT must be in [1, "
+                f"65535], got {port}"
+            )
+        dist.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world,
+            timeout=timedelta(seconds=timeout_s),
+        )
+    _CURRENT = DistInfo(
+        dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(), device
+    )
     return _CURRENT
 
 
@@ -176,7 +232,11 @@ def current() -> DistInfo:
         rank, world = dist.get_rank(), dist.get_world_size()
         local_rank = _env_int("LOCAL_RANK", 0)
         backend = dist.get_backend()
-        device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", local_rank)
+            if backend == "nccl"
+            else torch.device("cpu")
+        )
         return DistInfo(rank, world, local_rank, backend, device)
     return DistInfo()
 
@@ -194,7 +254,9 @@ def _info(where: str, info: object) -> DistInfo:
     if info is None:
         return current()
     if not isinstance(info, DistInfo):
-        raise TypeError(f"{where}: info must be a DistInfo or None (this process's), got {type(info).__name__}")
+        raise TypeError(
+            f"{where}: info must be a DistInfo or None (this process's), got {type(info).__name__}"
+        )
     return info
 
 
@@ -229,25 +291,39 @@ def print0(*args, info: DistInfo | None = None, **kwargs) -> None:
         print(*args, **kwargs)
 
 
-def wrap_model(model: nn.Module, info: DistInfo, *, sync_batchnorm: bool | None = None) -> nn.Module:
-    """``model`` wrapped in ``DistributedDataParallel`` (returned unchanged for one process).
+def wrap_model(
+    model: nn.Module, info: DistInfo, *, sync_batchnorm: bool | None = None
+) -> nn.Module:
+    """``model`` wrapped in ``DistributedDataParallel`` (returned unchanged for one
+    process).
 
-    DDP broadcasts rank 0's parameters and buffers at construction, so all ranks start identical, and
-    all-reduces (averages) the gradients during ``backward``. ``sync_batchnorm`` (default: on CUDA) converts
-    BatchNorm layers to ``SyncBatchNorm`` so their batch statistics span the global batch; PyTorch's
-    SyncBatchNorm runs on GPUs only, so on CPU each rank normalises with its own share's statistics.
+    DDP broadcasts rank 0's parameters and buffers at construction, so all ranks start
+    identical, and
+    all-reduces (averages) the gradients during ``backward``. ``sync_batchnorm``
+    (default: on CUDA) converts
+    BatchNorm layers to ``SyncBatchNorm`` so their batch statistics span the global
+    batch; PyTorch's
+    SyncBatchNorm runs on GPUs only, so on CPU each rank normalises with its own
+    share's statistics.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"wrap_model expects an nn.Module as model, got {type(model).__name__}")
+        raise TypeError(
+            f"wrap_model expects an nn.Module as model, got {type(model).__name__}"
+        )
     if not isinstance(info, DistInfo):
-        raise TypeError(f"wrap_model: info must be a DistInfo, got {type(info).__name__}")
+        raise TypeError(
+            f"wrap_model: info must be a DistInfo, got {type(info).__name__}"
+        )
     if not info.enabled:
         return model
     if sync_batchnorm is None:
         sync_batchnorm = info.device.type == "cuda"
     if sync_batchnorm:
         if info.device.type != "cuda":
-            raise ValueError("wrap_model: SyncBatchNorm needs CUDA devices (PyTorch has no CPU implementation)")
+            raise ValueError(
+                "wrap_model: SyncBatchNorm needs CUDA devices (PyTorch has no CPU "
+                "implementation)"
+            )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     _require_group("wrap_model", info)
     device_ids = [info.device.index] if info.device.type == "cuda" else None

@@ -121,7 +121,13 @@ class InputResize(nn.Module):
             return x
         # antialias only matters when shrinking; it keeps a downscale from aliasing like a strided pick would
         shrinking = min(x.shape[-2:]) > self.size
-        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrinking)
+        return F.interpolate(
+            x,
+            size=(self.size, self.size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=shrinking,
+        )
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
@@ -141,11 +147,21 @@ class PretrainedClassifier(nn.Module):
     model trains: a linear probe must not update BatchNorm statistics or apply dropout to fixed features.
     """
 
-    def __init__(self, backbone: nn.Module, head_name: str, input_size: int, head_init: HeadInit = "zeros"):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head_name: str,
+        input_size: int,
+        head_init: HeadInit = "zeros",
+    ):
         super().__init__()
         if not isinstance(getattr(backbone, head_name, None), nn.Linear):
-            raise ValueError(f"PretrainedClassifier: backbone.{head_name} must be an nn.Linear classification layer")
-        self.head_init = check_choice("PretrainedClassifier", "head_init", head_init, ("zeros", "normal"))
+            raise ValueError(
+                f"PretrainedClassifier: backbone.{head_name} must be an nn.Linear classification layer"
+            )
+        self.head_init = check_choice(
+            "PretrainedClassifier", "head_init", head_init, ("zeros", "normal")
+        )
         self.resize = InputResize(input_size)
         self.backbone = backbone
         self.head_name = head_name
@@ -207,16 +223,24 @@ def _resolve_weights(where: str, weights: Any, enum: type) -> Any:
         return weights
     names = ["DEFAULT", *enum.__members__]
     if not isinstance(weights, str) or weights not in names:
-        raise ValueError(f"{where}: weights must be None, an {enum.__name__} or one of {names}, got {weights!r}")
+        raise ValueError(
+            f"{where}: weights must be None, an {enum.__name__} or one of {names}, got {weights!r}"
+        )
     return enum.DEFAULT if weights == "DEFAULT" else enum[weights]
 
 
-def _build_with_weights(where: str, builder: Any, weights: Any, progress: bool) -> nn.Module:
+def _build_with_weights(
+    where: str, builder: Any, weights: Any, progress: bool
+) -> nn.Module:
     """``builder(weights=weights)`` — torchvision downloads (or reads torch's cache) and checks the hash."""
     try:
         with _connect_timeout(DOWNLOAD_TIMEOUT_S):
             return builder(weights=weights, progress=progress)
-    except (urllib.error.URLError, OSError, RuntimeError) as err:  # offline, timeout, truncated file, bad hash
+    except (
+        urllib.error.URLError,
+        OSError,
+        RuntimeError,
+    ) as err:  # offline, timeout, truncated file, bad hash
         raise WeightsUnavailableError(
             f"{where}: the pretrained weights {weights} are not in torch's cache "
             f"({torch.hub.get_dir()}/checkpoints) and could not be downloaded from {weights.url} "
@@ -229,11 +253,15 @@ def _build_with_weights(where: str, builder: Any, weights: Any, progress: bool) 
         ) from err
 
 
-def _check_common(where: str, num_classes: Any, image_size: Any, tv_kwargs: Any, weights: Any) -> None:
+def _check_common(
+    where: str, num_classes: Any, image_size: Any, tv_kwargs: Any, weights: Any
+) -> None:
     check_int(where, "num_classes", num_classes)
     check_int(where, "image_size", image_size)
     if tv_kwargs is not None and not isinstance(tv_kwargs, Mapping):
-        raise TypeError(f"{where}: tv_kwargs must be a dict of torchvision constructor arguments or None")
+        raise TypeError(
+            f"{where}: tv_kwargs must be a dict of torchvision constructor arguments or None"
+        )
     if tv_kwargs and weights is not None:
         raise ValueError(
             f"{where}: tv_kwargs changes the architecture, which the pretrained weights {weights} fix; "
@@ -242,11 +270,22 @@ def _check_common(where: str, num_classes: Any, image_size: Any, tv_kwargs: Any,
 
 
 # torchvision's vit_b_16: the architecture of Dosovitskiy et al.'s ViT-B/16.
-_VIT_B_16 = dict(image_size=224, patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072)
+_VIT_B_16 = dict(
+    image_size=224,
+    patch_size=16,
+    num_layers=12,
+    num_heads=12,
+    hidden_dim=768,
+    mlp_dim=3072,
+)
 
 
 def adapt_torchvision_vit(
-    tv_model: nn.Module, num_classes: int, image_size: int, head_init: HeadInit = "zeros", **vit_kwargs: Any
+    tv_model: nn.Module,
+    num_classes: int,
+    image_size: int,
+    head_init: HeadInit = "zeros",
+    **vit_kwargs: Any,
 ) -> PretrainedClassifier:
     """Convert a torchvision ``VisionTransformer`` into ours, set its resolution, give it a new head.
 
@@ -264,7 +303,9 @@ def adapt_torchvision_vit(
             f"{where}: image_size {image_size} is not a multiple of the patch size {vit.patch_size}; "
             f"choose e.g. {vit.patch_size * max(1, round(image_size / vit.patch_size))}"
         )
-    vit.set_image_size(image_size)  # resamples the position embeddings (identity at the pretraining size)
+    vit.set_image_size(
+        image_size
+    )  # resamples the position embeddings (identity at the pretraining size)
     # A new task has new classes: the pretrained 1000-way head is dropped, a fresh one replaces it.
     vit.head = nn.Linear(vit.embed_dim, num_classes)
     vit.num_classes = num_classes
@@ -302,19 +343,30 @@ def pretrained_vit(
     weights = _resolve_weights(where, weights, ViT_B_16_Weights)
     _check_common(where, num_classes, image_size, tv_kwargs, weights)
     if weights is not None:
-        tv_model = _build_with_weights(where, torchvision.models.vit_b_16, weights, progress)
+        tv_model = _build_with_weights(
+            where, torchvision.models.vit_b_16, weights, progress
+        )
     else:
-        tv_model = torchvision.models.VisionTransformer(**{**_VIT_B_16, "num_classes": 1000, **(tv_kwargs or {})})
-    return adapt_torchvision_vit(tv_model, num_classes, image_size, head_init, **vit_kwargs)
+        tv_model = torchvision.models.VisionTransformer(
+            **{**_VIT_B_16, "num_classes": 1000, **(tv_kwargs or {})}
+        )
+    return adapt_torchvision_vit(
+        tv_model, num_classes, image_size, head_init, **vit_kwargs
+    )
 
 
 def adapt_torchvision_resnet(
-    tv_model: nn.Module, num_classes: int, image_size: int, head_init: HeadInit = "zeros"
+    tv_model: nn.Module,
+    num_classes: int,
+    image_size: int,
+    head_init: HeadInit = "zeros",
 ) -> PretrainedClassifier:
     """A torchvision ResNet with a new ``fc`` for ``num_classes``, behind a resize to ``image_size``."""
     where = "adapt_torchvision_resnet"
     if not isinstance(tv_model, ResNet):
-        raise TypeError(f"{where} expects a torchvision.models.ResNet, got {type(tv_model).__name__}")
+        raise TypeError(
+            f"{where} expects a torchvision.models.ResNet, got {type(tv_model).__name__}"
+        )
     check_int(where, "num_classes", num_classes)
     check_int(where, "image_size", image_size)
     # Global average pooling makes a ResNet accept any input size: no embedding to resample, only the fc.
@@ -341,7 +393,9 @@ def pretrained_resnet50(
     weights = _resolve_weights(where, weights, ResNet50_Weights)
     _check_common(where, num_classes, image_size, tv_kwargs, weights)
     if weights is not None:
-        tv_model = _build_with_weights(where, torchvision.models.resnet50, weights, progress)
+        tv_model = _build_with_weights(
+            where, torchvision.models.resnet50, weights, progress
+        )
     else:
         kwargs = {"layers": [3, 4, 6, 3], **(tv_kwargs or {})}
         tv_model = ResNet(Bottleneck, kwargs.pop("layers"), **kwargs)
@@ -359,7 +413,9 @@ def freeze_backbone(model: PretrainedClassifier) -> PretrainedClassifier:
     In place; returns ``model``. Without it (the default) every weight is fine-tuned.
     """
     if not isinstance(model, PretrainedClassifier):
-        raise TypeError(f"freeze_backbone expects an nlbook.finetune.PretrainedClassifier, got {type(model).__name__}")
+        raise TypeError(
+            f"freeze_backbone expects an nlbook.finetune.PretrainedClassifier, got {type(model).__name__}"
+        )
     head = {id(p) for p in model.head.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in head)
@@ -370,7 +426,9 @@ def freeze_backbone(model: PretrainedClassifier) -> PretrainedClassifier:
 def trainable_parameter_names(model: nn.Module) -> list[str]:
     """Names of the parameters an optimiser will update (``requires_grad``)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"trainable_parameter_names expects an nn.Module, got {type(model).__name__}")
+        raise TypeError(
+            f"trainable_parameter_names expects an nn.Module, got {type(model).__name__}"
+        )
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
@@ -389,7 +447,13 @@ def build_finetune_model(
     check_choice(where, "arch", arch, ARCHS)
     check_choice(where, "mode", mode, MODES)
     builder = pretrained_vit if arch == "vit_b_16" else pretrained_resnet50
-    model = builder(weights, num_classes=num_classes, image_size=image_size, tv_kwargs=tv_kwargs, progress=progress)
+    model = builder(
+        weights,
+        num_classes=num_classes,
+        image_size=image_size,
+        tv_kwargs=tv_kwargs,
+        progress=progress,
+    )
     return freeze_backbone(model) if mode == "frozen" else model
 
 
@@ -415,7 +479,9 @@ _RECIPES: dict[tuple[str, str], tuple[int, float, int]] = {
 }
 
 
-def finetune_recipe(arch: Arch, mode: Mode, device: torch.device | str = "cpu", **overrides: Any) -> TrainConfig:
+def finetune_recipe(
+    arch: Arch, mode: Mode, device: torch.device | str = "cpu", **overrides: Any
+) -> TrainConfig:
     """The fine-tuning :class:`~nlbook.train.TrainConfig` for ``arch`` in ``mode`` on ``device``.
 
     SGD (momentum 0.9; :func:`~nlbook.train.fit` uses the Nesterov form), no weight decay, a short linear
@@ -431,7 +497,9 @@ def finetune_recipe(arch: Arch, mode: Mode, device: torch.device | str = "cpu", 
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"{where}: device must be a torch.device or a name like 'cuda', got {device!r}") from err
+        raise ValueError(
+            f"{where}: device must be a torch.device or a name like 'cuda', got {device!r}"
+        ) from err
     batch, lr_at_512, epochs = _RECIPES[(arch, mode)]
     batch = check_int(where, "batch_size", overrides.pop("batch_size", batch))
     if "lr" in overrides:
@@ -466,7 +534,9 @@ def imagenet_normalized(data: ImageDataset) -> ImageDataset:
     Only the two statistics change; the images stay where and as they are (uint8, any device).
     """
     if not isinstance(data, ImageDataset):
-        raise TypeError(f"imagenet_normalized expects an nlbook.data.ImageDataset, got {type(data).__name__}")
+        raise TypeError(
+            f"imagenet_normalized expects an nlbook.data.ImageDataset, got {type(data).__name__}"
+        )
     if data.in_channels != 3:
         raise ValueError(
             f"imagenet_normalized: the pretrained networks take RGB images, but {data.name!r} has "

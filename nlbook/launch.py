@@ -39,7 +39,9 @@ class LocalRun:
 
     nproc: int
     threads_per_process: int
-    wall_s: float  # the whole launch: process start-up, data loading, training, evaluation
+    wall_s: (
+        float  # the whole launch: process start-up, data loading, training, evaluation
+    )
     stdout: str
     record: dict  # nlbook.train.TrainRecord.to_dict()
     state_dict: dict[str, torch.Tensor]
@@ -52,13 +54,21 @@ def _free_port() -> int:
 
 
 def launch_local(
-    nproc: int, args: list[str], *, threads_per_process: int | None = None, timeout_s: float = 600.0
+    nproc: int,
+    args: list[str],
+    *,
+    threads_per_process: int | None = None,
+    timeout_s: float = 600.0,
 ) -> LocalRun:
-    """Run ``torchrun --nproc_per_node=nproc -m nlbook.launch *args`` on this machine's CPUs (gloo).
+    """Run ``torchrun --nproc_per_node=nproc -m nlbook.launch *args`` on this machine's
+    CPUs (gloo).
 
-    The processes meet on 127.0.0.1 at a free port; ``threads_per_process`` (default: the CPU cores divided
-    evenly) sets ``OMP_NUM_THREADS`` so N processes do not oversubscribe the cores. Rank 0's record and
-    trained weights come back through a temporary folder. Raises ``RuntimeError`` with the processes' output
+    The processes meet on 127.0.0.1 at a free port; ``threads_per_process`` (default:
+    the CPU cores divided
+    evenly) sets ``OMP_NUM_THREADS`` so N processes do not oversubscribe the cores.
+    Rank 0's record and
+    trained weights come back through a temporary folder. Raises ``RuntimeError`` with
+    the processes' output
     if the launch fails.
     """
     if not isinstance(nproc, int) or nproc < 1:
@@ -66,16 +76,37 @@ def launch_local(
     threads = threads_per_process or max(1, (os.cpu_count() or 1) // nproc)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}"]
-        cmd += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "nlbook.launch", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=1",
+            f"--nproc_per_node={nproc}",
+        ]
+        cmd += [
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            "-m",
+            "nlbook.launch",
+            *args,
+        ]
         cmd += ["--save", str(out / "weights.pt"), "--json", str(out / "record.json")]
-        env = os.environ | {"OMP_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
+        env = os.environ | {
+            "OMP_NUM_THREADS": str(threads),
+            "CUDA_VISIBLE_DEVICES": "",
+            "TQDM_DISABLE": "1",
+        }
         env.pop("NLBOOK_DEVICE", None)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+            raise RuntimeError(
+                f"torchrun exited with "
+                f"{proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+            )
         record = json.loads((out / "record.json").read_text())
         state = torch.load(out / "weights.pt")
     return LocalRun(nproc, threads, wall, proc.stdout, record, state)
@@ -90,24 +121,53 @@ def _parser() -> argparse.ArgumentParser:
         prog="torchrun --nproc_per_node=N -m nlbook.launch",
         description="Train a zoo model with nlbook.train.fit on every process torchrun started (DDP).",
     )
-    p.add_argument("--model", default="resnet", help="zoo model name (nlbook.zoo.model_names())")
-    p.add_argument("--dataset", default=None, help="cifar10, digits or longrange (default $NLBOOK_DATASET)")
-    p.add_argument("--profile", default=None, help="quick or full (default $NLBOOK_PROFILE / device)")
+    p.add_argument(
+        "--model", default="resnet", help="zoo model name (nlbook.zoo.model_names())"
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="cifar10, digits or longrange (default $NLBOOK_DATASET)",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="quick or full (default $NLBOOK_PROFILE / device)",
+    )
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="the GLOBAL batch, split evenly over ranks")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="the GLOBAL batch, split evenly over ranks",
+    )
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
-    p.add_argument("--no-augment", action="store_true", help="no random crops/flips (exact 1-vs-N comparisons)")
-    p.add_argument("--no-sync-batchnorm", action="store_true", help="keep per-rank BatchNorm statistics on GPUs")
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="no random crops/flips (exact 1-vs-N comparisons)",
+    )
+    p.add_argument(
+        "--no-sync-batchnorm",
+        action="store_true",
+        help="keep per-rank BatchNorm statistics on GPUs",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", default=None, help="rank 0 writes the trained state_dict here (torch.save)")
+    p.add_argument(
+        "--save",
+        default=None,
+        help="rank 0 writes the trained state_dict here (torch.save)",
+    )
     p.add_argument("--json", default=None, help="rank 0 writes the TrainRecord here")
     return p
 
 
 def _write_record(path: str, record: dict) -> None:
-    write_atomically(path, lambda f: json.dump(record, f, indent=1, default=str), text=True)
+    write_atomically(
+        path, lambda f: json.dump(record, f, indent=1, default=str), text=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     (with an ``"interrupted"`` field saying why).
     """
     args = _parser().parse_args(argv)
-    if os.environ.get("RANK", "0").strip() == "0":  # the writer; torchrun stops the other ranks if it fails here
+    if (
+        os.environ.get("RANK", "0").strip() == "0"
+    ):  # the writer; torchrun stops the other ranks if it fails here
         for flag, path in (("--save", args.save), ("--json", args.json)):
             if path is not None:
                 check_path_writable("nlbook.launch", flag, path)
@@ -139,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         data = load_dataset(args.dataset)
         if info.local_rank == 0:
             barrier(info)
-        seed_everything(args.seed)  # the same initial weights on every rank (DDP broadcasts rank 0's anyway)
+        seed_everything(
+            args.seed
+        )  # the same initial weights on every rank (DDP broadcasts rank 0's anyway)
         model = zoo.build_model(
             args.model,
             num_classes=data.num_classes,
@@ -155,12 +219,23 @@ def main(argv: list[str] | None = None) -> int:
         sync_bn = False if args.no_sync_batchnorm else None
         try:
             record = fit(
-                model, data, config, device=info.device, name=args.model, distributed=info, sync_batchnorm=sync_bn
+                model,
+                data,
+                config,
+                device=info.device,
+                name=args.model,
+                distributed=info,
+                sync_batchnorm=sync_bn,
             )
-        except BaseException as err:  # nothing lost: the epochs that finished still reach --json
+        except (
+            BaseException
+        ) as err:  # nothing lost: the epochs that finished still reach --json
             partial = getattr(err, "record", None)
             if info.is_main and args.json and partial is not None:
-                _write_record(args.json, partial.to_dict() | {"interrupted": f"{type(err).__name__}: {err}"})
+                _write_record(
+                    args.json,
+                    partial.to_dict() | {"interrupted": f"{type(err).__name__}: {err}"},
+                )
             raise
         print0(record.summary(), info=info)
         if info.is_main and args.save:

@@ -35,7 +35,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from nlbook.attention import AttentionImpl, MultiHeadAttention, scaled_dot_product_attention
+from nlbook.attention import (
+    AttentionImpl,
+    MultiHeadAttention,
+    scaled_dot_product_attention,
+)
 from nlbook.checks import check_image_batch, check_positive_int, check_probability
 from nlbook.cnn import BasicBlock, ResNet
 from nlbook.coatnet import LayerNorm2d, RelativePositionBias2d
@@ -90,13 +94,19 @@ def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     check_positive_int("window_partition", window_size=window_size)
     check_image_batch(x, None, "window_partition")
     _check_windows("window_partition", x.shape[-2], x.shape[-1], window_size)
-    return rearrange(x, "b c (nh m1) (nw m2) -> (b nh nw) (m1 m2) c", m1=window_size, m2=window_size)
+    return rearrange(
+        x, "b c (nh m1) (nw m2) -> (b nh nw) (m1 m2) c", m1=window_size, m2=window_size
+    )
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
+def window_reverse(
+    windows: torch.Tensor, window_size: int, height: int, width: int
+) -> torch.Tensor:
     """Put (B·nW, M², C) window tokens back into a (B, C, height, width) map — the inverse of
     :func:`window_partition`."""
-    check_positive_int("window_reverse", window_size=window_size, height=height, width=width)
+    check_positive_int(
+        "window_reverse", window_size=window_size, height=height, width=width
+    )
     _check_windows("window_reverse", height, width, window_size)
     num_windows = (height // window_size) * (width // window_size)
     if (
@@ -105,7 +115,11 @@ def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: 
         or windows.shape[1] != window_size**2
         or windows.shape[0] % num_windows
     ):
-        shape = tuple(windows.shape) if isinstance(windows, torch.Tensor) else type(windows).__name__
+        shape = (
+            tuple(windows.shape)
+            if isinstance(windows, torch.Tensor)
+            else type(windows).__name__
+        )
         raise ValueError(
             f"window_reverse: windows must be (B·{num_windows}, {window_size**2}, C) tokens for a {height}×{width} "
             f"map and window_size {window_size}, got {shape}"
@@ -119,7 +133,9 @@ def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: 
     )
 
 
-def _shift_regions(length: int, window_size: int, shift_size: int, device: torch.device) -> torch.Tensor:
+def _shift_regions(
+    length: int, window_size: int, shift_size: int, device: torch.device
+) -> torch.Tensor:
     """Per row (or column) of the *shifted* map: 0 = never moved, 1 / 2 = the two strips the cyclic shift
     brought together in the last window (Swin's three slices (0, −M), (−M, −s), (−s, end))."""
     pos = torch.arange(length, device=device)
@@ -127,7 +143,12 @@ def _shift_regions(length: int, window_size: int, shift_size: int, device: torch
 
 
 def shifted_window_mask(
-    height: int, width: int, window_size: int, shift_size: int, *, device: torch.device | str | None = None
+    height: int,
+    width: int,
+    window_size: int,
+    shift_size: int,
+    *,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Which tokens may attend to which inside each window of a cyclically shifted map: (nW, M², M²) booleans.
 
@@ -135,16 +156,25 @@ def shifted_window_mask(
     the image. Pixels attend only within their own region (same label), so no information crosses the wrap-around
     — Swin's mask (Liu et al., 2021, Fig. 4); ``True`` = may attend. With ``shift_size=0`` every entry is ``True``.
     """
-    check_positive_int("shifted_window_mask", height=height, width=width, window_size=window_size)
+    check_positive_int(
+        "shifted_window_mask", height=height, width=width, window_size=window_size
+    )
     _check_windows("shifted_window_mask", height, width, window_size)
-    if isinstance(shift_size, bool) or not isinstance(shift_size, int) or not 0 <= shift_size < window_size:
+    if (
+        isinstance(shift_size, bool)
+        or not isinstance(shift_size, int)
+        or not 0 <= shift_size < window_size
+    ):
         raise ValueError(
             f"shifted_window_mask: shift_size must be an int in [0, window_size={window_size}), got {shift_size!r}"
         )
     rows = _shift_regions(height, window_size, shift_size, device)
     cols = _shift_regions(width, window_size, shift_size, device)
     labels = rearrange(
-        rows[:, None] * 3 + cols[None, :], "(nh m1) (nw m2) -> (nh nw) (m1 m2)", m1=window_size, m2=window_size
+        rows[:, None] * 3 + cols[None, :],
+        "(nh m1) (nw m2) -> (nh nw) (m1 m2)",
+        m1=window_size,
+        m2=window_size,
     )
     return labels[:, :, None] == labels[:, None, :]
 
@@ -188,14 +218,30 @@ class WindowAttention(nn.Module):
         check_probability(where, attn_dropout=attn_dropout, dropout=dropout)
         _check_impl(where, impl)
         if dim % num_heads:
-            raise ValueError(f"{where}: dim ({dim}) must be a multiple of num_heads ({num_heads})")
-        if isinstance(shift_size, bool) or not isinstance(shift_size, int) or not 0 <= shift_size < window_size:
+            raise ValueError(
+                f"{where}: dim ({dim}) must be a multiple of num_heads ({num_heads})"
+            )
+        if (
+            isinstance(shift_size, bool)
+            or not isinstance(shift_size, int)
+            or not 0 <= shift_size < window_size
+        ):
             raise ValueError(
                 f"{where}: shift_size must be an int in [0, window_size={window_size}), got {shift_size!r}"
             )
-        self.dim, self.window_size, self.num_heads, self.shift_size = dim, window_size, num_heads, shift_size
+        self.dim, self.window_size, self.num_heads, self.shift_size = (
+            dim,
+            window_size,
+            num_heads,
+            shift_size,
+        )
         self.mha = MultiHeadAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout, dropout=dropout, impl=impl
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            attn_dropout=attn_dropout,
+            dropout=dropout,
+            impl=impl,
         )
         self.rel_bias = RelativePositionBias2d(window_size, num_heads)
         self.reset_parameters()
@@ -204,12 +250,16 @@ class WindowAttention(nn.Module):
         # Swin/timm: the bias table starts as small noise, so the first steps see almost content-only attention.
         nn.init.trunc_normal_(self.rel_bias.table, std=0.02)
 
-    def _bias(self, batch: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    def _bias(
+        self, batch: int, height: int, width: int, device: torch.device
+    ) -> torch.Tensor:
         """(heads, M², M²) relative bias, or (B·nW, heads, M², M²) with the shifted-window mask folded in."""
         bias = self.rel_bias()
         if not self.shift_size:
             return bias
-        keep = shifted_window_mask(height, width, self.window_size, self.shift_size, device=device)
+        keep = shifted_window_mask(
+            height, width, self.window_size, self.shift_size, device=device
+        )
         bias = bias.masked_fill(~keep[:, None], float("-inf"))  # (nW, heads, M², M²)
         # Windows are ordered (b, window), so the nW masks repeat once per image.
         return bias.repeat(batch, 1, 1, 1)
@@ -227,7 +277,11 @@ class WindowAttention(nn.Module):
         if s:
             x = torch.roll(x, shifts=(-s, -s), dims=(2, 3))
         tokens = window_partition(x, self.window_size)
-        res = self.mha(tokens, bias=self._bias(batch, height, width, x.device), return_attention=return_attention)
+        res = self.mha(
+            tokens,
+            bias=self._bias(batch, height, width, x.device),
+            return_attention=return_attention,
+        )
         out, weights = res if return_attention else (res, None)
         out = window_reverse(out, self.window_size, height, width)
         if s:
@@ -236,7 +290,8 @@ class WindowAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, shift_size={self.shift_size}"
+            f"dim={self.dim}, window_size={self.window_size}, "
+            f"num_heads={self.num_heads}, shift_size={self.shift_size}"
         )
 
 
@@ -271,11 +326,26 @@ class SwinBlock(nn.Module):
     ):
         super().__init__()
         check_probability("SwinBlock", drop_path=drop_path)
-        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or not mlp_ratio > 0:
-            raise ValueError(f"SwinBlock: mlp_ratio must be a number > 0, got {mlp_ratio!r}")
+        if (
+            isinstance(mlp_ratio, bool)
+            or not isinstance(mlp_ratio, (int, float))
+            or not mlp_ratio > 0
+        ):
+            raise ValueError(
+                f"SwinBlock: mlp_ratio must be a number > 0, got {mlp_ratio!r}"
+            )
         self.dim = dim
         self.norm1 = nn.LayerNorm(dim, eps=SWIN_LN_EPS)
-        self.attn = WindowAttention(dim, window_size, num_heads, shift_size, qkv_bias, attn_dropout, dropout, impl)
+        self.attn = WindowAttention(
+            dim,
+            window_size,
+            num_heads,
+            shift_size,
+            qkv_bias,
+            attn_dropout,
+            dropout,
+            impl,
+        )
         self.norm2 = nn.LayerNorm(dim, eps=SWIN_LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
         self.drop_path = DropPath(drop_path)
@@ -299,14 +369,20 @@ class SwinBlock(nn.Module):
 
 def _neighbourhoods(x: torch.Tensor, kernel_size: int, num_heads: int) -> torch.Tensor:
     """(B, heads·d, H, W) → (B, heads, H·W, k², d): each pixel's k×k neighbourhood, zeros beyond the border."""
-    cols = F.unfold(x, kernel_size, padding=kernel_size // 2)  # (B, C·k², H·W), channel-major
+    cols = F.unfold(
+        x, kernel_size, padding=kernel_size // 2
+    )  # (B, C·k², H·W), channel-major
     return rearrange(cols, "b (h d kk) n -> b h n kk d", h=num_heads, kk=kernel_size**2)
 
 
-def _inside_image(height: int, width: int, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
+def _inside_image(
+    height: int, width: int, kernel_size: int, like: torch.Tensor
+) -> torch.Tensor:
     """(H·W, 1, k²) booleans: which neighbourhood positions of each pixel lie inside the image."""
     ones = like.new_ones(1, 1, height, width)
-    return rearrange(F.unfold(ones, kernel_size, padding=kernel_size // 2) > 0, "1 kk n -> n 1 kk")
+    return rearrange(
+        F.unfold(ones, kernel_size, padding=kernel_size // 2) > 0, "1 kk n -> n 1 kk"
+    )
 
 
 class LocalSelfAttention2d(nn.Module):
@@ -346,7 +422,13 @@ class LocalSelfAttention2d(nn.Module):
         super().__init__()
         where = "LocalSelfAttention2d"
         out_dim = dim if out_dim is None else out_dim
-        check_positive_int(where, dim=dim, out_dim=out_dim, kernel_size=kernel_size, num_heads=num_heads)
+        check_positive_int(
+            where,
+            dim=dim,
+            out_dim=out_dim,
+            kernel_size=kernel_size,
+            num_heads=num_heads,
+        )
         if kernel_size % 2 == 0:
             raise ValueError(
                 f"{where}: kernel_size must be odd (a neighbourhood centred on its pixel), got {kernel_size}"
@@ -356,18 +438,33 @@ class LocalSelfAttention2d(nn.Module):
                 f"{where}: out_dim ({out_dim}) must be num_heads ({num_heads}) × an even head width (half for the "
                 "row offset embedding, half for the column offset embedding)"
             )
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
-            raise ValueError(f"{where}: scale must be a number > 0 or None (1/sqrt(head_dim)), got {scale!r}")
+        if scale is not None and (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not scale > 0
+        ):
+            raise ValueError(
+                f"{where}: scale must be a number > 0 or None (1/sqrt(head_dim)), got {scale!r}"
+            )
         _check_impl(where, impl)
-        self.dim, self.out_dim, self.kernel_size, self.num_heads = dim, out_dim, kernel_size, num_heads
+        self.dim, self.out_dim, self.kernel_size, self.num_heads = (
+            dim,
+            out_dim,
+            kernel_size,
+            num_heads,
+        )
         self.head_dim = out_dim // num_heads
         self.scale = self.head_dim**-0.5 if scale is None else float(scale)
         self.impl = impl
         self.query = nn.Conv2d(dim, out_dim, 1, bias=qkv_bias)
         self.key = nn.Conv2d(dim, out_dim, 1, bias=qkv_bias)
         self.value = nn.Conv2d(dim, out_dim, 1, bias=qkv_bias)
-        self.rel_height = nn.Parameter(torch.empty(num_heads, kernel_size, self.head_dim // 2))
-        self.rel_width = nn.Parameter(torch.empty(num_heads, kernel_size, self.head_dim // 2))
+        self.rel_height = nn.Parameter(
+            torch.empty(num_heads, kernel_size, self.head_dim // 2)
+        )
+        self.rel_width = nn.Parameter(
+            torch.empty(num_heads, kernel_size, self.head_dim // 2)
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -378,7 +475,9 @@ class LocalSelfAttention2d(nn.Module):
     def offset_embeddings(self) -> torch.Tensor:
         """(heads, k², head_dim): r_(a−i, b−j) for the k² offsets in row-major order (as :func:`F.unfold`)."""
         k = self.kernel_size
-        rows = self.rel_height[:, :, None, :].expand(-1, -1, k, -1)  # (heads, k_row, k_col, d/2)
+        rows = self.rel_height[:, :, None, :].expand(
+            -1, -1, k, -1
+        )  # (heads, k_row, k_col, d/2)
         cols = self.rel_width[:, None, :, :].expand(-1, k, -1, -1)
         return rearrange(torch.cat([rows, cols], dim=-1), "h a b d -> h (a b) d")
 
@@ -389,7 +488,9 @@ class LocalSelfAttention2d(nn.Module):
         weights over each pixel's neighbourhood (row-major offsets, zero outside the image)."""
         check_image_batch(x, self.dim, "LocalSelfAttention2d", like=self)
         height, width = x.shape[-2:]
-        q = rearrange(self.query(x), "b (h d) x y -> b h (x y) 1 d", h=self.num_heads)  # one query per "sequence"
+        q = rearrange(
+            self.query(x), "b (h d) x y -> b h (x y) 1 d", h=self.num_heads
+        )  # one query per "sequence"
         k = _neighbourhoods(self.key(x), self.kernel_size, self.num_heads)
         v = _neighbourhoods(self.value(x), self.kernel_size, self.num_heads)
         # q·(k + r) = content + relative position logits; r in k's dtype (bfloat16 under autocast, like k)
@@ -405,7 +506,11 @@ class LocalSelfAttention2d(nn.Module):
         )
         out, weights = res if return_attention else (res, None)
         out = rearrange(out, "b h (x y) 1 d -> b (h d) x y", x=height)
-        return (out, rearrange(weights, "b h n 1 kk -> b h n kk")) if return_attention else out
+        return (
+            (out, rearrange(weights, "b h n 1 kk -> b h n kk"))
+            if return_attention
+            else out
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -470,8 +575,17 @@ class RelativeOffsetAttention2d(nn.Module):
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
             raise ValueError(f"{where}: padding must be an int >= 0, got {padding!r}")
         _check_impl(where, impl)
-        self.in_channels, self.out_channels, self.num_heads = in_channels, out_channels, num_heads
-        self.head_dim, self.key_dim, self.padding, self.impl = head_dim, key_dim, padding, impl
+        self.in_channels, self.out_channels, self.num_heads = (
+            in_channels,
+            out_channels,
+            num_heads,
+        )
+        self.head_dim, self.key_dim, self.padding, self.impl = (
+            head_dim,
+            key_dim,
+            padding,
+            impl,
+        )
         self.query = nn.Conv2d(in_channels, num_heads * key_dim, 1, bias=False)
         self.key = nn.Conv2d(in_channels, num_heads * key_dim, 1, bias=False)
         self.value = nn.Conv2d(in_channels, num_heads * head_dim, 1, bias=False)
@@ -485,16 +599,29 @@ class RelativeOffsetAttention2d(nn.Module):
         nn.init.uniform_(self.centers, -max(self.padding, 1), max(self.padding, 1))
         nn.init.constant_(self.alpha, 1.0)
 
-    def position_logits(self, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
-        """(heads, H·W, (H+2p)·(W+2p)) logits −α_h ‖(k − q) − Δ_h‖² (0 exactly at Δ_h, also for α = ∞)."""
+    def position_logits(
+        self, height: int, width: int, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """(heads, H·W, (H+2p)·(W+2p)) logits −α_h ‖(k − q) − Δ_h‖² (0 exactly at Δ_h,
+        also for α = ∞)."""
         p = self.padding
-        qy, qx = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
-        ky, kx = torch.meshgrid(
-            torch.arange(-p, height + p, device=device), torch.arange(-p, width + p, device=device), indexing="ij"
+        qy, qx = torch.meshgrid(
+            torch.arange(height, device=device),
+            torch.arange(width, device=device),
+            indexing="ij",
         )
-        dy = ky.flatten()[None, :] - qy.flatten()[:, None]  # (HW, H'W') offsets key − query
+        ky, kx = torch.meshgrid(
+            torch.arange(-p, height + p, device=device),
+            torch.arange(-p, width + p, device=device),
+            indexing="ij",
+        )
+        dy = (
+            ky.flatten()[None, :] - qy.flatten()[:, None]
+        )  # (HW, H'W') offsets key − query
         dx = kx.flatten()[None, :] - qx.flatten()[:, None]
-        cy, cx = (c.to(self.alpha.dtype)[:, None, None] for c in self.centers.unbind(-1))
+        cy, cx = (
+            c.to(self.alpha.dtype)[:, None, None] for c in self.centers.unbind(-1)
+        )
         dist2 = (dy - cy) ** 2 + (dx - cx) ** 2  # (heads, HW, H'W')
         alpha = self.alpha[:, None, None]
         # where(): −α·0 would be NaN for α = ∞; for finite α it changes nothing.
@@ -507,10 +634,14 @@ class RelativeOffsetAttention2d(nn.Module):
         (B, heads, H·W, (H+2p)·(W+2p)) weights over the padded map."""
         check_image_batch(x, self.in_channels, "RelativeOffsetAttention2d", like=self)
         height, width = x.shape[-2:]
-        padded = F.pad(x, (self.padding,) * 4)  # zeros beyond the border, as a zero-padded convolution sees
+        padded = F.pad(
+            x, (self.padding,) * 4
+        )  # zeros beyond the border, as a zero-padded convolution sees
         q = rearrange(self.query(x), "b (h d) x y -> b h (x y) d", h=self.num_heads)
         k = rearrange(self.key(padded), "b (h d) x y -> b h (x y) d", h=self.num_heads)
-        v = rearrange(self.value(padded), "b (h d) x y -> b h (x y) d", h=self.num_heads)
+        v = rearrange(
+            self.value(padded), "b (h d) x y -> b h (x y) d", h=self.num_heads
+        )
         res = scaled_dot_product_attention(
             q,
             k,
@@ -532,48 +663,70 @@ class RelativeOffsetAttention2d(nn.Module):
 
 
 @torch.no_grad()
-def conv_as_attention(conv: nn.Conv2d, alpha: float = 50.0) -> RelativeOffsetAttention2d:
-    """A :class:`RelativeOffsetAttention2d` that computes ``conv`` (Cordonnier et al., 2020, Theorem 1).
+def conv_as_attention(
+    conv: nn.Conv2d, alpha: float = 50.0
+) -> RelativeOffsetAttention2d:
+    """A :class:`RelativeOffsetAttention2d` that computes ``conv`` (Cordonnier et al.,
+    2020, Theorem 1).
 
-    One head per kernel offset Δ = (i − k//2, j − k//2): zero query/key weights (no content term), centre Δ and
-    sharpness ``alpha``, so head (i, j) attends to the pixel at q + Δ; its values are the input pixel itself
-    (identity value projection, head width = in_channels) and the output projection applies the kernel tap
-    ``W[:, :, i, j]`` to it. Summed over heads and plus the bias, that is the convolution. Leakage to the next
-    pixel is ≈ e^−α (e^−50 ≈ 2e−22 by default: float rounding); ``alpha=math.inf`` is exact hard attention.
+    One head per kernel offset Δ = (i − k//2, j − k//2): zero query/key weights (no
+    content term), centre Δ and
+    sharpness ``alpha``, so head (i, j) attends to the pixel at q + Δ; its values are
+    the input pixel itself
+    (identity value projection, head width = in_channels) and the output projection
+    applies the kernel tap
+    ``W[:, :, i, j]`` to it. Summed over heads and plus the bias, that is the
+    convolution. Leakage to the next
+    pixel is ≈ e^−α (e^−50 ≈ 2e−22 by default: float rounding); ``alpha=math.inf`` is
+    exact hard attention.
 
-    ``conv`` must be a 2-D convolution with a square odd kernel, stride 1, dilation 1, one group and zero
+    ``conv`` must be a 2-D convolution with a square odd kernel, stride 1, dilation 1,
+    one group and zero
     padding k//2 (a "same" convolution). The result has ``conv``'s dtype and device.
     """
     where = "conv_as_attention"
     if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"{where}: conv must be a torch.nn.Conv2d, got {type(conv).__name__}")
+        raise TypeError(
+            f"{where}: conv must be a torch.nn.Conv2d, got {type(conv).__name__}"
+        )
     kh, kw = conv.kernel_size
     if kh != kw or kh % 2 == 0:
-        raise ValueError(f"{where}: conv.kernel_size must be square and odd (e.g. (3, 3)), got {conv.kernel_size}")
+        raise ValueError(
+            f"{where}: conv.kernel_size must be square and odd (e.g. (3, 3)), got "
+            f"{conv.kernel_size}"
+        )
     k = kh
     if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
         raise ValueError(
-            f"{where}: conv must have stride 1, dilation 1 and groups 1, got stride={conv.stride}, "
+            f"{where}: conv must have stride 1, dilation 1 and groups 1, got "
+            f"stride={conv.stride}, "
             f"dilation={conv.dilation}, groups={conv.groups}"
         )
     if conv.padding not in ((k // 2, k // 2), "same") or conv.padding_mode != "zeros":
         raise ValueError(
-            f"{where}: conv must zero-pad by kernel_size // 2 = {k // 2} (padding={k // 2}, padding_mode='zeros'), "
+            f"{where}: conv must zero-pad by kernel_size // 2 = {k // 2} "
+            f"(padding={k // 2}, padding_mode='zeros'), "
             f"got padding={conv.padding!r}, padding_mode={conv.padding_mode!r}"
         )
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"{where}: alpha must be a number > 0 (math.inf for hard attention), got {alpha!r}")
+        raise ValueError(
+            f"{where}: alpha must be a number > 0 (math.inf for hard attention), got "
+            f"{alpha!r}"
+        )
     c_in, c_out = conv.in_channels, conv.out_channels
     weight = conv.weight
     factory = {"device": weight.device, "dtype": weight.dtype}
-    layer = RelativeOffsetAttention2d(c_in, c_out, num_heads=k * k, head_dim=c_in, key_dim=1, padding=k // 2)
+    layer = RelativeOffsetAttention2d(
+        c_in, c_out, num_heads=k * k, head_dim=c_in, key_dim=1, padding=k // 2
+    )
     layer.to(**factory)
     layer.query.weight.zero_()
     layer.key.weight.zero_()
     # Every head's values are the input pixel: an identity block per head.
     eye = torch.eye(c_in, **factory)
     layer.value.weight.copy_(rearrange(eye.repeat(k * k, 1), "o i -> o i 1 1"))
-    # Head (i, j) in row-major order feeds its copy of x_(q+Δ) through the kernel tap W[:, :, i, j].
+    # Head (i, j) in row-major order feeds its copy of x_(q+Δ) through the kernel tap
+    # W[:, :, i, j].
     layer.proj.weight.copy_(rearrange(weight, "o i kh kw -> o (kh kw i) 1 1"))
     if conv.bias is not None:
         layer.proj.bias.copy_(conv.bias)
@@ -598,18 +751,34 @@ def attention_by_offset(weights: torch.Tensor, size: tuple[int, int]) -> torch.T
     """
     where = "attention_by_offset"
     if not isinstance(size, (tuple, list)) or len(size) != 2:
-        raise ValueError(f"{where}: size must be the (H, W) of the attended map, got {size!r}")
+        raise ValueError(
+            f"{where}: size must be the (H, W) of the attended map, got {size!r}"
+        )
     check_positive_int(where, height=size[0], width=size[1])
     height, width = int(size[0]), int(size[1])
     n = height * width
-    if not isinstance(weights, torch.Tensor) or weights.dim() != 4 or weights.shape[-2:] != (n, n):
-        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
-        raise ValueError(f"{where}: weights must be (B, heads, {n}, {n}) for a {height}×{width} map, got {shape}")
+    if (
+        not isinstance(weights, torch.Tensor)
+        or weights.dim() != 4
+        or weights.shape[-2:] != (n, n)
+    ):
+        shape = (
+            tuple(weights.shape)
+            if isinstance(weights, torch.Tensor)
+            else type(weights).__name__
+        )
+        raise ValueError(
+            f"{where}: weights must be (B, heads, {n}, {n}) for a {height}×{width} map, got {shape}"
+        )
     ys, xs = torch.meshgrid(
-        torch.arange(height, device=weights.device), torch.arange(width, device=weights.device), indexing="ij"
+        torch.arange(height, device=weights.device),
+        torch.arange(width, device=weights.device),
+        indexing="ij",
     )
     ys, xs = ys.flatten(), xs.flatten()
-    offset = (ys[None, :] - ys[:, None] + height - 1) * (2 * width - 1) + (xs[None, :] - xs[:, None] + width - 1)
+    offset = (ys[None, :] - ys[:, None] + height - 1) * (2 * width - 1) + (
+        xs[None, :] - xs[:, None] + width - 1
+    )
     mean = weights.mean(dim=0).reshape(weights.shape[1], n * n)  # (heads, query·key)
     out = mean.new_zeros(weights.shape[1], (2 * height - 1) * (2 * width - 1))
     out.index_add_(1, offset.flatten(), mean)
@@ -640,7 +809,9 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, self.dim, "PatchMerging", like=self)
         if x.shape[-2] % 2 or x.shape[-1] % 2:
-            raise ValueError(f"PatchMerging: the map's height and width must be even, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"PatchMerging: the map's height and width must be even, got {tuple(x.shape[-2:])}"
+            )
         x = rearrange(x, "b c (h p1) (w p2) -> b h w (p2 p1 c)", p1=2, p2=2)
         return rearrange(self.reduction(self.norm(x)), "b h w c -> b c h w")
 
@@ -690,33 +861,50 @@ class SwinTransformer(nn.Module):
             window_size=window_size,
         )
         if not widths or len(widths) != len(depths):
-            raise ValueError(f"{where}: widths and depths need the same non-zero length, got {widths} and {depths}")
+            raise ValueError(
+                f"{where}: widths and depths need the same non-zero length, got {widths} and {depths}"
+            )
         check_positive_int(where, **{f"widths[{i}]": w for i, w in enumerate(widths)})
         check_positive_int(where, **{f"depths[{i}]": d for i, d in enumerate(depths)})
         check_probability(where, drop_path=drop_path)
         if any(w % head_dim for w in widths):
-            raise ValueError(f"{where}: every width must be a multiple of head_dim={head_dim}, got widths {widths}")
+            raise ValueError(
+                f"{where}: every width must be a multiple of head_dim={head_dim}, got widths {widths}"
+            )
         first = image_size // patch_size
         if image_size % patch_size or first % 2 ** (len(widths) - 1):
             raise ValueError(
                 f"{where}: image_size {image_size} must be divisible by patch_size × 2**(stages − 1) = "
                 f"{patch_size * 2 ** (len(widths) - 1)} (each stage after the first halves the map)"
             )
-        self.in_channels, self.image_size, self.widths, self.depths = in_channels, image_size, widths, depths
-        self.patch_embed = nn.Conv2d(in_channels, widths[0], patch_size, stride=patch_size)
+        self.in_channels, self.image_size, self.widths, self.depths = (
+            in_channels,
+            image_size,
+            widths,
+            depths,
+        )
+        self.patch_embed = nn.Conv2d(
+            in_channels, widths[0], patch_size, stride=patch_size
+        )
         self.patch_norm = LayerNorm2d(widths[0], eps=SWIN_LN_EPS)
-        total = sum(depths)  # stochastic depth grows linearly with depth (plain floats: no tensor to place)
+        total = sum(
+            depths
+        )  # stochastic depth grows linearly with depth (plain floats: no tensor to place)
         rates = [drop_path * i / max(total - 1, 1) for i in range(total)]
         stages: list[nn.Module] = []
         for s, (width, depth) in enumerate(zip(widths, depths)):
             side = first // 2**s
-            window = min(window_size, side)  # a map no larger than a window is one window
+            window = min(
+                window_size, side
+            )  # a map no larger than a window is one window
             if side % window:
                 raise ValueError(
                     f"{where}: window_size {window_size} must divide stage {s}'s {side}×{side} map "
                     f"(image_size {image_size}, patch_size {patch_size})"
                 )
-            shift = window // 2 if side > window else 0  # one window: nothing to shift across
+            shift = (
+                window // 2 if side > window else 0
+            )  # one window: nothing to shift across
             layers: list[nn.Module] = [PatchMerging(widths[s - 1], width)] if s else []
             layers += [
                 SwinBlock(
@@ -780,13 +968,24 @@ class LocalAttentionBlock(BasicBlock):
             (out_channels / num_heads) must be even.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel_size: int = 7, num_heads: int = 8):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        kernel_size: int = 7,
+        num_heads: int = 8,
+    ):
         if stride not in (1, 2):
-            raise ValueError(f"LocalAttentionBlock: stride must be 1 or 2, got {stride!r}")
+            raise ValueError(
+                f"LocalAttentionBlock: stride must be 1 or 2, got {stride!r}"
+            )
         super().__init__(in_channels, out_channels, stride)
         attend = LocalSelfAttention2d(in_channels, out_channels, kernel_size, num_heads)
         self.conv1 = nn.Sequential(attend, nn.AvgPool2d(2)) if stride == 2 else attend
-        self.conv2 = LocalSelfAttention2d(out_channels, out_channels, kernel_size, num_heads)
+        self.conv2 = LocalSelfAttention2d(
+            out_channels, out_channels, kernel_size, num_heads
+        )
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
         """BasicBlock's initialisation (BatchNorms, shortcut), and each attention layer's own."""
@@ -815,11 +1014,21 @@ def sasa_resnet(
     """
     widths, depths = tuple(widths), tuple(depths)
     n = len(widths)
-    stages = tuple(range(max(n - 2, 0), n)) if attention_stages is None else tuple(attention_stages)
-    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n for s in stages):
-        raise ValueError(f"sasa_resnet: attention_stages must index the {n} stages (0..{n - 1}), got {stages}")
+    stages = (
+        tuple(range(max(n - 2, 0), n))
+        if attention_stages is None
+        else tuple(attention_stages)
+    )
+    if any(
+        isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n for s in stages
+    ):
+        raise ValueError(
+            f"sasa_resnet: attention_stages must index the {n} stages (0..{n - 1}), got {stages}"
+        )
 
-    def factory(stage: int, index: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    def factory(
+        stage: int, index: int, in_ch: int, out_ch: int, stride: int
+    ) -> nn.Module:
         if stage in stages:
             return LocalAttentionBlock(in_ch, out_ch, stride, kernel_size, num_heads)
         return BasicBlock(in_ch, out_ch, stride)
@@ -838,16 +1047,24 @@ class WindowAttentionMinimal(nn.Module):
     def __init__(self, dim: int, window_size: int, num_heads: int, shift_size: int = 0):
         super().__init__()
         self.m, self.s = window_size, shift_size
-        self.mha = MultiHeadAttention(dim, num_heads)  # qkv + proj, one window at a time
-        self.rel_bias = RelativePositionBias2d(window_size, num_heads)  # (heads, M², M²)
+        self.mha = MultiHeadAttention(
+            dim, num_heads
+        )  # qkv + proj, one window at a time
+        self.rel_bias = RelativePositionBias2d(
+            window_size, num_heads
+        )  # (heads, M², M²)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, height, width = x.shape
         m, s = self.m, self.s
-        x = torch.roll(x, (-s, -s), dims=(2, 3))  # shifted windows cross the old borders
+        x = torch.roll(
+            x, (-s, -s), dims=(2, 3)
+        )  # shifted windows cross the old borders
         tokens = rearrange(x, "b c (nh m1) (nw m2) -> (b nh nw) (m1 m2) c", m1=m, m2=m)
 
-        def region(n: int) -> torch.Tensor:  # 0: unmoved, 1 and 2: wrapped-around strips
+        def region(
+            n: int,
+        ) -> torch.Tensor:  # 0: unmoved, 1 and 2: wrapped-around strips
             pos = torch.arange(n, device=x.device)
             return (pos >= n - m).long() + (pos >= n - s).long()
 
@@ -856,7 +1073,9 @@ class WindowAttentionMinimal(nn.Module):
         apart = label[:, :, None] != label[:, None, :]  # (nW, M², M²)
         bias = self.rel_bias().masked_fill(apart[:, None], float("-inf"))
         out = self.mha(tokens, bias=bias.repeat(b, 1, 1, 1))
-        out = rearrange(out, "(b nh nw) (m1 m2) c -> b c (nh m1) (nw m2)", b=b, nh=height // m, m1=m)
+        out = rearrange(
+            out, "(b nh nw) (m1 m2) c -> b c (nh m1) (nw m2)", b=b, nh=height // m, m1=m
+        )
         return torch.roll(out, (s, s), dims=(2, 3))
 
 
@@ -876,7 +1095,9 @@ class LocalSelfAttention2dMinimal(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, h, height, width = self.k, self.heads, x.shape[-2], x.shape[-1]
 
-        def around(t: torch.Tensor) -> torch.Tensor:  # (B, h·d, H, W) -> (B, h, HW, k², d)
+        def around(
+            t: torch.Tensor,
+        ) -> torch.Tensor:  # (B, h·d, H, W) -> (B, h, HW, k², d)
             t = F.unfold(t, k, padding=k // 2)  # every pixel's k×k neighbourhood
             return rearrange(t, "b (h d kk) n -> b h n kk d", h=h, kk=k * k)
 

@@ -71,9 +71,14 @@ def critical_distance(receptive_field: int, glyph_size: int = 3) -> int:
     ``d … d+g−1``; a window of ``r`` pixels reaches from one to the other iff ``r ≥ d − g + 2``. So from
     ``d = r + g − 1`` on, every output of the CNN sees at most one glyph.
     """
-    for name, value in (("receptive_field", receptive_field), ("glyph_size", glyph_size)):
+    for name, value in (
+        ("receptive_field", receptive_field),
+        ("glyph_size", glyph_size),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"critical_distance: {name} must be an int >= 1, got {value!r}")
+            raise ValueError(
+                f"critical_distance: {name} must be an int >= 1, got {value!r}"
+            )
     return receptive_field + glyph_size - 1
 
 
@@ -134,15 +139,29 @@ class LongRangeTask:
         where = "LongRangeTask"
         _check_int(where, "image_size", self.image_size, 2)
         _check_int(where, "glyph_size", self.glyph_size, 1)
-        if isinstance(self.num_glyphs, bool) or not isinstance(self.num_glyphs, int) or self.num_glyphs < 2:
+        if (
+            isinstance(self.num_glyphs, bool)
+            or not isinstance(self.num_glyphs, int)
+            or self.num_glyphs < 2
+        ):
             raise ValueError(
                 f"{where}: num_glyphs must be an int >= 2 (a 'different' pair needs two distinct glyphs), "
                 f"got {self.num_glyphs!r}"
             )
-        if not isinstance(self.noise, (int, float)) or isinstance(self.noise, bool) or not 0.0 <= self.noise < 1.0:
-            raise ValueError(f"{where}: noise must be a fraction in [0, 1), got {self.noise!r}")
+        if (
+            not isinstance(self.noise, (int, float))
+            or isinstance(self.noise, bool)
+            or not 0.0 <= self.noise < 1.0
+        ):
+            raise ValueError(
+                f"{where}: noise must be a fraction in [0, 1), got {self.noise!r}"
+            )
         self.distance_range  # noqa: B018 - validates distance against image_size and glyph_size
-        object.__setattr__(self, "_alphabet", _make_alphabet(self.num_glyphs, self.glyph_size, self.colored))
+        object.__setattr__(
+            self,
+            "_alphabet",
+            _make_alphabet(self.num_glyphs, self.glyph_size, self.colored),
+        )
 
     @property
     def max_distance(self) -> int:
@@ -167,9 +186,16 @@ class LongRangeTask:
         if d is None:
             return lo_ok, hi_ok
         if isinstance(d, bool) or not isinstance(d, (int, tuple, list)):
-            raise ValueError(f"LongRangeTask: distance must be an int, a (low, high) pair or None, got {d!r}")
-        lo, hi = (d, d) if isinstance(d, int) else tuple(d) if len(d) == 2 else (None, None)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:
+            raise ValueError(
+                f"LongRangeTask: distance must be an int, a (low, high) pair or None, got {d!r}"
+            )
+        lo, hi = (
+            (d, d) if isinstance(d, int) else tuple(d) if len(d) == 2 else (None, None)
+        )
+        if (
+            not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
+            or lo > hi
+        ):
             raise ValueError(
                 f"LongRangeTask: distance must be an int or a (low, high) pair with low <= high, got {d!r}"
             )
@@ -183,7 +209,9 @@ class LongRangeTask:
 
     def alphabet(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The glyphs as uint8 RGB tiles, (num_glyphs, 3, glyph_size, glyph_size)."""
-        return self._alphabet.to(device) if device is not None else self._alphabet.clone()
+        return (
+            self._alphabet.to(device) if device is not None else self._alphabet.clone()
+        )
 
     def critical_distance(self, receptive_field: int) -> int:
         """:func:`critical_distance` for this task's glyph size."""
@@ -199,29 +227,55 @@ class LongRangeTask:
     ) -> LongRangeBatch:
         """Draw ``n`` images (exactly ``n // 2`` of them "same", shuffled).
 
-        Randomness comes from ``generator`` or a CPU generator seeded with ``seed`` (one of the two is
-        required), so a seed gives the same batch on every device. The images are built on ``device``.
+        Randomness comes from ``generator`` or a CPU generator seeded with ``seed``
+        (one of the two is
+        required), so a seed gives the same batch on every device. The images are built
+        on ``device``.
         """
         _check_int("LongRangeTask.sample", "n", n, 1)
         if (seed is None) == (generator is None):
-            raise ValueError("LongRangeTask.sample: pass exactly one of seed= and generator=")
+            raise ValueError(
+                "LongRangeTask.sample: pass exactly one of seed= and generator="
+            )
         g = generator if generator is not None else torch.Generator().manual_seed(seed)
         device = torch.device(device) if device is not None else torch.device("cpu")
         ids, labels = _sample_glyph_ids(n, self.num_glyphs, g)
-        positions, distances = _sample_positions(n, self.image_size, self.glyph_size, self.distance_range, g)
+        positions, distances = _sample_positions(
+            n, self.image_size, self.glyph_size, self.distance_range, g
+        )
         background = None
         if self.noise > 0:
-            # round(noise·H·W) random pixels per image (drawn with replacement) get a random palette colour:
-            # O(n·lit) random numbers instead of O(n·H·W), and one scatter on the device.
+            # round(noise·H·W) random pixels per image (drawn with replacement) get a
+            # random palette colour:
+            # O(n·lit) random numbers instead of O(n·H·W), and one scatter on the
+            # device.
             size = self.image_size
             lit = max(1, round(self.noise * size * size))
-            where_lit = torch.randint(size * size, (n, 1, lit), generator=g).expand(n, 3, lit)
-            colour = torch.tensor(PALETTE, dtype=torch.uint8)[torch.randint(len(PALETTE), (n, lit), generator=g)]
+            where_lit = torch.randint(size * size, (n, 1, lit), generator=g).expand(
+                n, 3, lit
+            )
+            colour = torch.tensor(PALETTE, dtype=torch.uint8)[
+                torch.randint(len(PALETTE), (n, lit), generator=g)
+            ]
             flat = torch.zeros(n, 3, size * size, dtype=torch.uint8, device=device)
-            flat.scatter_(2, where_lit.to(device), rearrange(colour, "n l c -> n c l").to(device))
+            flat.scatter_(
+                2, where_lit.to(device), rearrange(colour, "n l c -> n c l").to(device)
+            )
             background = rearrange(flat, "n c (h w) -> n c h w", h=size)
-        images = render(self.alphabet(device), ids.to(device), positions.to(device), self.image_size, background)
-        return LongRangeBatch(images, labels.to(device), positions.to(device), ids.to(device), distances.to(device))
+        images = render(
+            self.alphabet(device),
+            ids.to(device),
+            positions.to(device),
+            self.image_size,
+            background,
+        )
+        return LongRangeBatch(
+            images,
+            labels.to(device),
+            positions.to(device),
+            ids.to(device),
+            distances.to(device),
+        )
 
 
 def render(
@@ -241,8 +295,14 @@ def render(
 
     Returns uint8 (N, C, image_size, image_size) on the alphabet's device.
     """
-    if alphabet.dim() != 4 or alphabet.dtype != torch.uint8 or alphabet.shape[-1] != alphabet.shape[-2]:
-        raise ValueError(f"render: alphabet must be uint8 (K, C, g, g), got {alphabet.dtype} {tuple(alphabet.shape)}")
+    if (
+        alphabet.dim() != 4
+        or alphabet.dtype != torch.uint8
+        or alphabet.shape[-1] != alphabet.shape[-2]
+    ):
+        raise ValueError(
+            f"render: alphabet must be uint8 (K, C, g, g), got {alphabet.dtype} {tuple(alphabet.shape)}"
+        )
     if glyph_ids.dim() != 2 or positions.shape != (*glyph_ids.shape, 2):
         raise ValueError(
             f"render: expected glyph_ids (N, J) and positions (N, J, 2), got {tuple(glyph_ids.shape)} and "
@@ -255,12 +315,21 @@ def render(
         raise ValueError(
             f"render: glyph_ids must be in [0, {k}), got values in [{int(glyph_ids.min())}, {int(glyph_ids.max())}]"
         )
-    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) > image_size - gs):
-        raise ValueError(f"render: positions must be in [0, {image_size - gs}] so a {gs}×{gs} glyph fits")
+    if positions.numel() and (
+        int(positions.min()) < 0 or int(positions.max()) > image_size - gs
+    ):
+        raise ValueError(
+            f"render: positions must be in [0, {image_size - gs}] so a {gs}×{gs} glyph fits"
+        )
     if background is None:
-        images = torch.zeros(n, c, image_size, image_size, dtype=torch.uint8, device=dev)
+        images = torch.zeros(
+            n, c, image_size, image_size, dtype=torch.uint8, device=dev
+        )
     else:
-        if background.shape != (n, c, image_size, image_size) or background.dtype != torch.uint8:
+        if (
+            background.shape != (n, c, image_size, image_size)
+            or background.dtype != torch.uint8
+        ):
             raise ValueError(
                 f"render: background must be uint8 {(n, c, image_size, image_size)}, "
                 f"got {background.dtype} {tuple(background.shape)}"
@@ -269,19 +338,24 @@ def render(
     offsets = torch.arange(gs, device=dev)
     n_idx = torch.arange(n, device=dev).view(n, 1, 1, 1)
     c_idx = torch.arange(c, device=dev).view(1, c, 1, 1)
-    for j in range(glyph_ids.shape[1]):  # a loop over the (two) glyph slots, not over images
+    for j in range(
+        glyph_ids.shape[1]
+    ):  # a loop over the (two) glyph slots, not over images
         rows = (positions[:, j, 0, None].to(dev) + offsets).view(n, 1, gs, 1)
         cols = (positions[:, j, 1, None].to(dev) + offsets).view(n, 1, 1, gs)
         images[n_idx, c_idx, rows, cols] = alphabet[glyph_ids[:, j].to(dev)]
     return images
 
 
-def glyph_cells(positions: torch.Tensor, glyph_size: int, image_size: int, grid: int) -> torch.Tensor:
+def glyph_cells(
+    positions: torch.Tensor, glyph_size: int, image_size: int, grid: int
+) -> torch.Tensor:
     """Which cells of a ``grid``×``grid`` token/feature grid each glyph's box overlaps.
 
     Args:
         positions: (N, J, 2) top-left corners (row, col), as in :class:`LongRangeBatch`.
-        grid: cells per side; ``image_size`` must be a multiple (a cell is ``image_size // grid`` pixels —
+        grid: cells per side; ``image_size`` must be a multiple (a cell is ``image_size
+        // grid`` pixels —
             a ViT patch, or one position of a feature map at that stride).
 
     Returns bool (N, J, grid, grid).
@@ -289,11 +363,17 @@ def glyph_cells(positions: torch.Tensor, glyph_size: int, image_size: int, grid:
     if not isinstance(grid, int) or grid < 1:
         raise ValueError(f"glyph_cells: grid must be a positive int, got {grid!r}")
     if image_size % grid:
-        raise ValueError(f"glyph_cells: image_size {image_size} is not a multiple of grid {grid}")
+        raise ValueError(
+            f"glyph_cells: image_size {image_size} is not a multiple of grid {grid}"
+        )
     if positions.dim() != 3 or positions.shape[-1] != 2:
-        raise ValueError(f"glyph_cells: positions must be (N, J, 2), got {tuple(positions.shape)}")
+        raise ValueError(
+            f"glyph_cells: positions must be (N, J, 2), got {tuple(positions.shape)}"
+        )
     cell = image_size // grid
-    start = torch.arange(grid, device=positions.device) * cell  # first pixel of each cell
+    start = (
+        torch.arange(grid, device=positions.device) * cell
+    )  # first pixel of each cell
     # A box [p, p + g) overlaps a cell [s, s + cell) iff s < p + g and s + cell > p.
     p = positions[..., None]  # (N, J, 2, 1)
     overlap = (start < p + glyph_size) & (start + cell > p)  # (N, J, 2, grid)
@@ -312,14 +392,18 @@ def _make_alphabet(num_glyphs: int, glyph_size: int, colored: bool) -> torch.Ten
     white = torch.tensor(PALETTE[-1], dtype=torch.uint8)
     seen: set[tuple] = set()
     tiles = []
-    for _attempt in range(20_000):  # a loop over the alphabet (K tiles), not over images
+    for _attempt in range(
+        20_000
+    ):  # a loop over the alphabet (K tiles), not over images
         k = len(tiles)
         if k == num_glyphs:
             break
         pattern = torch.rand(glyph_size, glyph_size, generator=g) < 0.6
         if glyph_size == 1:
             pattern = torch.ones(1, 1, dtype=torch.bool)
-        if 2 * int(pattern.sum()) < glyph_size * glyph_size or not (pattern.any(0).all() and pattern.any(1).all()):
+        if 2 * int(pattern.sum()) < glyph_size * glyph_size or not (
+            pattern.any(0).all() and pattern.any(1).all()
+        ):
             continue
         colour = palette[k % len(PALETTE)] if colored else white
         key = (tuple(pattern.flatten().tolist()), tuple(colour.tolist()))
@@ -336,16 +420,22 @@ def _make_alphabet(num_glyphs: int, glyph_size: int, colored: bool) -> torch.Ten
     return torch.stack(tiles)
 
 
-def _sample_glyph_ids(n: int, k: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample_glyph_ids(
+    n: int, k: int, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Glyph ids (n, 2) and labels (n,), exactly balanced, drawn as "XOR quadruples".
 
-    An unordered pair {a, b} of distinct glyphs is drawn uniformly, then one of (a, a), (b, b), (a, b),
-    (b, a): each arrangement of each pair is equally likely, which is what bounds a sum-of-local-evidence
+    An unordered pair {a, b} of distinct glyphs is drawn uniformly, then one of (a, a),
+    (b, b), (a, b),
+    (b, a): each arrangement of each pair is equally likely, which is what bounds a
+    sum-of-local-evidence
     classifier at 75 % (module docstring).
     """
     labels = (torch.arange(n) % 2)[torch.randperm(n, generator=g)]
     a = torch.randint(k, (n,), generator=g)
-    b = (a + torch.randint(1, k, (n,), generator=g)) % k  # uniform over the k - 1 other glyphs
+    b = (
+        a + torch.randint(1, k, (n,), generator=g)
+    ) % k  # uniform over the k - 1 other glyphs
     coin = torch.randint(2, (n,), generator=g).bool()
     first = torch.where(coin, a, b)
     # same: (first, first); different: (first, the other one of the pair)
@@ -374,5 +464,7 @@ def _sample_positions(
         return low + torch.floor(ui * count).long().clamp(max=count - 1)
 
     y0, x0 = place(dy, u[:, 0]), place(dx, u[:, 1])
-    positions = torch.stack([torch.stack([y0, x0], 1), torch.stack([y0 + dy, x0 + dx], 1)], dim=1)
+    positions = torch.stack(
+        [torch.stack([y0, x0], 1), torch.stack([y0 + dy, x0 + dx], 1)], dim=1
+    )
     return positions, d

@@ -62,11 +62,38 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 # What each level of a record must hold (extra keys are allowed: a record may carry more than the contract).
-_TOP_KEYS = ("format", "experiment", "chapter", "question", "provenance", "dataset", "convergence", "wall_s", "arms")
-_PROVENANCE_KEYS = ("git_commit", "git_dirty", "date", "command", "machine", "python", "torch", "nlbook")
+_TOP_KEYS = (
+    "format",
+    "experiment",
+    "chapter",
+    "question",
+    "provenance",
+    "dataset",
+    "convergence",
+    "wall_s",
+    "arms",
+)
+_PROVENANCE_KEYS = (
+    "git_commit",
+    "git_dirty",
+    "date",
+    "command",
+    "machine",
+    "python",
+    "torch",
+    "nlbook",
+)
 _MACHINE_KEYS = ("cpu", "threads", "device", "gpu")
 _ARM_KEYS = ("name", "label", "x", "model_spec", "train_config", "params", "runs")
-_RUN_KEYS = ("seed", "epochs_run", "converged", "final_test_acc", "best_test_acc", "train_seconds", "history")
+_RUN_KEYS = (
+    "seed",
+    "epochs_run",
+    "converged",
+    "final_test_acc",
+    "best_test_acc",
+    "train_seconds",
+    "history",
+)
 _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
@@ -83,7 +110,14 @@ class RecordNotFoundError(RecordError, FileNotFoundError):
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
@@ -107,7 +141,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def provenance(device: torch.device | str = "cpu", command: Sequence[str] | None = None) -> dict[str, Any]:
+def provenance(
+    device: torch.device | str = "cpu", command: Sequence[str] | None = None
+) -> dict[str, Any]:
     """What produces a record, captured now: git state, date, machine, versions and the exact command.
 
     ``command`` defaults to ``sys.argv`` as run (``python benchmarks/converge.py ch3 ...``). ``git_dirty`` is true
@@ -116,10 +152,16 @@ def provenance(device: torch.device | str = "cpu", command: Sequence[str] | None
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"provenance: device must be a torch.device or a name like 'cuda', got {device!r}") from err
+        raise ValueError(
+            f"provenance: device must be a torch.device or a name like 'cuda', got {device!r}"
+        ) from err
     # a command given as one string would be split into characters below; it must be argv, a list of words
-    if command is not None and (isinstance(command, str) or not all(isinstance(w, str) for w in command)):
-        raise TypeError(f"provenance: command must be a list of strings (like sys.argv) or None, got {command!r}")
+    if command is not None and (
+        isinstance(command, str) or not all(isinstance(w, str) for w in command)
+    ):
+        raise TypeError(
+            f"provenance: command must be a list of strings (like sys.argv) or None, got {command!r}"
+        )
     argv = list(sys.argv if command is None else command)
     if argv and argv[0].endswith(".py"):
         try:  # a path relative to the repository, so the command can be pasted from its root
@@ -133,7 +175,12 @@ def provenance(device: torch.device | str = "cpu", command: Sequence[str] | None
         "git_dirty": None if status is None else bool(status),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", *argv]),
-        "machine": {"cpu": _cpu_model(), "threads": torch.get_num_threads(), "device": device.type, "gpu": gpu},
+        "machine": {
+            "cpu": _cpu_model(),
+            "threads": torch.get_num_threads(),
+            "device": device.type,
+            "gpu": gpu,
+        },
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),
@@ -153,8 +200,14 @@ def _need(obj: Any, keys: Sequence[str], where: str) -> None:
 
 
 def _fraction(value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise RecordError(f"{where}: expected an accuracy fraction in [0, 1], got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value <= 1.0
+    ):
+        raise RecordError(
+            f"{where}: expected an accuracy fraction in [0, 1], got {value!r}"
+        )
 
 
 def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
@@ -164,7 +217,9 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
     """
     _need(record, _TOP_KEYS, where)
     if record["format"] != FORMAT:
-        raise RecordError(f"{where}: format is {record['format']!r}, expected {FORMAT!r}")
+        raise RecordError(
+            f"{where}: format is {record['format']!r}, expected {FORMAT!r}"
+        )
     _need(record["provenance"], _PROVENANCE_KEYS, f"{where}.provenance")
     _need(record["provenance"]["machine"], _MACHINE_KEYS, f"{where}.provenance.machine")
     if not isinstance(record["arms"], list) or not record["arms"]:
@@ -175,11 +230,17 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
         _need(arm, _ARM_KEYS, at)
         key = (arm["name"], arm["x"])
         if key in seen:
-            raise RecordError(f"{at}: arm {arm['name']!r} with x={arm['x']!r} appears twice")
+            raise RecordError(
+                f"{at}: arm {arm['name']!r} with x={arm['x']!r} appears twice"
+            )
         seen.add(key)
         if not isinstance(arm["runs"], list) or not arm["runs"]:
-            raise RecordError(f"{at}.runs: expected a non-empty list of runs (one per seed)")
-        seeds = [run.get("seed") if isinstance(run, Mapping) else None for run in arm["runs"]]
+            raise RecordError(
+                f"{at}.runs: expected a non-empty list of runs (one per seed)"
+            )
+        seeds = [
+            run.get("seed") if isinstance(run, Mapping) else None for run in arm["runs"]
+        ]
         if len(set(seeds)) != len(seeds):
             raise RecordError(f"{at}.runs: repeated seeds {seeds}")
         for j, run in enumerate(arm["runs"]):
@@ -187,8 +248,13 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
             _need(run, _RUN_KEYS, rat)
             _fraction(run["final_test_acc"], f"{rat}.final_test_acc")
             _fraction(run["best_test_acc"], f"{rat}.best_test_acc")
-            if not isinstance(run["history"], list) or len(run["history"]) != run["epochs_run"]:
-                raise RecordError(f"{rat}.history: expected one entry per epoch run ({run['epochs_run']})")
+            if (
+                not isinstance(run["history"], list)
+                or len(run["history"]) != run["epochs_run"]
+            ):
+                raise RecordError(
+                    f"{rat}.history: expected one entry per epoch run ({run['epochs_run']})"
+                )
             for k, epoch in enumerate(run["history"]):
                 _need(epoch, _EPOCH_KEYS, f"{rat}.history[{k}]")
                 _fraction(epoch["test_acc"], f"{rat}.history[{k}].test_acc")
@@ -200,12 +266,21 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
 
 def record_path(experiment: str, folder: str | os.PathLike | None = None) -> Path:
     """Where the record ``experiment`` lives: ``<folder>/<experiment>.json`` (default: ``benchmarks/results``)."""
-    if not isinstance(experiment, str) or not experiment or "/" in experiment or experiment.endswith(".json"):
-        raise ValueError(f"experiment must be a record name such as 'ch3_nonlocal', got {experiment!r}")
+    if (
+        not isinstance(experiment, str)
+        or not experiment
+        or "/" in experiment
+        or experiment.endswith(".json")
+    ):
+        raise ValueError(
+            f"experiment must be a record name such as 'ch3_nonlocal', got {experiment!r}"
+        )
     return Path(folder if folder is not None else RESULTS_DIR) / f"{experiment}.json"
 
 
-def record_paths(experiment: str, folder: str | os.PathLike | None = None) -> list[Path]:
+def record_paths(
+    experiment: str, folder: str | os.PathLike | None = None
+) -> list[Path]:
     """Every record of ``experiment``, the ones to show first first.
 
     GPU / full-dataset records (``<experiment>__<dataset>_<device>.json``) come before the CPU record
@@ -229,7 +304,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, text: bool = False) -> Path:
+def write_atomically(
+    path: str | os.PathLike, write: Callable[[IO[Any]], object], *, text: bool = False
+) -> Path:
     """Write ``path`` through a temporary file in the same folder, then rename it into place.
 
     ``os.replace`` is atomic: a crash or a full disk mid-write leaves the previous file (or none), never a
@@ -238,8 +315,12 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object]
     """
     target = Path(path)
     if not target.parent.is_dir():
-        raise FileNotFoundError(f"write_atomically: the folder of path {str(target)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        raise FileNotFoundError(
+            f"write_atomically: the folder of path {str(target)!r} does not exist"
+        )
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+    )
     try:
         with os.fdopen(fd, "w" if text else "wb") as f:
             write(f)
@@ -268,16 +349,24 @@ def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return write_atomically(path, dump, text=True)
 
 
-def load_record(experiment: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict[str, Any]:
+def load_record(
+    experiment: str | os.PathLike, folder: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Load and validate the record ``experiment`` (a name such as ``"ch3_nonlocal"``, or a path to a ``.json``).
 
     Raises :class:`RecordNotFoundError` (listing the records that exist) when the file is missing, and
     :class:`RecordError` when it is truncated, not JSON, or not ``nlbook-record/1`` — never an empty result.
     """
-    as_path = isinstance(experiment, os.PathLike) or (isinstance(experiment, str) and experiment.endswith(".json"))
+    as_path = isinstance(experiment, os.PathLike) or (
+        isinstance(experiment, str) and experiment.endswith(".json")
+    )
     path = Path(experiment) if as_path else record_path(experiment, folder)  # type: ignore[arg-type]
     if not path.is_file():
-        existing = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        existing = (
+            sorted(p.stem for p in path.parent.glob("*.json"))
+            if path.parent.is_dir()
+            else []
+        )
         raise RecordNotFoundError(
             f"no record at {path}; records in {path.parent}: {', '.join(existing) or 'none'}. "
             "Records are written by the benchmarks/ scripts (e.g. python benchmarks/converge.py all)."
@@ -299,8 +388,14 @@ def load_record(experiment: str | os.PathLike, folder: str | os.PathLike | None 
 def _check_loaded(record: Any, where: str) -> None:
     """A record's readers index ``record["arms"]``: a name or a path instead would fail as an opaque KeyError."""
     if not isinstance(record, Mapping) or not isinstance(record.get("arms"), list):
-        got = repr(record) if isinstance(record, str | os.PathLike) else type(record).__name__
-        raise TypeError(f"{where}: record must be a loaded record (a dict with 'arms', from load_record), got {got}")
+        got = (
+            repr(record)
+            if isinstance(record, str | os.PathLike)
+            else type(record).__name__
+        )
+        raise TypeError(
+            f"{where}: record must be a loaded record (a dict with 'arms', from load_record), got {got}"
+        )
 
 
 def find_arm(record: Mapping[str, Any], name: str, x: Any = None) -> dict[str, Any]:
@@ -309,15 +404,24 @@ def find_arm(record: Mapping[str, Any], name: str, x: Any = None) -> dict[str, A
     for arm in record["arms"]:
         if arm["name"] == name and arm["x"] == x:
             return arm
-    have = ", ".join(f"{a['name']}" + (f"@{a['x']}" if a["x"] is not None else "") for a in record["arms"])
-    raise KeyError(f"record {record.get('experiment')!r} has no arm {name!r} with x={x!r}; arms: {have}")
+    have = ", ".join(
+        f"{a['name']}" + (f"@{a['x']}" if a["x"] is not None else "")
+        for a in record["arms"]
+    )
+    raise KeyError(
+        f"record {record.get('experiment')!r} has no arm {name!r} with x={x!r}; arms: {have}"
+    )
 
 
-def arm_values(record: Mapping[str, Any], name: str, x: Any = None, metric: str = "final_test_acc") -> list[float]:
+def arm_values(
+    record: Mapping[str, Any], name: str, x: Any = None, metric: str = "final_test_acc"
+) -> list[float]:
     """One value per seed of arm ``name`` (at ``x``): a run field such as ``final_test_acc`` or ``best_test_acc``."""
     arm = find_arm(record, name, x)
     if metric not in arm["runs"][0]:
-        raise KeyError(f"runs have no field {metric!r}; fields: {', '.join(arm['runs'][0])}")
+        raise KeyError(
+            f"runs have no field {metric!r}; fields: {', '.join(arm['runs'][0])}"
+        )
     return [float(run[metric]) for run in arm["runs"]]
 
 
@@ -390,17 +494,35 @@ def summarize(record: Mapping[str, Any]) -> list[ArmSummary]:
 def results_table(record: Mapping[str, Any]) -> str:
     """A plain-text table of a record: per arm, accuracy mean ± std over seeds, seeds, epochs, convergence, time."""
     _check_loaded(record, "results_table")
-    rows = [("arm", "x", "params", "final test acc", "best test acc", "seeds", "epochs", "converged", "s/run")]
+    rows = [
+        (
+            "arm",
+            "x",
+            "params",
+            "final test acc",
+            "best test acc",
+            "seeds",
+            "epochs",
+            "converged",
+            "s/run",
+        )
+    ]
     for s in summarize(record):
         rows.append(
             (
                 s.label,
-                "" if s.x is None else f"{s.x:g}" if isinstance(s.x, (int, float)) else str(s.x),
+                ""
+                if s.x is None
+                else f"{s.x:g}"
+                if isinstance(s.x, (int, float))
+                else str(s.x),
                 f"{s.params:,}",
                 f"{100 * s.final_test_acc.mean:.1f} ± {100 * s.final_test_acc.std:.1f} %",
                 f"{100 * s.best_test_acc.mean:.1f} ± {100 * s.best_test_acc.std:.1f} %",
                 str(len(s.seeds)),
-                f"{s.epochs.mean:.0f}" if s.epochs.min == s.epochs.max else f"{s.epochs.min:.0f}–{s.epochs.max:.0f}",
+                f"{s.epochs.mean:.0f}"
+                if s.epochs.min == s.epochs.max
+                else f"{s.epochs.min:.0f}–{s.epochs.max:.0f}",
                 f"{s.converged}/{len(s.seeds)}",
                 f"{s.train_seconds.mean:.0f}",
             )
@@ -408,7 +530,13 @@ def results_table(record: Mapping[str, Any]) -> str:
     if all(r[1] == "" for r in rows[1:]):  # no swept variable: drop the empty column
         rows = [r[:1] + r[2:] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths))
+        )
+        for r in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -438,14 +566,22 @@ class Verdict:
 
 def _seed_values(values: Any, name: str) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"verdict: {name} must be a list of per-seed values, got {type(values).__name__}")
+        raise TypeError(
+            f"verdict: {name} must be a list of per-seed values, got {type(values).__name__}"
+        )
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+        ):
             raise ValueError(f"verdict: {name} must hold finite numbers, got {v!r}")
         out.append(float(v))
     if len(out) < 2:
-        raise ValueError(f"verdict: {name} needs at least 2 seeds to have a spread, got {len(out)}")
+        raise ValueError(
+            f"verdict: {name} needs at least 2 seeds to have a spread, got {len(out)}"
+        )
     return out
 
 
@@ -459,7 +595,13 @@ def verdict(a: Sequence[float], b: Sequence[float]) -> Verdict:
     (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
     difference = ma - mb
     spread = 2.0 * math.sqrt(sa**2 / len(a) + sb**2 / len(b))
-    word = "within the spread" if abs(difference) <= spread else "better" if difference > 0 else "worse"
+    word = (
+        "within the spread"
+        if abs(difference) <= spread
+        else "better"
+        if difference > 0
+        else "worse"
+    )
     return Verdict(word, difference, spread, ma, mb, len(a), len(b))
 
 
@@ -472,7 +614,10 @@ def compare_arms(
     x_b: Any = ...,
 ) -> Verdict:
     """:func:`verdict` of arm ``a`` against arm ``b`` of ``record`` over their seeds (both at ``x`` unless ``x_b``)."""
-    return verdict(arm_values(record, a, x, metric), arm_values(record, b, x if x_b is ... else x_b, metric))
+    return verdict(
+        arm_values(record, a, x, metric),
+        arm_values(record, b, x if x_b is ... else x_b, metric),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- staleness
@@ -483,7 +628,9 @@ def _diff(recorded: Any, planned: Any, path: str) -> list[str]:
         out = []
         for key in sorted(set(recorded) | set(planned)):
             if key not in planned:
-                out.append(f"{path}.{key}: recorded {recorded[key]!r}, no longer planned")
+                out.append(
+                    f"{path}.{key}: recorded {recorded[key]!r}, no longer planned"
+                )
             elif key not in recorded:
                 out.append(f"{path}.{key}: planned {planned[key]!r}, not in the record")
             else:
@@ -494,7 +641,9 @@ def _diff(recorded: Any, planned: Any, path: str) -> list[str]:
     return []
 
 
-def stale_arms(record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, Any]]) -> list[str]:
+def stale_arms(
+    record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, Any]]
+) -> list[str]:
     """The differences between a record's arms and the arms today's code plans, as sentences (empty: up to date).
 
     ``planned_arms`` are dicts with ``name``, ``x``, ``model_spec`` and ``train_config`` (what the experiment
@@ -509,19 +658,35 @@ def stale_arms(record: Mapping[str, Any], planned_arms: Sequence[Mapping[str, An
             "stale_arms: planned_arms must be a list of dicts (name, x, model_spec, train_config), "
             f"got {type(planned_arms).__name__}"
         )
-    planned = _clean([dict(arm) for arm in planned_arms])  # the same JSON types as a loaded record
+    planned = _clean(
+        [dict(arm) for arm in planned_arms]
+    )  # the same JSON types as a loaded record
     recorded = {(a["name"], a["x"]): a for a in record["arms"]}
     wanted = {(a["name"], a["x"]): a for a in planned}
     problems = []
     for key in recorded.keys() - wanted.keys():
-        problems.append(f"arm {key[0]!r} (x={key[1]!r}) is in the record but no longer planned")
+        problems.append(
+            f"arm {key[0]!r} (x={key[1]!r}) is in the record but no longer planned"
+        )
     for key in wanted.keys() - recorded.keys():
-        problems.append(f"arm {key[0]!r} (x={key[1]!r}) is planned but not in the record")
+        problems.append(
+            f"arm {key[0]!r} (x={key[1]!r}) is planned but not in the record"
+        )
     for key in wanted.keys() & recorded.keys():
         for field in ("model_spec", "train_config"):
-            where = f"arm {key[0]!r}" + (f" (x={key[1]!r})" if key[1] is not None else "") + f" {field}"
-            problems.extend(_diff(recorded[key].get(field), wanted[key].get(field), where))
+            where = (
+                f"arm {key[0]!r}"
+                + (f" (x={key[1]!r})" if key[1] is not None else "")
+                + f" {field}"
+            )
+            problems.extend(
+                _diff(recorded[key].get(field), wanted[key].get(field), where)
+            )
         if "params" in wanted[key] and wanted[key]["params"] != recorded[key]["params"]:
-            where = f"arm {key[0]!r}" + (f" (x={key[1]!r})" if key[1] is not None else "")
-            problems.append(f"{where} params: recorded {recorded[key]['params']}, planned {wanted[key]['params']}")
+            where = f"arm {key[0]!r}" + (
+                f" (x={key[1]!r})" if key[1] is not None else ""
+            )
+            problems.append(
+                f"{where} params: recorded {recorded[key]['params']}, planned {wanted[key]['params']}"
+            )
     return sorted(problems)

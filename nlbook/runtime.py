@@ -57,13 +57,34 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", epochs=4, batch_size=64, max_train=None, max_test=400, width=16, embed_dim=64, depth=2),
-    "full": Profile("full", epochs=30, batch_size=256, max_train=None, max_test=None, width=64, embed_dim=192, depth=6),
+    "quick": Profile(
+        "quick",
+        epochs=4,
+        batch_size=64,
+        max_train=None,
+        max_test=400,
+        width=16,
+        embed_dim=64,
+        depth=2,
+    ),
+    "full": Profile(
+        "full",
+        epochs=30,
+        batch_size=256,
+        max_train=None,
+        max_test=None,
+        width=64,
+        embed_dim=192,
+        depth=6,
+    ),
 }
 
 
 def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return (
+        getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available()
+    )
 
 
 def pick_device(prefer: str | torch.device | None = None) -> torch.device:
@@ -80,12 +101,22 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
         try:
             device = torch.device(prefer)
         except (RuntimeError, TypeError, ValueError) as err:
-            raise ValueError(f"unknown device {prefer!r} ({source}); {expected}") from err
+            raise ValueError(
+                f"unknown device {prefer!r} ({source}); {expected}"
+            ) from err
         if device.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"device {prefer!r} ({source}) cannot run nlbook's models; {expected}")
+            raise ValueError(
+                f"device {prefer!r} ({source}) cannot run nlbook's models; {expected}"
+            )
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {prefer!r} ({source}) requested but CUDA is not available")
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {prefer!r} ({source}) requested but CUDA is not available"
+            )
+        if (
+            device.type == "cuda"
+            and device.index is not None
+            and device.index >= torch.cuda.device_count()
+        ):
             raise RuntimeError(
                 f"device {prefer!r} ({source}) requested but this machine has {torch.cuda.device_count()} GPU(s)"
             )
@@ -105,9 +136,13 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
 def device_name(device: torch.device) -> str:
     """A human-readable name of the hardware behind ``device`` (GPU model, or CPU and thread count)."""
     if not isinstance(device, torch.device):
-        raise TypeError(f"device_name expects a torch.device, got {type(device).__name__}")
+        raise TypeError(
+            f"device_name expects a torch.device, got {type(device).__name__}"
+        )
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device_name: no hardware behind a {device.type!r} device; expected 'cpu', 'cuda' or 'mps'")
+        raise ValueError(
+            f"device_name: no hardware behind a {device.type!r} device; expected 'cpu', 'cuda' or 'mps'"
+        )
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
@@ -123,7 +158,9 @@ def get_profile(name: str | None = None, device: torch.device | None = None) -> 
         device = device or pick_device()
         name = "full" if device.type == "cuda" else "quick"
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)} (set NLBOOK_PROFILE)")
+        raise ValueError(
+            f"unknown profile {name!r}; expected one of {sorted(PROFILES)} (set NLBOOK_PROFILE)"
+        )
     return PROFILES[name]
 
 
@@ -142,11 +179,15 @@ def resolve_dataset_name(name: str | None = None) -> str:
     """``name``, else ``$NLBOOK_DATASET``, else ``cifar10``; raise on unknown names."""
     name = name or os.environ.get("NLBOOK_DATASET") or "cifar10"
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} (argument or NLBOOK_DATASET)")
+        raise ValueError(
+            f"unknown dataset {name!r}; expected one of {DATASETS} (argument or NLBOOK_DATASET)"
+        )
     return name
 
 
-def autocast_dtype(device: torch.device, amp: bool | None = None, amp_dtype: torch.dtype | None = None):
+def autocast_dtype(
+    device: torch.device, amp: bool | None = None, amp_dtype: torch.dtype | None = None
+):
     """The one mixed-precision rule: the autocast dtype for ``device``, or ``None`` for full precision.
 
     ``amp=None`` means "on for CUDA, off elsewhere". An explicit ``amp_dtype`` wins; otherwise bfloat16
@@ -155,11 +196,17 @@ def autocast_dtype(device: torch.device, amp: bool | None = None, amp_dtype: tor
     """
     # a device name ("cuda") here would fail below as an AttributeError far from the call; say what is expected
     if not isinstance(device, torch.device):
-        raise TypeError(f"autocast_dtype: device must be a torch.device, got {device!r} ({type(device).__name__})")
+        raise TypeError(
+            f"autocast_dtype: device must be a torch.device, got {device!r} ({type(device).__name__})"
+        )
     if amp is not None and not isinstance(amp, bool):
-        raise TypeError(f"autocast_dtype: amp must be True, False or None (automatic), got {amp!r}")
+        raise TypeError(
+            f"autocast_dtype: amp must be True, False or None (automatic), got {amp!r}"
+        )
     if amp_dtype is not None and amp_dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"autocast_dtype: amp_dtype must be None, torch.float16 or torch.bfloat16, got {amp_dtype!r}")
+        raise ValueError(
+            f"autocast_dtype: amp_dtype must be None, torch.float16 or torch.bfloat16, got {amp_dtype!r}"
+        )
     enabled = amp if amp is not None else device.type == "cuda"
     if not enabled:
         return None
@@ -204,11 +251,16 @@ class RunContext:
 
 
 def setup(
-    seed: int = 0, profile: str | None = None, dataset: str | None = None, device: str | None = None
+    seed: int = 0,
+    profile: str | None = None,
+    dataset: str | None = None,
+    device: str | None = None,
 ) -> RunContext:
     """Choose device, profile and dataset (arguments win over environment variables), seed, print them."""
     dev = pick_device(device)
-    ctx = RunContext(dev, get_profile(profile, dev), resolve_dataset_name(dataset), seed)
+    ctx = RunContext(
+        dev, get_profile(profile, dev), resolve_dataset_name(dataset), seed
+    )
     seed_everything(seed)
     try:  # small figures keep the committed notebooks small
         import matplotlib

@@ -37,7 +37,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from nlbook.checks import check_batchnorm_batch, check_choice, check_float, check_int, dry_run
+from nlbook.checks import (
+    check_batchnorm_batch,
+    check_choice,
+    check_float,
+    check_int,
+    dry_run,
+)
 from nlbook.data import DeviceLoader, ImageDataset
 from nlbook.distributed import DistInfo, all_reduce_sum, current, wrap_model
 from nlbook.runtime import Profile, autocast_dtype, device_name, pick_device
@@ -54,7 +60,11 @@ __all__ = [
 ]
 
 Recipe = Literal["cnn", "transformer"]
-AMP_DTYPES = (None, torch.bfloat16, torch.float16)  # what torch.autocast can run (None: chosen per device)
+AMP_DTYPES = (
+    None,
+    torch.bfloat16,
+    torch.float16,
+)  # what torch.autocast can run (None: chosen per device)
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,9 @@ class TrainConfig:
     grad_clip: float | None = None
     augment: bool = True
     amp: bool | None = None  # None: on for CUDA, off elsewhere
-    amp_dtype: torch.dtype | None = None  # None: bf16 if supported, else fp16 (CUDA); bf16 on CPU
+    amp_dtype: torch.dtype | None = (
+        None  # None: bf16 if supported, else fp16 (CUDA); bf16 on CPU
+    )
     channels_last: bool = False
     compile: bool = False
     seed: int = 0
@@ -90,64 +102,114 @@ class TrainConfig:
             "optimizer": check_choice(w, "optimizer", self.optimizer, ("sgd", "adamw")),
             "lr": check_float(w, "lr", self.lr, low=0.0, low_open=True),
             "weight_decay": check_float(w, "weight_decay", self.weight_decay, low=0.0),
-            "momentum": check_float(w, "momentum", self.momentum, low=0.0, high=1.0, high_open=True),
-            "schedule": check_choice(w, "schedule", self.schedule, ("cosine", "onecycle", "constant")),
-            "warmup_epochs": check_float(w, "warmup_epochs", self.warmup_epochs, low=0.0),
-            "label_smoothing": check_float(
-                w, "label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True
+            "momentum": check_float(
+                w, "momentum", self.momentum, low=0.0, high=1.0, high_open=True
             ),
-            "seed": check_int(w, "seed", self.seed, low=0, high=2**32 - 1),  # numpy's range, used by every seed
+            "schedule": check_choice(
+                w, "schedule", self.schedule, ("cosine", "onecycle", "constant")
+            ),
+            "warmup_epochs": check_float(
+                w, "warmup_epochs", self.warmup_epochs, low=0.0
+            ),
+            "label_smoothing": check_float(
+                w,
+                "label_smoothing",
+                self.label_smoothing,
+                low=0.0,
+                high=1.0,
+                high_open=True,
+            ),
+            "seed": check_int(
+                w, "seed", self.seed, low=0, high=2**32 - 1
+            ),  # numpy's range, used by every seed
         }
         if self.grad_clip is not None:
             fields["grad_clip"] = check_float(
-                w, "grad_clip (None: no clipping)", self.grad_clip, low=0.0, low_open=True
+                w,
+                "grad_clip (None: no clipping)",
+                self.grad_clip,
+                low=0.0,
+                low_open=True,
             )
         for name in ("max_train", "max_test"):
             if getattr(self, name) is not None:
-                fields[name] = check_int(w, f"{name} (None: all images)", getattr(self, name))
+                fields[name] = check_int(
+                    w, f"{name} (None: all images)", getattr(self, name)
+                )
         for name in ("augment", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{w}: {name} must be True or False, got {getattr(self, name)!r}")
+                raise TypeError(
+                    f"{w}: {name} must be True or False, got {getattr(self, name)!r}"
+                )
         if self.amp is not None and not isinstance(self.amp, bool):
-            raise TypeError(f"{w}: amp must be True, False or None (on for CUDA only), got {self.amp!r}")
+            raise TypeError(
+                f"{w}: amp must be True, False or None (on for CUDA only), got {self.amp!r}"
+            )
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(
                 f"{w}: amp_dtype must be None (automatic), torch.bfloat16 or torch.float16, got {self.amp_dtype!r}"
             )
         if self.optimizer == "sgd" and fields["momentum"] == 0:
-            raise ValueError(f"{w}: momentum must be > 0 with optimizer='sgd' (Nesterov momentum), got 0")
+            raise ValueError(
+                f"{w}: momentum must be > 0 with optimizer='sgd' (Nesterov momentum), got 0"
+            )
         if fields["warmup_epochs"] > fields["epochs"]:
             raise ValueError(
                 f"{w}: warmup_epochs must be <= epochs ({self.epochs}), got {self.warmup_epochs!r}: "
                 "the learning rate would never reach lr"
             )
-        for name, value in fields.items():  # plain Python numbers (numpy ints and floats become int/float)
+        for (
+            name,
+            value,
+        ) in (
+            fields.items()
+        ):  # plain Python numbers (numpy ints and floats become int/float)
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_profile(cls, profile: Profile, recipe: Recipe = "cnn", **overrides) -> TrainConfig:
+    def from_profile(
+        cls, profile: Profile, recipe: Recipe = "cnn", **overrides
+    ) -> TrainConfig:
         """The book's two recipes, sized by a run profile.
 
-        ``cnn``: SGD + Nesterov momentum, lr 0.1·(batch/128), weight decay 5e-4, cosine with a short warm-up.
-        ``transformer``: AdamW lr 1e-3 (scaled linearly above batch 512), weight decay 0.05, 10 % warm-up then
-        cosine, label smoothing 0.1, gradient clipping at 1 — what ViTs trained from scratch need (DeiT, Steiner
+        ``cnn``: SGD + Nesterov momentum, lr 0.1·(batch/128), weight decay 5e-4, cosine
+        with a short warm-up.
+        ``transformer``: AdamW lr 1e-3 (scaled linearly above batch 512), weight decay
+        0.05, 10 % warm-up then
+        cosine, label smoothing 0.1, gradient clipping at 1 — what ViTs trained from
+        scratch need (DeiT, Steiner
         et al.).
         """
         if not isinstance(profile, Profile):
             raise TypeError(
-                "TrainConfig.from_profile expects an nlbook.runtime.Profile (e.g. get_profile('quick')), "
+                "TrainConfig.from_profile expects an nlbook.runtime.Profile (e.g. "
+                "get_profile('quick')), "
                 f"got {type(profile).__name__}"
             )
         base = {"epochs": profile.epochs, "batch_size": profile.batch_size}
         base |= {"max_train": profile.max_train, "max_test": profile.max_test}
         if recipe == "cnn":
-            base |= {"optimizer": "sgd", "lr": 0.1 * profile.batch_size / 128, "weight_decay": 5e-4}
+            base |= {
+                "optimizer": "sgd",
+                "lr": 0.1 * profile.batch_size / 128,
+                "weight_decay": 5e-4,
+            }
             base |= {"warmup_epochs": min(1.0, profile.epochs / 10)}
         elif recipe == "transformer":
-            base |= {"optimizer": "adamw", "lr": 1e-3 * max(profile.batch_size / 512, 1.0), "weight_decay": 0.05}
-            base |= {"warmup_epochs": max(profile.epochs / 10, 0.3), "label_smoothing": 0.1, "grad_clip": 1.0}
+            base |= {
+                "optimizer": "adamw",
+                "lr": 1e-3 * max(profile.batch_size / 512, 1.0),
+                "weight_decay": 0.05,
+            }
+            base |= {
+                "warmup_epochs": max(profile.epochs / 10, 0.3),
+                "label_smoothing": 0.1,
+                "grad_clip": 1.0,
+            }
         else:
-            raise ValueError(f"unknown recipe {recipe!r}; expected 'cnn' or 'transformer'")
+            raise ValueError(
+                f"unknown recipe {recipe!r}; expected 'cnn' or 'transformer'"
+            )
         return cls(**(base | overrides))
 
 
@@ -175,7 +237,9 @@ class TrainRecord:
     config: dict
     history: list[EpochStats] = field(default_factory=list)
     wall_time_s: float = 0.0
-    world_size: int = 1  # processes that trained it together (DDP); images/s counts all of them
+    world_size: int = (
+        1  # processes that trained it together (DDP); images/s counts all of them
+    )
 
     @property
     def test_acc(self) -> float:
@@ -211,7 +275,9 @@ class TrainingInterrupted(KeyboardInterrupt):
     """
 
     def __init__(self, record: TrainRecord):
-        super().__init__(f"fit interrupted after {len(record.history)} finished epoch(s); their history is in .record")
+        super().__init__(
+            f"fit interrupted after {len(record.history)} finished epoch(s); their history is in .record"
+        )
         self.record = record
 
 
@@ -219,42 +285,68 @@ def _attach_record(err: BaseException, record: TrainRecord) -> None:
     """Give the exception that stops :func:`fit` the partial record (see :class:`TrainingInterrupted`)."""
     try:
         err.record = record  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):  # an exception type that refuses new attributes: nothing to attach to
+    except (
+        AttributeError,
+        TypeError,
+    ):  # an exception type that refuses new attributes: nothing to attach to
         return
-    err.add_note(f"nlbook.train.fit: the {len(record.history)} finished epoch(s) are in this exception's .record")
+    err.add_note(
+        f"nlbook.train.fit: the {len(record.history)} finished epoch(s) are in this exception's .record"
+    )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"count_parameters expects an nn.Module, got {type(model).__name__}")
+        raise TypeError(
+            f"count_parameters expects an nn.Module, got {type(model).__name__}"
+        )
     if not isinstance(trainable_only, bool):
-        raise TypeError(f"count_parameters: trainable_only must be True or False, got {trainable_only!r}")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+        raise TypeError(
+            f"count_parameters: trainable_only must be True or False, got {trainable_only!r}"
+        )
+    return sum(
+        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
+    )
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD or AdamW; no weight decay on biases, norms, embeddings and tokens (1-D or marked parameters)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"make_optimizer expects an nn.Module as model, got {type(model).__name__}")
+        raise TypeError(
+            f"make_optimizer expects an nn.Module as model, got {type(model).__name__}"
+        )
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"make_optimizer expects a TrainConfig, got {type(config).__name__}")
+        raise TypeError(
+            f"make_optimizer expects a TrainConfig, got {type(config).__name__}"
+        )
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "rel_height", "rel_width", "table"))
+        skip = p.ndim <= 1 or name.endswith(
+            ("pos_embed", "cls_token", "rel_height", "rel_width", "table")
+        )
         (no_decay if skip else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, nesterov=True
+        )
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
 
 
-def _make_schedule(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+def _make_schedule(
+    opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+):
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=config.lr, total_steps=total, pct_start=0.25
+        )
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
 
     def factor(step: int) -> float:
@@ -283,13 +375,19 @@ def _sum_dtype(device: torch.device) -> torch.dtype:
 
 @torch.no_grad()
 def _evaluate_sums(
-    model: nn.Module, data: ImageDataset, batch_size: int, device: torch.device, info: DistInfo
+    model: nn.Module,
+    data: ImageDataset,
+    batch_size: int,
+    device: torch.device,
+    info: DistInfo,
 ) -> torch.Tensor:
     """(summed cross-entropy, correct, images) over this rank's share of the test split, as one tensor."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
-    for x, y in DeviceLoader.test(data, batch_size, rank=info.rank, world_size=info.world_size):
+    for x, y in DeviceLoader.test(
+        data, batch_size, rank=info.rank, world_size=info.world_size
+    ):
         if y.numel() == 0:  # the last partial batch may leave a rank without images
             continue
         x, y = x.to(device), y.to(device)
@@ -319,20 +417,31 @@ def _preflight(
     dtype the model expects, and one small dry run comparing the model's logits with the dataset's classes
     (``train_batch``: the images per process and step, for BatchNorm's sake)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"{where} expects an nn.Module as model, got {type(model).__name__}")
+        raise TypeError(
+            f"{where} expects an nn.Module as model, got {type(model).__name__}"
+        )
     if not isinstance(data, ImageDataset):
         raise TypeError(
             f"{where} expects an nlbook.data.ImageDataset as data (e.g. nlbook.data.load_dataset('digits')), "
             f"got {type(data).__name__}"
         )
     if data.test_images.shape[0] == 0:
-        raise ValueError(f"{where}: the dataset {data.name!r} has no test images to evaluate on")
+        raise ValueError(
+            f"{where}: the dataset {data.name!r} has no test images to evaluate on"
+        )
     if train_batch is not None and not any(p.requires_grad for p in model.parameters()):
         raise ValueError(
             f"{where}: the model has no trainable parameters (requires_grad is False everywhere); "
             "unfreeze some before training"
         )
-    ref = next((t for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
+    ref = next(
+        (
+            t
+            for t in itertools.chain(model.parameters(), model.buffers())
+            if t.is_floating_point()
+        ),
+        None,
+    )
     allowed = {torch.float32} | ({amp_dtype} if amp_dtype is not None else set())
     if ref is not None and ref.dtype not in allowed:
         raise TypeError(
@@ -341,7 +450,11 @@ def _preflight(
         )
     sample = data.normalize(data.test_images[:2]).to(_model_device(model))
     out, batchnorm_sizes = dry_run(model, sample, where)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != sample.shape[0]:
+    if (
+        not isinstance(out, torch.Tensor)
+        or out.dim() != 2
+        or out.shape[0] != sample.shape[0]
+    ):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
             f"{where}: the model must return logits of shape (B, num_classes) = ({sample.shape[0]}, "
@@ -357,7 +470,10 @@ def _preflight(
 
 
 def evaluate(
-    model: nn.Module, data: ImageDataset, batch_size: int = 256, device: torch.device | str | None = None
+    model: nn.Module,
+    data: ImageDataset,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data``'s test split, where the model is.
 
@@ -368,12 +484,17 @@ def evaluate(
     where_model = _model_device(model)
     if device is not None:
         device = pick_device(device)
-        if device.type != where_model.type or device.index not in (None, where_model.index):
+        if device.type != where_model.type or device.index not in (
+            None,
+            where_model.index,
+        ):
             raise ValueError(
                 f"evaluate: device={str(device)!r} but the model's parameters are on {where_model}; move the model "
                 "first (model.to(device)) or leave device out"
             )
-    loss_sum, correct, n = _evaluate_sums(model, data, batch_size, where_model, DistInfo()).tolist()
+    loss_sum, correct, n = _evaluate_sums(
+        model, data, batch_size, where_model, DistInfo()
+    ).tolist()
     return loss_sum / n, correct / n
 
 
@@ -383,8 +504,12 @@ def _resolve_distributed(distributed: DistInfo | bool | None) -> DistInfo:
     if distributed is False:
         return DistInfo()
     if distributed not in (None, True):
-        raise TypeError(f"fit: distributed must be a DistInfo, True, False or None, got {distributed!r}")
-    return current()  # None/True: the process group torchrun + init_distributed set up, if any
+        raise TypeError(
+            f"fit: distributed must be a DistInfo, True, False or None, got {distributed!r}"
+        )
+    return (
+        current()
+    )  # None/True: the process group torchrun + init_distributed set up, if any
 
 
 def fit(
@@ -418,10 +543,14 @@ def fit(
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}")
+        raise TypeError(
+            f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}"
+        )
     info = _resolve_distributed(distributed)
     if name is not None and not isinstance(name, str):
-        raise TypeError(f"fit: name must be a str (the record's label) or None, got {type(name).__name__}")
+        raise TypeError(
+            f"fit: name must be a str (the record's label) or None, got {type(name).__name__}"
+        )
     for flag, value in (("progress", progress), ("sync_batchnorm", sync_batchnorm)):
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"fit: {flag} must be True, False or None, got {value!r}")
@@ -434,7 +563,9 @@ def fit(
             f"fit: the global batch_size {config.batch_size} must be divisible by the {info.world_size} processes"
         )
     per_process = config.batch_size // info.world_size
-    what = f"batch_size {config.batch_size}" + (f" over {info.world_size} processes" if info.enabled else "")
+    what = f"batch_size {config.batch_size}" + (
+        f" over {info.world_size} processes" if info.enabled else ""
+    )
     _preflight(
         "fit",
         model,
@@ -443,14 +574,22 @@ def fit(
         train_batch=per_process,
         what=what,
     )
-    n_train = data.train_images.shape[0] if config.max_train is None else min(config.max_train, len(data.train_images))
+    n_train = (
+        data.train_images.shape[0]
+        if config.max_train is None
+        else min(config.max_train, len(data.train_images))
+    )
     if n_train < config.batch_size:
-        raise ValueError(f"fit: batch_size {config.batch_size} is larger than the {n_train} training images")
+        raise ValueError(
+            f"fit: batch_size {config.batch_size} is larger than the {n_train} training images"
+        )
     data = data.subset(config.max_train, config.max_test).to(device)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ddp_model = wrap_model(model, info, sync_batchnorm=sync_batchnorm)  # `model` itself when one process
+    ddp_model = wrap_model(
+        model, info, sync_batchnorm=sync_batchnorm
+    )  # `model` itself when one process
     step_model = torch.compile(ddp_model) if config.compile else ddp_model
     torch.manual_seed(config.seed)  # dropout / stochastic depth draws
 
@@ -476,13 +615,25 @@ def fit(
         name=name or type(model).__name__,
         params=count_parameters(model),
         device=str(device),
-        hardware=device_name(device) if not info.enabled else f"{info.world_size} processes × {device_name(device)}",
+        hardware=device_name(device)
+        if not info.enabled
+        else f"{info.world_size} processes × {device_name(device)}",
         dataset=data.name,
-        config={k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in asdict(config).items()},
+        config={
+            k: (str(v) if isinstance(v, torch.dtype) else v)
+            for k, v in asdict(config).items()
+        },
         world_size=info.world_size,
     )
-    show = (progress if progress is not None else not os.environ.get("TQDM_DISABLE")) and info.is_main
-    bar = tqdm(total=config.epochs * len(loader), desc=record.name, disable=not show, leave=False)
+    show = (
+        progress if progress is not None else not os.environ.get("TQDM_DISABLE")
+    ) and info.is_main
+    bar = tqdm(
+        total=config.epochs * len(loader),
+        desc=record.name,
+        disable=not show,
+        leave=False,
+    )
     was_training = model.training
     start = time.perf_counter()
     try:
@@ -495,7 +646,9 @@ def fit(
             for x, y in loader:
                 with autocast:
                     logits = step_model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                    loss = F.cross_entropy(
+                        logits.float(), y, label_smoothing=config.label_smoothing
+                    )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if config.grad_clip is not None:
@@ -514,11 +667,24 @@ def fit(
             seconds = time.perf_counter() - t0
             # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
             acc = _sum_dtype(device)
-            train = torch.stack([loss_sum.to(acc), correct.to(acc), torch.tensor(seen, dtype=acc, device=device)])
+            train = torch.stack(
+                [
+                    loss_sum.to(acc),
+                    correct.to(acc),
+                    torch.tensor(seen, dtype=acc, device=device),
+                ]
+            )
             train = all_reduce_sum(train, info)
-            eval_batch = -(-max(config.batch_size, 256) // info.world_size) * info.world_size
-            test = all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info), info)
-            (train_loss, train_correct, train_seen), (test_loss, test_correct, test_seen) = (
+            eval_batch = (
+                -(-max(config.batch_size, 256) // info.world_size) * info.world_size
+            )
+            test = all_reduce_sum(
+                _evaluate_sums(model, data, eval_batch, device, info), info
+            )
+            (
+                (train_loss, train_correct, train_seen),
+                (test_loss, test_correct, test_seen),
+            ) = (
                 train.tolist(),
                 test.tolist(),
             )
@@ -533,11 +699,15 @@ def fit(
                 images_per_s=train_seen / seconds,
             )
             record.history.append(stats)
-            bar.set_postfix(loss=f"{stats.train_loss:.3f}", test_acc=f"{stats.test_acc:.3f}")
+            bar.set_postfix(
+                loss=f"{stats.train_loss:.3f}", test_acc=f"{stats.test_acc:.3f}"
+            )
     except BaseException as err:
         # Nothing lost: whatever stops the run, every finished epoch leaves with the exception.
         record.wall_time_s = time.perf_counter() - start
-        if isinstance(err, KeyboardInterrupt) and not isinstance(err, TrainingInterrupted):
+        if isinstance(err, KeyboardInterrupt) and not isinstance(
+            err, TrainingInterrupted
+        ):
             raise TrainingInterrupted(record) from err
         _attach_record(err, record)
         raise

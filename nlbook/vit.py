@@ -69,23 +69,31 @@ def _check_patchable(x: torch.Tensor, patch_size: int, where: str) -> tuple[int,
 
 
 def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Cut (B, C, H, W) images into non-overlapping ``patch_size``² patches: (B, N, C·p·p), row-major.
+    """Cut (B, C, H, W) images into non-overlapping ``patch_size``² patches: (B, N,
+    C·p·p), row-major.
 
-    Each patch is flattened channel-first, ``(c p1 p2)``, the order in which a ``Conv2d`` weight
-    ``(D, C, p, p)`` flattens — which is what makes :meth:`PatchEmbedding.forward_linear` equal the
+    Each patch is flattened channel-first, ``(c p1 p2)``, the order in which a
+    ``Conv2d`` weight
+    ``(D, C, p, p)`` flattens — which is what makes
+    :meth:`PatchEmbedding.forward_linear` equal the
     convolution.
     """
     check_image_batch(x, None, "patchify")
     check_positive_int("patchify", patch_size=patch_size)
     _check_patchable(x, patch_size, "patchify")
-    return rearrange(x, "b c (gh p1) (gw p2) -> b (gh gw) (c p1 p2)", p1=patch_size, p2=patch_size)
+    return rearrange(
+        x, "b c (gh p1) (gw p2) -> b (gh gw) (c p1 p2)", p1=patch_size, p2=patch_size
+    )
 
 
 class PatchEmbedding(nn.Module):
-    """Linear embedding of non-overlapping patches, written as a convolution with kernel = stride = patch.
+    """Linear embedding of non-overlapping patches, written as a convolution with
+    kernel = stride = patch.
 
-    A ``p``×``p`` convolution with stride ``p`` sees each patch exactly once, so it *is* a linear layer
-    applied to every flattened patch (:meth:`forward_linear` computes it that way; the two agree to
+    A ``p``×``p`` convolution with stride ``p`` sees each patch exactly once, so it
+    *is* a linear layer
+    applied to every flattened patch (:meth:`forward_linear` computes it that way; the
+    two agree to
     rounding). The convolution is simply the faster kernel.
 
     Args:
@@ -93,8 +101,10 @@ class PatchEmbedding(nn.Module):
         patch_size: side of a patch in pixels.
         in_channels: image channels.
         embed_dim: token width ``D``.
-        strict_size: accept only ``image_size``×``image_size`` inputs (as torchvision does). The
-            :class:`VisionTransformer` turns it off: it resamples its position embeddings for any input whose
+        strict_size: accept only ``image_size``×``image_size`` inputs (as torchvision
+        does). The
+            :class:`VisionTransformer` turns it off: it resamples its position
+            embeddings for any input whose
             sides are multiples of the patch size.
     """
 
@@ -108,12 +118,18 @@ class PatchEmbedding(nn.Module):
     ):
         super().__init__()
         check_positive_int(
-            "PatchEmbedding", image_size=image_size, patch_size=patch_size, in_channels=in_channels, embed_dim=embed_dim
+            "PatchEmbedding",
+            image_size=image_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            embed_dim=embed_dim,
         )
         if image_size % patch_size:
             raise ValueError(
-                f"PatchEmbedding: image_size {image_size} is not divisible by patch_size {patch_size}; "
-                f"choose a patch size that divides the image size (e.g. {_divisors_hint(image_size)})"
+                f"PatchEmbedding: image_size {image_size} is not divisible by "
+                f"patch_size {patch_size}; "
+                f"choose a patch size that divides the image size (e.g. "
+                f"{_divisors_hint(image_size)})"
             )
         self.image_size, self.patch_size, self.in_channels, self.embed_dim = (
             image_size,
@@ -124,32 +140,43 @@ class PatchEmbedding(nn.Module):
         self.strict_size = strict_size
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(
+            in_channels, embed_dim, kernel_size=patch_size, stride=patch_size
+        )
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
         check_image_batch(x, self.in_channels, name, like=self)
-        if self.strict_size and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+        if self.strict_size and tuple(x.shape[-2:]) != (
+            self.image_size,
+            self.image_size,
+        ):
             raise ValueError(
                 f"{name} was built for {self.image_size}×{self.image_size} images, got "
-                f"{x.shape[-2]}×{x.shape[-1]}; resize the images (or build it with strict_size=False)"
+                f"{x.shape[-2]}×{x.shape[-1]}; resize the images (or build it with "
+                f"strict_size=False)"
             )
         _check_patchable(x, self.patch_size, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) → (B, N, D) tokens with N = (H/p)·(W/p), patches in row-major order."""
+        """(B, C, H, W) → (B, N, D) tokens with N = (H/p)·(W/p), patches in row-major
+        order."""
         self._check_input(x)
         return rearrange(self.proj(x), "b d gh gw -> b (gh gw) d")
 
     def forward_linear(self, x: torch.Tensor) -> torch.Tensor:
-        """The same embedding as "cut into patches, then one linear layer" — the paper's formulation."""
+        """The same embedding as "cut into patches, then one linear layer" — the
+        paper's formulation."""
         self._check_input(x)
         patches = patchify(x, self.patch_size)  # (B, N, C·p·p)
         weight = rearrange(self.proj.weight, "d c p1 p2 -> d (c p1 p2)")
         return F.linear(patches, weight, self.proj.bias)
 
     def extra_repr(self) -> str:
-        return f"image_size={self.image_size}, patch_size={self.patch_size}, grid={self.grid_size}"
+        return (
+            f"image_size={self.image_size}, patch_size={self.patch_size}, "
+            f"grid={self.grid_size}"
+        )
 
 
 def _divisors_hint(n: int) -> str:
@@ -162,17 +189,22 @@ def _divisors_hint(n: int) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def stochastic_depth(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.Tensor:
-    """Stochastic depth (Huang et al., 2016): drop a residual branch for whole samples with probability ``p``.
+def stochastic_depth(
+    x: torch.Tensor, p: float = 0.0, training: bool = False
+) -> torch.Tensor:
+    """Stochastic depth (Huang et al., 2016): drop a residual branch for whole samples
+    with probability ``p``.
 
-    Surviving samples are scaled by 1/(1-p) so the expected output is unchanged; at evaluation time the
+    Surviving samples are scaled by 1/(1-p) so the expected output is unchanged; at
+    evaluation time the
     branch is always kept (identity).
     """
     check_probability("stochastic_depth", p=p)
     if p == 0.0 or not training:
         return x
     keep = 1.0 - p
-    # One Bernoulli draw per sample, broadcast over all other dimensions; same device/dtype as x.
+    # One Bernoulli draw per sample, broadcast over all other dimensions; same
+    # device/dtype as x.
     mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
     return x * mask / keep
 
@@ -217,15 +249,19 @@ class EncoderBlock(nn.Module):
         x = x + DropPath(MHA(LN(x)))
         x = x + DropPath(MLP(LN(x)))
 
-    Normalising *inside* the residual branch keeps the identity path clean, which is what lets deep
+    Normalising *inside* the residual branch keeps the identity path clean, which is
+    what lets deep
     stacks train without a careful warm-up of the learning rate alone.
 
     Args:
         dim: token width. num_heads: attention heads (``dim`` must be a multiple).
-        mlp_ratio: MLP hidden width / ``dim``, or give ``mlp_dim`` directly (torchvision's argument).
-        dropout: dropout after attention projection and in the MLP. attn_dropout: on the attention weights.
+        mlp_ratio: MLP hidden width / ``dim``, or give ``mlp_dim`` directly
+        (torchvision's argument).
+        dropout: dropout after attention projection and in the MLP. attn_dropout: on
+        the attention weights.
         drop_path: stochastic-depth probability of both residual branches.
-        impl: attention implementation (``"fused"`` SDPA or ``"explicit"``), see :mod:`nlbook.attention`.
+        impl: attention implementation (``"fused"`` SDPA or ``"explicit"``), see
+        :mod:`nlbook.attention`.
     """
 
     def __init__(
@@ -242,14 +278,26 @@ class EncoderBlock(nn.Module):
     ):
         super().__init__()
         check_positive_int("EncoderBlock", dim=dim, num_heads=num_heads)
-        check_probability("EncoderBlock", dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
+        check_probability(
+            "EncoderBlock",
+            dropout=dropout,
+            attn_dropout=attn_dropout,
+            drop_path=drop_path,
+        )
         if mlp_dim is None:
             if not mlp_ratio > 0:
-                raise ValueError(f"EncoderBlock: mlp_ratio must be > 0, got {mlp_ratio!r}")
+                raise ValueError(
+                    f"EncoderBlock: mlp_ratio must be > 0, got {mlp_ratio!r}"
+                )
             mlp_dim = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = MultiHeadAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout, dropout=dropout, impl=impl
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            attn_dropout=attn_dropout,
+            dropout=dropout,
+            impl=impl,
         )
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, mlp_dim, dropout)
@@ -258,7 +306,8 @@ class EncoderBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, return_attention: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(B, N, dim) → (B, N, dim); with ``return_attention`` also the (B, heads, N, N) attention weights."""
+        """(B, N, dim) → (B, N, dim); with ``return_attention`` also the (B, heads, N,
+        N) attention weights."""
         dim = self.norm1.normalized_shape[0]
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -283,38 +332,58 @@ def interpolate_pos_embed(
     old_grid: Sequence[int] | None = None,
     num_prefix_tokens: int = 1,
 ) -> torch.Tensor:
-    """Resample learned position embeddings (1, prefix + gh·gw, D) to another patch grid.
+    """Resample learned position embeddings (1, prefix + gh·gw, D) to another patch
+    grid.
 
-    The prefix (class token) embeddings are kept; the grid part is treated as a D-channel image and
+    The prefix (class token) embeddings are kept; the grid part is treated as a
+    D-channel image and
     resized bicubically with antialiasing on (it matters only when shrinking), as timm's
-    ``resample_abs_pos_embed`` does. The ViT paper's reference code resizes bilinearly when it fine-tunes at a
+    ``resample_abs_pos_embed`` does. The ViT paper's reference code resizes bilinearly
+    when it fine-tunes at a
     higher resolution. At the same grid it returns ``pos_embed`` unchanged.
     """
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f"interpolate_pos_embed expects (1, N, D) embeddings, got shape {tuple(pos_embed.shape)}")
+        raise ValueError(
+            f"interpolate_pos_embed expects (1, N, D) embeddings, got shape "
+            f"{tuple(pos_embed.shape)}"
+        )
     n_grid = pos_embed.shape[1] - num_prefix_tokens
     if old_grid is None:
         side = math.isqrt(max(n_grid, 0))
         if side * side != n_grid:
             raise ValueError(
-                f"interpolate_pos_embed: {n_grid} grid tokens are not a square grid; pass old_grid=(rows, cols)"
+                f"interpolate_pos_embed: {n_grid} grid tokens are not a square grid; "
+                f"pass old_grid=(rows, cols)"
             )
         old_grid = (side, side)
     old_grid, new_grid = tuple(old_grid), tuple(new_grid)
     if len(new_grid) != 2 or min(new_grid) < 1:
-        raise ValueError(f"interpolate_pos_embed: new_grid must be (rows, cols) >= 1, got {new_grid}")
+        raise ValueError(
+            f"interpolate_pos_embed: new_grid must be (rows, cols) >= 1, got {new_grid}"
+        )
     if old_grid[0] * old_grid[1] != n_grid:
         raise ValueError(
-            f"interpolate_pos_embed: old_grid {old_grid} has {old_grid[0] * old_grid[1]} positions but the "
-            f"embedding has {n_grid} grid tokens (after {num_prefix_tokens} prefix tokens)"
+            f"interpolate_pos_embed: old_grid {old_grid} has "
+            f"{old_grid[0] * old_grid[1]} positions but the "
+            f"embedding has {n_grid} grid tokens (after {num_prefix_tokens} prefix "
+            f"tokens)"
         )
     if new_grid == old_grid:
         return pos_embed
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     grid = rearrange(grid, "1 (gh gw) d -> 1 d gh gw", gh=old_grid[0], gw=old_grid[1])
-    # Bicubic interpolation is not implemented for half precision on every device: compute in float32 then.
-    work_dtype = grid.dtype if grid.dtype in (torch.float32, torch.float64) else torch.float32
-    grid = F.interpolate(grid.to(work_dtype), size=new_grid, mode="bicubic", align_corners=False, antialias=True)
+    # Bicubic interpolation is not implemented for half precision on every device:
+    # compute in float32 then.
+    work_dtype = (
+        grid.dtype if grid.dtype in (torch.float32, torch.float64) else torch.float32
+    )
+    grid = F.interpolate(
+        grid.to(work_dtype),
+        size=new_grid,
+        mode="bicubic",
+        align_corners=False,
+        antialias=True,
+    )
     grid = rearrange(grid.to(pos_embed.dtype), "1 d gh gw -> 1 (gh gw) d")
     return torch.cat([prefix, grid], dim=1)
 
@@ -372,24 +441,57 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"{name}: head_init must be 'normal' (DeiT/timm) or 'zeros' (JAX/torchvision), got {head_init!r}"
             )
-        check_positive_int(name, num_classes=num_classes, depth=depth, embed_dim=embed_dim, num_heads=num_heads)
-        check_probability(name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path)
+        check_positive_int(
+            name,
+            num_classes=num_classes,
+            depth=depth,
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+        )
+        check_probability(
+            name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path
+        )
         if pool not in ("cls", "gap"):
-            raise ValueError(f"{name}: pool must be 'cls' (class token) or 'gap' (average of tokens), got {pool!r}")
+            raise ValueError(
+                f"{name}: pool must be 'cls' (class token) or 'gap' (average of tokens), got {pool!r}"
+            )
         if embed_dim % num_heads:
-            raise ValueError(f"{name}: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+            raise ValueError(
+                f"{name}: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})"
+            )
         # Any input with sides divisible by the patch size is accepted: positions are resampled in `embed`.
-        self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, embed_dim, strict_size=False)
-        self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
-        self.num_classes, self.embed_dim, self.depth, self.num_heads = num_classes, embed_dim, depth, num_heads
+        self.patch_embed = PatchEmbedding(
+            image_size, patch_size, in_channels, embed_dim, strict_size=False
+        )
+        self.image_size, self.patch_size, self.in_channels = (
+            image_size,
+            patch_size,
+            in_channels,
+        )
+        self.num_classes, self.embed_dim, self.depth, self.num_heads = (
+            num_classes,
+            embed_dim,
+            depth,
+            num_heads,
+        )
         self.pool: Pool = pool
         self.num_prefix_tokens = 1 if pool == "cls" else 0
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "cls" else None
+        self.cls_token = (
+            nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "cls" else None
+        )
         # One learned vector per position, class token included (as in ViT and torchvision).
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + self.patch_embed.num_patches, embed_dim))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(
+                1, self.num_prefix_tokens + self.patch_embed.num_patches, embed_dim
+            )
+        )
         self.pos_drop = nn.Dropout(dropout)
         # Plain Python (not torch.linspace) so the model can be built under a meta/cuda default device.
-        rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path]
+        rates = (
+            [drop_path * i / (depth - 1) for i in range(depth)]
+            if depth > 1
+            else [drop_path]
+        )
         self.blocks = nn.ModuleList(
             EncoderBlock(
                 embed_dim,
@@ -417,13 +519,19 @@ class VisionTransformer(nn.Module):
         return vit_preset(name, **overrides)
 
     def reset_parameters(self) -> None:
-        """Initialisation of the reference implementations (JAX ViT, DeiT, timm, torchvision).
+        """Initialisation of the reference implementations (JAX ViT, DeiT, timm,
+        torchvision).
 
-        * position embeddings and class token: truncated normal, std 0.02 (cut at ±2 std);
-        * every linear layer: truncated normal, std 0.02, zero bias; LayerNorms: weight 1, bias 0;
-        * patch projection: truncated normal with std sqrt(1/fan_in) ("LeCun normal"), zero bias;
-        * classification head: like the other linear layers (DeiT, timm), or all zeros with
-          ``head_init="zeros"`` (JAX, torchvision), so that every class starts at the same logit.
+        * position embeddings and class token: truncated normal, std 0.02 (cut at ±2
+          std);
+        * every linear layer: truncated normal, std 0.02, zero bias; LayerNorms: weight
+          1, bias 0;
+        * patch projection: truncated normal with std sqrt(1/fan_in) ("LeCun normal"),
+          zero bias;
+        * classification head: like the other linear layers (DeiT, timm), or all zeros
+          with
+          ``head_init="zeros"`` (JAX, torchvision), so that every class starts at the
+          same logit.
         """
         std = 0.02
         nn.init.trunc_normal_(self.pos_embed, std=std, a=-2 * std, b=2 * std)
@@ -440,7 +548,9 @@ class VisionTransformer(nn.Module):
         conv = self.patch_embed.proj
         fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
         conv_std = math.sqrt(1.0 / fan_in)
-        nn.init.trunc_normal_(conv.weight, std=conv_std, a=-2 * conv_std, b=2 * conv_std)
+        nn.init.trunc_normal_(
+            conv.weight, std=conv_std, a=-2 * conv_std, b=2 * conv_std
+        )
         nn.init.zeros_(conv.bias)
         if self.head_init == "zeros":
             nn.init.zeros_(self.head.weight)
@@ -462,7 +572,9 @@ class VisionTransformer(nn.Module):
 
     def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
         """Position embeddings for a ``grid`` of patches (resampled if it is not the training grid)."""
-        return interpolate_pos_embed(self.pos_embed, grid, self.grid_size, self.num_prefix_tokens)
+        return interpolate_pos_embed(
+            self.pos_embed, grid, self.grid_size, self.num_prefix_tokens
+        )
 
     def set_image_size(self, image_size: int) -> None:
         """Permanently resample the position embeddings to ``image_size`` (fine-tuning at another resolution)."""
@@ -476,7 +588,10 @@ class VisionTransformer(nn.Module):
             new = self.pos_embed_for(grid).clone()
         self.pos_embed = nn.Parameter(new)
         self.patch_embed.image_size, self.image_size = image_size, image_size
-        self.patch_embed.grid_size, self.patch_embed.num_patches = grid, grid[0] * grid[1]
+        self.patch_embed.grid_size, self.patch_embed.num_patches = (
+            grid,
+            grid[0] * grid[1],
+        )
 
     # -- forward -----------------------------------------------------------------------------------------
 
@@ -486,7 +601,9 @@ class VisionTransformer(nn.Module):
         grid = _check_patchable(x, self.patch_size, type(self).__name__)
         tokens = self.patch_embed(x)
         if self.cls_token is not None:
-            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+            tokens = torch.cat(
+                [self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1
+            )
         return self.pos_drop(tokens + self.pos_embed_for(grid))
 
     def forward_features(
@@ -522,7 +639,9 @@ class VisionTransformer(nn.Module):
             return self.forward_head(tokens), attentions
         return self.forward_head(self.forward_features(x))
 
-    def attention_map(self, x: torch.Tensor, residual_weight: float = 0.5) -> torch.Tensor:
+    def attention_map(
+        self, x: torch.Tensor, residual_weight: float = 0.5
+    ) -> torch.Tensor:
         """Attention rollout as a (B, rows, cols) map over the patch grid, each map summing to 1.
 
         For ``pool="cls"`` it is the class token's row of the rollout; for ``"gap"`` the average row over
@@ -538,34 +657,54 @@ class VisionTransformer(nn.Module):
 
 
 def attention_rollout(
-    attentions: Sequence[torch.Tensor], residual_weight: float = 0.5, head_fusion: str = "mean"
+    attentions: Sequence[torch.Tensor],
+    residual_weight: float = 0.5,
+    head_fusion: str = "mean",
 ) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
+    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on
+    each input token.
 
-    Each layer's attention is averaged over heads, the residual connection is accounted for as
-    ``Â = w·I + (1-w)·A`` (the paper's w = 0.5), rows are renormalised, and the layers are multiplied
+    Each layer's attention is averaged over heads, the residual connection is accounted
+    for as
+    ``Â = w·I + (1-w)·A`` (the paper's w = 0.5), rows are renormalised, and the layers
+    are multiplied
     from the first to the last: ``R = Â_L ··· Â_1``.
 
     Args:
-        attentions: per-layer weights, each (B, heads, T, T) (or (B, T, T)), first layer first.
-        residual_weight: weight ``w`` of the identity. head_fusion: ``"mean"``, ``"max"`` or ``"min"``.
+        attentions: per-layer weights, each (B, heads, T, T) (or (B, T, T)), first
+        layer first.
+        residual_weight: weight ``w`` of the identity. head_fusion: ``"mean"``,
+        ``"max"`` or ``"min"``.
 
     Returns:
         (B, T, T) rollout; row ``i`` sums to 1.
     """
     if len(attentions) == 0:
-        raise ValueError("attention_rollout needs at least one layer's attention weights")
+        raise ValueError(
+            "attention_rollout needs at least one layer's attention weights"
+        )
     if head_fusion not in ("mean", "max", "min"):
-        raise ValueError(f"attention_rollout: head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+        raise ValueError(
+            f"attention_rollout: head_fusion must be 'mean', 'max' or 'min', got "
+            f"{head_fusion!r}"
+        )
     if not 0.0 <= residual_weight <= 1.0:
-        raise ValueError(f"attention_rollout: residual_weight must be in [0, 1], got {residual_weight!r}")
+        raise ValueError(
+            f"attention_rollout: residual_weight must be in [0, 1], got "
+            f"{residual_weight!r}"
+        )
     rollout: torch.Tensor | None = None
     for i, a in enumerate(attentions):
         if a.dim() == 4:
-            a = a.mean(dim=1) if head_fusion == "mean" else getattr(a, head_fusion)(dim=1).values
+            a = (
+                a.mean(dim=1)
+                if head_fusion == "mean"
+                else getattr(a, head_fusion)(dim=1).values
+            )
         if a.dim() != 3 or a.shape[-1] != a.shape[-2]:
             raise ValueError(
-                f"attention_rollout: layer {i} weights must be (B, heads, T, T) or (B, T, T), got {tuple(a.shape)}"
+                f"attention_rollout: layer {i} weights must be (B, heads, T, T) or "
+                f"(B, T, T), got {tuple(a.shape)}"
             )
         eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
         a = residual_weight * eye + (1.0 - residual_weight) * a
@@ -582,11 +721,21 @@ def attention_rollout(
 VIT_PRESETS: dict[str, dict[str, Any]] = {
     # 32×32 images, 4×4 patches → 64 patch tokens. Widths and heads are DeiT's Tiny/Small (head dim 64);
     # depth 6 instead of 12 suits the small data sets and training budgets of this book.
-    "vit_tiny_p4_32": dict(image_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0),
-    "vit_small_p4_32": dict(image_size=32, patch_size=4, embed_dim=384, depth=6, num_heads=6, mlp_ratio=4.0),
+    "vit_tiny_p4_32": dict(
+        image_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0
+    ),
+    "vit_small_p4_32": dict(
+        image_size=32, patch_size=4, embed_dim=384, depth=6, num_heads=6, mlp_ratio=4.0
+    ),
     # The ImageNet ViT-B/16 of Dosovitskiy et al. (2021), torchvision's vit_b_16 shape.
     "vit_b_16": dict(
-        image_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, num_classes=1000
+        image_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        mlp_ratio=4.0,
+        num_classes=1000,
     ),
 }
 
@@ -594,5 +743,7 @@ VIT_PRESETS: dict[str, dict[str, Any]] = {
 def vit_preset(name: str, **overrides: Any) -> VisionTransformer:
     """Build the preset ``name`` from :data:`VIT_PRESETS`; keyword arguments override its settings."""
     if name not in VIT_PRESETS:
-        raise ValueError(f"vit_preset: unknown preset {name!r}; expected one of {sorted(VIT_PRESETS)}")
+        raise ValueError(
+            f"vit_preset: unknown preset {name!r}; expected one of {sorted(VIT_PRESETS)}"
+        )
     return VisionTransformer(**{**VIT_PRESETS[name], **overrides})

@@ -18,7 +18,12 @@ from torch import nn
 
 from nlbook.vit import VisionTransformer
 
-__all__ = ["from_torchvision", "load_torchvision_state_dict", "to_torchvision_state_dict", "torchvision_kwargs"]
+__all__ = [
+    "from_torchvision",
+    "load_torchvision_state_dict",
+    "to_torchvision_state_dict",
+    "torchvision_kwargs",
+]
 
 # ----------------------------------------------------------------------------------------------------------
 # torchvision interoperability
@@ -56,17 +61,26 @@ _TV_BLOCK = (
 def _torchvision_name_map(depth: int) -> list[tuple[str, str]]:
     pairs = list(_TV_GLOBAL)
     for i in range(depth):
-        pairs += [(f"blocks.{i}.{a}", f"encoder.layers.encoder_layer_{i}.{b}") for a, b in _TV_BLOCK]
+        pairs += [
+            (f"blocks.{i}.{a}", f"encoder.layers.encoder_layer_{i}.{b}")
+            for a, b in _TV_BLOCK
+        ]
     return pairs
 
 
 def _check_torchvision_compatible(model: VisionTransformer, where: str) -> None:
     if not isinstance(model, VisionTransformer):
-        raise TypeError(f"{where} expects an nlbook.vit.VisionTransformer, got {type(model).__name__}")
+        raise TypeError(
+            f"{where} expects an nlbook.vit.VisionTransformer, got {type(model).__name__}"
+        )
     if model.pool != "cls":
-        raise ValueError(f"{where}: torchvision's VisionTransformer has a class token; build ours with pool='cls'")
+        raise ValueError(
+            f"{where}: torchvision's VisionTransformer has a class token; build ours with pool='cls'"
+        )
     if model.blocks[0].attn.qkv.bias is None:
-        raise ValueError(f"{where}: torchvision's attention has q/k/v biases; build ours with qkv_bias=True")
+        raise ValueError(
+            f"{where}: torchvision's attention has q/k/v biases; build ours with qkv_bias=True"
+        )
 
 
 def to_torchvision_state_dict(model: VisionTransformer) -> dict[str, torch.Tensor]:
@@ -76,7 +90,9 @@ def to_torchvision_state_dict(model: VisionTransformer) -> dict[str, torch.Tenso
     return {tv: ours[name] for name, tv in _torchvision_name_map(model.depth)}
 
 
-def load_torchvision_state_dict(model: VisionTransformer, state_dict: Mapping[str, torch.Tensor]) -> None:
+def load_torchvision_state_dict(
+    model: VisionTransformer, state_dict: Mapping[str, torch.Tensor]
+) -> None:
     """Copy a torchvision ``VisionTransformer`` state dict into ``model`` (in place; every tensor must fit).
 
     Raises ``ValueError`` naming missing/unexpected keys or mismatched shapes (e.g. a different depth, or a
@@ -109,7 +125,9 @@ def torchvision_kwargs(model: VisionTransformer) -> dict[str, Any]:
     """Constructor arguments of the ``torchvision.models.VisionTransformer`` with the same shape as ``model``."""
     _check_torchvision_compatible(model, "torchvision_kwargs")
     if model.in_channels != 3:
-        raise ValueError("torchvision_kwargs: torchvision's VisionTransformer takes 3-channel images only")
+        raise ValueError(
+            "torchvision_kwargs: torchvision's VisionTransformer takes 3-channel images only"
+        )
     return dict(
         image_size=model.image_size,
         patch_size=model.patch_size,
@@ -126,9 +144,18 @@ def from_torchvision(tv_model: nn.Module, **kwargs: Any) -> VisionTransformer:
 
     ``kwargs`` (e.g. ``impl="explicit"``) go to our constructor; dropout rates are taken from ``tv_model``.
     """
-    for attr in ("image_size", "patch_size", "hidden_dim", "mlp_dim", "num_classes", "encoder"):
+    for attr in (
+        "image_size",
+        "patch_size",
+        "hidden_dim",
+        "mlp_dim",
+        "num_classes",
+        "encoder",
+    ):
         if not hasattr(tv_model, attr):
-            raise TypeError(f"from_torchvision expects a torchvision.models.VisionTransformer, got {type(tv_model)}")
+            raise TypeError(
+                f"from_torchvision expects a torchvision.models.VisionTransformer, got {type(tv_model)}"
+            )
     model = VisionTransformer(
         image_size=tv_model.image_size,
         patch_size=tv_model.patch_size,

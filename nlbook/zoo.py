@@ -54,7 +54,9 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("resnet", "baseline", "cnn", "CIFAR ResNet (chapter 1)", "he2016resnet"),
+        ModelSpec(
+            "resnet", "baseline", "cnn", "CIFAR ResNet (chapter 1)", "he2016resnet"
+        ),
         ModelSpec(
             "nonlocal_resnet",
             "insert",
@@ -62,9 +64,27 @@ MODELS: dict[str, ModelSpec] = {
             "ResNet + embedded-Gaussian non-local blocks (chapter 3)",
             "wang2018nonlocal",
         ),
-        ModelSpec("vit", "replace", "transformer", "Vision Transformer, 4×4 patches (chapter 4)", "dosovitskiy2021vit"),
-        ModelSpec("se_resnet", "hybrid", "cnn", "ResNet + squeeze-and-excitation gates (chapter 5)", "hu2018se"),
-        ModelSpec("cbam_resnet", "hybrid", "cnn", "ResNet + CBAM channel and spatial gates (chapter 5)", "woo2018cbam"),
+        ModelSpec(
+            "vit",
+            "replace",
+            "transformer",
+            "Vision Transformer, 4×4 patches (chapter 4)",
+            "dosovitskiy2021vit",
+        ),
+        ModelSpec(
+            "se_resnet",
+            "hybrid",
+            "cnn",
+            "ResNet + squeeze-and-excitation gates (chapter 5)",
+            "hu2018se",
+        ),
+        ModelSpec(
+            "cbam_resnet",
+            "hybrid",
+            "cnn",
+            "ResNet + CBAM channel and spatial gates (chapter 5)",
+            "woo2018cbam",
+        ),
         ModelSpec(
             "botnet",
             "hybrid",
@@ -72,7 +92,13 @@ MODELS: dict[str, ModelSpec] = {
             "ResNet whose last stage uses relative self-attention (chapter 5)",
             "srinivas2021botnet",
         ),
-        ModelSpec("coatnet", "hybrid", "transformer", "CoAtNet-style C-C-T-T stages (chapter 5)", "dai2021coatnet"),
+        ModelSpec(
+            "coatnet",
+            "hybrid",
+            "transformer",
+            "CoAtNet-style C-C-T-T stages (chapter 5)",
+            "dai2021coatnet",
+        ),
         ModelSpec(
             "swin",
             "replace",
@@ -109,12 +135,16 @@ def _cnn_shape(profile: Profile) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return (w, 2 * w, 4 * w, 8 * w), (blocks,) * 4
 
 
-def _resnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+def _resnet(
+    num_classes: int, in_channels: int, image_size: int, p: Profile
+) -> nn.Module:
     widths, depths = _cnn_shape(p)
     return ResNet(num_classes, in_channels, widths, depths)
 
 
-def _nonlocal_resnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+def _nonlocal_resnet(
+    num_classes: int, in_channels: int, image_size: int, p: Profile
+) -> nn.Module:
     widths, depths = _cnn_shape(p)
     # Defaults of chapter 3: embedded Gaussian blocks after stages 1 and 2 (the paper's res3/res4).
     return NonLocalResNet(num_classes, in_channels, widths, depths)
@@ -123,7 +153,9 @@ def _nonlocal_resnet(num_classes: int, in_channels: int, image_size: int, p: Pro
 def _vit(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
     heads = max(2, p.embed_dim // 64)
     if p.embed_dim % heads:
-        raise ValueError(f"vit: profile embed_dim {p.embed_dim} must be divisible by {heads} heads")
+        raise ValueError(
+            f"vit: profile embed_dim {p.embed_dim} must be divisible by {heads} heads"
+        )
     return VisionTransformer(
         image_size=image_size,
         patch_size=4,
@@ -137,14 +169,25 @@ def _vit(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.
 
 
 def _hybrid(kind: str) -> Callable[[int, int, int, Profile], nn.Module]:
-    def build(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+    def build(
+        num_classes: int, in_channels: int, image_size: int, p: Profile
+    ) -> nn.Module:
         widths, depths = _cnn_shape(p)
-        return hybrid_resnet(kind, num_classes, in_channels, widths=widths, depths=depths, image_size=image_size)  # type: ignore[arg-type]
+        return hybrid_resnet(
+            kind,
+            num_classes,
+            in_channels,
+            widths=widths,
+            depths=depths,
+            image_size=image_size,
+        )  # type: ignore[arg-type]
 
     return build
 
 
-def _coatnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+def _coatnet(
+    num_classes: int, in_channels: int, image_size: int, p: Profile
+) -> nn.Module:
     widths, depths = _cnn_shape(p)
     return coatnet(num_classes, in_channels, image_size, widths=widths, depths=depths)
 
@@ -165,7 +208,9 @@ def _swin(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn
     )
 
 
-def _sasa_resnet(num_classes: int, in_channels: int, image_size: int, p: Profile) -> nn.Module:
+def _sasa_resnet(
+    num_classes: int, in_channels: int, image_size: int, p: Profile
+) -> nn.Module:
     widths, depths = _cnn_shape(p)
     return sasa_resnet(num_classes, in_channels, widths, depths)
 
@@ -191,21 +236,32 @@ def build_model(
     image_size: int = 32,
     profile: Profile | str | None = None,
 ) -> nn.Module:
-    """Build the zoo model ``name`` for a task, sized by ``profile`` (default: ``$NLBOOK_PROFILE`` / device).
+    """Build the zoo model ``name`` for a task, sized by ``profile`` (default:
+    ``$NLBOOK_PROFILE`` / device).
 
     Raises ``ValueError`` listing the valid names for an unknown ``name``.
     """
     model_spec(name)
-    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size)):
+    for arg, value in (
+        ("num_classes", num_classes),
+        ("in_channels", in_channels),
+        ("image_size", image_size),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"build_model: {arg} must be a positive int, got {value!r}")
-    return _BUILDERS[name](num_classes, in_channels, image_size, resolve_profile(profile))
+            raise ValueError(
+                f"build_model: {arg} must be a positive int, got {value!r}"
+            )
+    return _BUILDERS[name](
+        num_classes, in_channels, image_size, resolve_profile(profile)
+    )
 
 
 def recipe(name: str, profile: Profile | str | None = None, **overrides) -> TrainConfig:
-    """The training configuration of ``name`` under ``profile``: its family's recipe, the profile's budget.
+    """The training configuration of ``name`` under ``profile``: its family's recipe,
+    the profile's budget.
 
-    Keyword arguments override fields of the :class:`~nlbook.train.TrainConfig` (``seed``, ``epochs``, ...).
+    Keyword arguments override fields of the :class:`~nlbook.train.TrainConfig`
+    (``seed``, ``epochs``, ...).
     """
     spec = model_spec(name)
     return TrainConfig.from_profile(resolve_profile(profile), spec.recipe, **overrides)

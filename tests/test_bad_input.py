@@ -1863,6 +1863,7 @@ CASES |= ISSUE_17_CASES
 
 # Public names with no bad input to try, and why.
 NO_BAD_INPUT = {
+    "checks.autocasting": "a query of torch's autocast state for a device type; no input to get wrong",
     "bench.T4_FP16_PEAK_FLOPS": "a constant (the T4 datasheet figure)",
     # type aliases and constants
     **dict.fromkeys(
