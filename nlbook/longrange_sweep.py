@@ -79,7 +79,9 @@ class PooledMLPResNet(ResNet):
         super().__init__(num_classes, in_channels, widths, depths)
         check_positive_int("PooledMLPResNet", hidden=hidden)
         self.head = nn.Sequential(
-            nn.Linear(self.num_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
+            nn.Linear(self.num_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
         )
         # nn.Linear initialises itself on construction (PyTorch's default, like ResNet's linear head), so the
         # backbone keeps the weights ResNet.__init__ drew: for a given seed, cnn_rf13 and cnn_mlp start alike.
@@ -103,7 +105,10 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 
 def build_from_spec(model_spec: Mapping[str, Any]) -> nn.Module:
     """The model a ``{"builder": name, "kwargs": {...}}`` spec describes (what a chapter 7 record stores)."""
-    if not isinstance(model_spec, Mapping) or model_spec.get("builder") not in _BUILDERS:
+    if (
+        not isinstance(model_spec, Mapping)
+        or model_spec.get("builder") not in _BUILDERS
+    ):
         raise ValueError(
             f"build_from_spec: model_spec must be {{'builder': one of {sorted(_BUILDERS)}, 'kwargs': {{...}}}}, "
             f"got {model_spec!r}"
@@ -112,26 +117,39 @@ def build_from_spec(model_spec: Mapping[str, Any]) -> nn.Module:
     return _BUILDERS[model_spec["builder"]](**kwargs)
 
 
-def strategy_models(image_size: int = 16, width: int = 16, num_classes: int = 2) -> dict[str, StrategySpec]:
-    """The models chapter 7 and ``benchmarks/longrange_sweep.py`` compare, all from the package, CPU-sized.
+def strategy_models(
+    image_size: int = 16, width: int = 16, num_classes: int = 2
+) -> dict[str, StrategySpec]:
+    """The models chapter 7 and ``benchmarks/longrange_sweep.py`` compare, all from the
+    package, CPU-sized.
 
-    * ``cnn_rf7`` / ``cnn_rf13`` / ``cnn_rf25`` — :class:`nlbook.cnn.ResNet` with 1, 2 and 4 residual
-      blocks: theoretical receptive fields of 7, 13 and 25 pixels; global average pooling, linear head;
-    * ``cnn_mlp`` — ``cnn_rf13``'s convolutions, global average pooling, then a two-layer MLP
-      (:class:`PooledMLPResNet`): the control with a nonlinearity after pooling and no attention;
-    * ``nonlocal`` — ``cnn_rf13`` with a :class:`nlbook.nonlocal_block.NonLocalBlock2d` after its last block
+    * ``cnn_rf7`` / ``cnn_rf13`` / ``cnn_rf25`` — :class:`nlbook.cnn.ResNet` with 1, 2
+      and 4 residual
+      blocks: theoretical receptive fields of 7, 13 and 25 pixels; global average
+      pooling, linear head;
+    * ``cnn_mlp`` — ``cnn_rf13``'s convolutions, global average pooling, then a
+      two-layer MLP
+      (:class:`PooledMLPResNet`): the control with a nonlinearity after pooling and no
+      attention;
+    * ``nonlocal`` — ``cnn_rf13`` with a :class:`nlbook.nonlocal_block.NonLocalBlock2d`
+      after its last block
       (strategy 1: attention inserted into a CNN);
-    * ``vit`` — a 2-block :class:`nlbook.vit.VisionTransformer` on 4×4 patches (strategy 2: attention only);
-    * ``botnet`` — ``cnn_rf13`` whose last stage is a BoT block, MHSA with relative positions
+    * ``vit`` — a 2-block :class:`nlbook.vit.VisionTransformer` on 4×4 patches
+      (strategy 2: attention only);
+    * ``botnet`` — ``cnn_rf13`` whose last stage is a BoT block, MHSA with relative
+      positions
       (strategy 3: a hybrid, :func:`nlbook.hybrid.hybrid_resnet`).
     """
     check_positive_int("strategy_models", width=width, image_size=image_size)
     if width < 4:
-        raise ValueError(f"strategy_models: width must be an int of at least 4, got {width}")
+        raise ValueError(
+            f"strategy_models: width must be an int of at least 4, got {width}"
+        )
     w = width
     if image_size % 4:
         raise ValueError(
-            f"strategy_models: image_size must be a multiple of 4 (ViT patches, two strides), got {image_size}"
+            f"strategy_models: image_size must be a multiple of 4 (ViT patches, two "
+            f"strides), got {image_size}"
         )
 
     def spec(builder: str, **kwargs: Any) -> dict[str, Any]:
@@ -139,11 +157,23 @@ def strategy_models(image_size: int = 16, width: int = 16, num_classes: int = 2)
 
     small = {"widths": [w, 2 * w], "depths": [1, 1]}
     return {
-        "cnn_rf7": StrategySpec("CNN, RF 7", "convolution", spec("ResNet", widths=[w], depths=[1]), 7),
-        "cnn_rf13": StrategySpec("CNN, RF 13", "convolution", spec("ResNet", **small), 13),
-        "cnn_rf25": StrategySpec("CNN, RF 25", "convolution", spec("ResNet", widths=[w, 2 * w], depths=[2, 2]), 25),
+        "cnn_rf7": StrategySpec(
+            "CNN, RF 7", "convolution", spec("ResNet", widths=[w], depths=[1]), 7
+        ),
+        "cnn_rf13": StrategySpec(
+            "CNN, RF 13", "convolution", spec("ResNet", **small), 13
+        ),
+        "cnn_rf25": StrategySpec(
+            "CNN, RF 25",
+            "convolution",
+            spec("ResNet", widths=[w, 2 * w], depths=[2, 2]),
+            25,
+        ),
         "cnn_mlp": StrategySpec(
-            "CNN, RF 13 + pooled MLP", "convolution, MLP after pooling", spec("PooledMLPResNet", **small, hidden=64), 13
+            "CNN, RF 13 + pooled MLP",
+            "convolution, MLP after pooling",
+            spec("PooledMLPResNet", **small, hidden=64),
+            13,
         ),
         "nonlocal": StrategySpec(
             "Non-local ResNet",
@@ -167,12 +197,20 @@ def strategy_models(image_size: int = 16, width: int = 16, num_classes: int = 2)
             ),
             None,
         ),
-        # The BoT block sits in a third stage (8×8 input → 64 tokens): at 16×16 its relative-position MHSA
-        # costs several times a convolution on CPU. The convolutions before it are cnn_rf13's.
+        # The BoT block sits in a third stage (8×8 input → 64 tokens): at 16×16 its
+        # relative-position MHSA
+        # costs several times a convolution on CPU. The convolutions before it are
+        # cnn_rf13's.
         "botnet": StrategySpec(
             "BoTNet (hybrid)",
             "hybrid block",
-            spec("hybrid_resnet", kind="botnet", widths=[w, 2 * w, 2 * w], depths=[1, 1, 1], image_size=image_size),
+            spec(
+                "hybrid_resnet",
+                kind="botnet",
+                widths=[w, 2 * w, 2 * w],
+                depths=[1, 1, 1],
+                image_size=image_size,
+            ),
             13,
         ),
     }
@@ -212,17 +250,25 @@ def accuracy_by_distance(
     ``mean``/``std`` are the training set's normalisation (``ImageDataset.mean``/``.std``).
     """
     if not isinstance(task, LongRangeTask):
-        raise TypeError(f"accuracy_by_distance expects a LongRangeTask, got {type(task).__name__}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+        raise TypeError(
+            f"accuracy_by_distance expects a LongRangeTask, got {type(task).__name__}"
+        )
+    device = (
+        torch.device(device) if device is not None else next(model.parameters()).device
+    )
     was_training = model.training
     model.eval()
     out: dict[int, float] = {}
     try:
         for d in distances:
-            batch = replace(task, distance=int(d)).sample(n, seed + int(d), device=device)
+            batch = replace(task, distance=int(d)).sample(
+                n, seed + int(d), device=device
+            )
             correct = 0
             for i in range(0, n, 500):
-                logits = model(normalize(batch.images[i : i + 500], tuple(mean), tuple(std)))
+                logits = model(
+                    normalize(batch.images[i : i + 500], tuple(mean), tuple(std))
+                )
                 correct += int((logits.argmax(1) == batch.labels[i : i + 500]).sum())
             out[int(d)] = correct / n
     finally:
@@ -250,7 +296,11 @@ class PairRule:
 
 @torch.no_grad()
 def glyph_pair_rule(
-    model: nn.Module, batch: LongRangeBatch, mean: Sequence[float], std: Sequence[float], chunk: int = 1000
+    model: nn.Module,
+    batch: LongRangeBatch,
+    mean: Sequence[float],
+    std: Sequence[float],
+    chunk: int = 1000,
 ) -> PairRule:
     """Describe the rule ``model`` applies to ``batch`` (:meth:`LongRangeTask.sample`) glyph pair by glyph pair.
 
@@ -260,14 +310,22 @@ def glyph_pair_rule(
     find, not of the test images.
     """
     if not isinstance(batch, LongRangeBatch):
-        raise TypeError(f"glyph_pair_rule expects a LongRangeBatch, got {type(batch).__name__}")
+        raise TypeError(
+            f"glyph_pair_rule expects a LongRangeBatch, got {type(batch).__name__}"
+        )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         said = torch.cat(
             [
-                model(normalize(batch.images[i : i + chunk].to(device), tuple(mean), tuple(std))).argmax(1).cpu()
+                model(
+                    normalize(
+                        batch.images[i : i + chunk].to(device), tuple(mean), tuple(std)
+                    )
+                )
+                .argmax(1)
+                .cpu()
                 for i in range(0, len(batch), chunk)
             ]
         )
@@ -307,13 +365,17 @@ def plot_accuracy_vs_distance(
         ceiling: the bound on a global-average-pooling CNN beyond its critical distance (dashed grey line).
     """
     if not curves:
-        raise ValueError("plot_accuracy_vs_distance: no curves to plot (expected {label: {distance: accuracy}})")
+        raise ValueError(
+            "plot_accuracy_vs_distance: no curves to plot (expected {label: {distance: accuracy}})"
+        )
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     all_d: list[int] = []
     for i, (label, curve) in enumerate(curves.items()):
         ds = sorted(int(d) for d in curve)
         all_d += ds
-        vals = [curve[d] if d in curve else curve[str(d)] for d in ds]  # JSON keys are strings
+        vals = [
+            curve[d] if d in curve else curve[str(d)] for d in ds
+        ]  # JSON keys are strings
         mean = [v[0] if isinstance(v, (tuple, list)) else v for v in vals]
         std = [v[1] if isinstance(v, (tuple, list)) else 0.0 for v in vals]
         colour = f"C{i}"
@@ -330,7 +392,9 @@ def plot_accuracy_vs_distance(
         rf = receptive_fields.get(label)
         # Only where it falls inside the plotted distances (a CNN whose RF covers them all gets no line).
         if rf is not None and critical_distance(rf, glyph_size) <= max(ds):
-            ax.axvline(critical_distance(rf, glyph_size) - 0.5, color=colour, ls=":", lw=1.5)
+            ax.axvline(
+                critical_distance(rf, glyph_size) - 0.5, color=colour, ls=":", lw=1.5
+            )
     ax.axhline(0.5, color="black", lw=0.8)
     ax.axhline(ceiling, color="grey", ls="--", lw=1)
     if all_d:
@@ -343,7 +407,9 @@ def plot_accuracy_vs_distance(
             fontsize=7,
             color="grey",
         )
-    ax.set_xlabel("distance between the glyphs (pixels, L∞); dotted: where each CNN's RF stops covering both")
+    ax.set_xlabel(
+        "distance between the glyphs (pixels, L∞); dotted: where each CNN's RF stops covering both"
+    )
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0.0, 1.05)
     ax.legend(fontsize=7, loc="lower left", ncol=2)

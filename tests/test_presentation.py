@@ -135,10 +135,6 @@ def test_included_package_objects_are_found() -> None:
     assert not missing, "\n".join(missing)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="package listings are reformatted to the page width in one pass at the end of the layout refactor",
-)
 def test_included_package_lines_fit_the_page() -> None:
     offenders = []
     for page, file, obj in sorted(set(included_objects())):
