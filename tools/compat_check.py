@@ -282,6 +282,9 @@ def main() -> int:
             record = {"format": record.pop("schema", None), **record} if "schema" in record else record
             py = str(ROOT / f".venv-compat-{name}" / "bin" / "python")
             log = ROOT / record["log"]
+            now = versions(ROOT / f".venv-compat-{name}")
+            if now != record.get("versions"):
+                record["versions_at_rerun"] = now  # the environment changed since the full run (e.g. a new pin)
             rerun = rerun_failures(record["unit_tests"], py, name, log, child_env())
             record["unit_tests"]["rerun_of_failures"] = rerun
             if record.get("checked_cells", {}).get("failures"):
