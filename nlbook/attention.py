@@ -181,9 +181,11 @@ def scaled_dot_product_attention(
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale
         )
-        if bias is not None and bias.dtype == torch.bool:
-            # fully masked queries: zero on every PyTorch version (older kernels gave NaN), like the explicit path
-            out = out.masked_fill(~bias.any(dim=-1, keepdim=True), 0.0)
+        if bias is not None:
+            # fully masked queries (a boolean row of False, or a float row of -inf): zero on every
+            # PyTorch version (older kernels gave NaN), like the explicit path
+            allowed = bias if bias.dtype == torch.bool else bias > float("-inf")
+            out = out.masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)
         return out.reshape(out_shape)
     weights = attention_weights(q, k, bias=bias, scale=scale)
     out = torch.matmul(F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights, v)
