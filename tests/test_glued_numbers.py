@@ -36,7 +36,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     (
         "appendix_a_scaling_out",
         "150 MB",
-    ): "CIFAR-10's size on disk (50,000 × 3 × 32 × 32 bytes), a property of the data",
+    ): "CIFAR-10's size in memory (50,000 × 3 × 32 × 32 bytes), a property of the data",
+    ("05_hybrid", "10 %"): "chance level for ten classes",
+    ("*", "2 FLOPs"): "the convention: 2 FLOPs per multiply-add",
 }
 
 
