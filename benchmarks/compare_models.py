@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 
 import torch  # noqa: E402
 
-from nlbook.bench import BenchResult, measure
+from nlbook.bench import BenchResult, measure  # noqa: E402
 from nlbook.comparison import format_table, summarize  # noqa: E402
 from nlbook.runtime import get_profile, pick_device  # noqa: E402
 from nlbook.zoo import build_model, model_names, model_spec  # noqa: E402

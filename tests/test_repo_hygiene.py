@@ -121,7 +121,9 @@ VARIABLE_CALLS = re.compile(
 
 def checked_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
     return [
-        (i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])
+        (i, c)
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])
     ]
 
 
