@@ -330,6 +330,8 @@ def plot_record_sweep(
             sorted({s.x for s in swept}),
             [f"{s:g}" for s in sorted({s.x for s in swept})],
         )
+        # a log axis adds minor tick labels (e.g. 3x10^2) that collide with the swept values
+        ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric.replace("_", " ") + " (%)")
     ax.grid(alpha=0.3)
