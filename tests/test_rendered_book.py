@@ -274,6 +274,12 @@ return {
   resources: Array.from(document.querySelectorAll('link[rel="stylesheet"][href], script[src]'))
                   .map(e => abs(e.getAttribute('href') || e.getAttribute('src'))),
   ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
+  // code and output blocks whose text is wider than the block: the reader would have to scroll sideways
+  cut_off: Array.from(article.querySelectorAll('pre'))
+      .filter(p => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1)
+      .map(p => [p.scrollWidth, p.clientWidth,
+                 p.textContent.split('\\n').reduce((a, b) => (a.length >= b.length ? a : b), '')
+                  .substring(0, 100)]),
 };
 """
 
@@ -294,6 +300,7 @@ class Visit:
     links: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    cut_off: list[list] = field(default_factory=list)
     console: list[dict] = field(default_factory=list)
     screenshots: list[Path] = field(default_factory=list)
 
@@ -483,3 +490,11 @@ def test_screenshot_saved(visit: Visit) -> None:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{shot} is not a PNG"
     # a rendered page (text, sidebar, navigation) compresses to far more than a blank or error page
     assert visit.screenshots[0].stat().st_size > 20_000, f"{visit.screenshots[0]} looks blank"
+
+
+@per_page
+def test_no_code_or_output_cut_off(visit: Visit) -> None:
+    """Every code and output block fits its column at the test's 1280-pixel window: nothing scrolls sideways."""
+    assert not visit.cut_off, (
+        f"{visit.docname}: blocks wider than the page (scroll width, width, longest line): {visit.cut_off[:5]}"
+    )
