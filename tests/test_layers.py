@@ -211,3 +211,14 @@ def test_module_docstring_names_its_chapter(name: str) -> None:
         f"nlbook/{name}.py: the docstring's first words must name its chapter ('Chapter N — ...', "
         f"'Appendix A — ...' or 'Every chapter — ...'), got {doc[:60]!r}"
     )
+
+
+def test_contributing_lists_the_same_layers() -> None:
+    """CONTRIBUTING.md's "Layers" table names the modules of each layer exactly as LAYERS does."""
+    import re
+
+    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", text, flags=re.M)
+    documented = {int(n): frozenset(re.findall(r"`(\w+)`", mods)) for n, mods in rows}
+    declared = {i: members for i, (_, members) in enumerate(LAYERS)}
+    assert documented == declared, f"CONTRIBUTING.md's layer table {documented} differs from LAYERS {declared}"
