@@ -28,6 +28,7 @@ from nlbook.checks import (
 )
 
 __all__ = [
+    "check_impl",
     "attention_weights",
     "AttentionImpl",
     "LearnedPositionEncoding2d",
@@ -43,6 +44,12 @@ __all__ = [
 ]
 
 AttentionImpl = Literal["fused", "explicit"]
+
+
+def check_impl(where: str, impl: object) -> None:
+    """The one check of an ``impl`` argument: PyTorch's fused kernel or the explicit softmax(QKᵀ)V."""
+    if impl not in ("fused", "explicit"):
+        raise ValueError(f"{where}: impl must be 'fused' or 'explicit', got {impl!r}")
 
 
 def _kernel_layout(
@@ -142,10 +149,7 @@ def scaled_dot_product_attention(
             "scaled_dot_product_attention expects torch.Tensor q, k, v, got "
             f"{', '.join(type(t).__name__ for t in (q, k, v))}"
         )
-    if impl not in ("fused", "explicit"):
-        raise ValueError(
-            f"scaled_dot_product_attention: impl must be 'fused' or 'explicit', got {impl!r}"
-        )
+    check_impl("scaled_dot_product_attention", impl)
     check_probability("scaled_dot_product_attention", dropout_p=dropout_p)
     if scale is not None:
         check_float(
@@ -301,10 +305,7 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 f"MultiHeadAttention: dim ({dim}) must be a positive multiple of num_heads ({num_heads})"
             )
-        if impl not in ("fused", "explicit"):
-            raise ValueError(
-                f"MultiHeadAttention: impl must be 'fused' or 'explicit', got {impl!r}"
-            )
+        check_impl("MultiHeadAttention", impl)
         self.dim, self.num_heads, self.head_dim, self.impl = (
             dim,
             num_heads,
@@ -718,10 +719,7 @@ class MultiHeadSelfAttention2d(nn.Module):
             size = _check_size(size, where)
         elif size is not None:
             size = _check_size(size, where)
-        if impl not in ("fused", "explicit"):
-            raise ValueError(
-                f"{where}: impl must be 'fused' or 'explicit', got {impl!r}"
-            )
+        check_impl(where, impl)
         if not 0.0 <= attn_dropout < 1.0:
             raise ValueError(
                 f"{where}: attn_dropout must be in [0, 1), got {attn_dropout!r}"

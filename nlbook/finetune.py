@@ -303,9 +303,8 @@ def adapt_torchvision_vit(
             f"{where}: image_size {image_size} is not a multiple of the patch size {vit.patch_size}; "
             f"choose e.g. {vit.patch_size * max(1, round(image_size / vit.patch_size))}"
         )
-    vit.set_image_size(
-        image_size
-    )  # resamples the position embeddings (identity at the pretraining size)
+    # resamples the position embeddings (identity at the pretraining size)
+    vit.set_image_size(image_size)
     # A new task has new classes: the pretrained 1000-way head is dropped, a fresh one replaces it.
     vit.head = nn.Linear(vit.embed_dim, num_classes)
     vit.num_classes = num_classes

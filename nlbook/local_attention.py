@@ -38,6 +38,7 @@ from torch import nn
 from nlbook.attention import (
     AttentionImpl,
     MultiHeadAttention,
+    check_impl,
     scaled_dot_product_attention,
 )
 from nlbook.checks import check_image_batch, check_positive_int, check_probability
@@ -65,11 +66,6 @@ __all__ = [
 
 # Swin uses PyTorch's LayerNorm default (timm too), not ViT's 1e-6.
 SWIN_LN_EPS = 1e-5
-
-
-def _check_impl(where: str, impl: object) -> None:
-    if impl not in ("fused", "explicit"):
-        raise ValueError(f"{where}: impl must be 'fused' or 'explicit', got {impl!r}")
 
 
 def _check_windows(where: str, height: int, width: int, window_size: int) -> None:
@@ -216,7 +212,7 @@ class WindowAttention(nn.Module):
         where = "WindowAttention"
         check_positive_int(where, dim=dim, window_size=window_size, num_heads=num_heads)
         check_probability(where, attn_dropout=attn_dropout, dropout=dropout)
-        _check_impl(where, impl)
+        check_impl(where, impl)
         if dim % num_heads:
             raise ValueError(
                 f"{where}: dim ({dim}) must be a multiple of num_heads ({num_heads})"
@@ -446,7 +442,7 @@ class LocalSelfAttention2d(nn.Module):
             raise ValueError(
                 f"{where}: scale must be a number > 0 or None (1/sqrt(head_dim)), got {scale!r}"
             )
-        _check_impl(where, impl)
+        check_impl(where, impl)
         self.dim, self.out_dim, self.kernel_size, self.num_heads = (
             dim,
             out_dim,
@@ -574,7 +570,7 @@ class RelativeOffsetAttention2d(nn.Module):
         )
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
             raise ValueError(f"{where}: padding must be an int >= 0, got {padding!r}")
-        _check_impl(where, impl)
+        check_impl(where, impl)
         self.in_channels, self.out_channels, self.num_heads = (
             in_channels,
             out_channels,

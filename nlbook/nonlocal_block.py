@@ -44,6 +44,7 @@ from torch import nn
 from nlbook.attention import (
     AttentionImpl,
     attention_weights,
+    check_impl,
     scaled_dot_product_attention,
 )
 from nlbook.checks import check_image_batch
@@ -117,10 +118,7 @@ class NonLocalBlock2d(nn.Module):
             raise ValueError(
                 f"NonLocalBlock2d: mode must be one of {MODES}, got {mode!r}"
             )
-        if impl not in ("fused", "explicit"):
-            raise ValueError(
-                f"NonLocalBlock2d: impl must be 'fused' or 'explicit', got {impl!r}"
-            )
+        check_impl("NonLocalBlock2d", impl)
         self.in_channels, self.inter_channels = in_channels, inter_channels
         self.mode, self.sub_sample, self.bn_layer, self.impl = (
             mode,

@@ -181,6 +181,9 @@ def tiny_torchvision_vit() -> nn.Module:
 
 CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     # ---- nlbook.cnn ----------------------------------------------------------------------------------------
+    "attention.check_impl/unknown": Case(
+        lambda: att.check_impl("f", "flash"), ValueError, r"impl must be 'fused' or 'explicit'"
+    ),
     "checks.check_image_batch/not-a-tensor": Case(
         lambda: chk.check_image_batch([1, 2], 3, "f"), TypeError, r"torch\.Tensor"
     ),
