@@ -39,7 +39,6 @@ __all__ = [
     "format_table",
     "recorded_runs",
     "summarize",
-    "summarize_runs",
     "time_to_accuracy",
 ]
 
@@ -240,11 +239,6 @@ def summarize(items: Sequence[BenchResult | ModelRun]) -> list[dict[str, Any]]:
             train_wall_s=statistics.fmean(walls[name]),
         )
     return list(rows.values())
-
-
-def summarize_runs(runs: Sequence[ModelRun]) -> list[dict[str, Any]]:
-    """:func:`summarize` for a list of :class:`ModelRun` (kept as the name the chapter uses)."""
-    return summarize(runs)
 
 
 _COLUMNS: tuple[tuple[str, str, float, str, bool], ...] = (

@@ -1153,7 +1153,6 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         lambda: cmp.recorded_runs(3), TypeError, r"recorded_runs: folder must be a path \(str or os\.PathLike\) or None"
     ),
     "comparison.summarize/wrong-items": Case(lambda: cmp.summarize([3]), TypeError, r"BenchResult or ModelRun"),
-    "comparison.summarize_runs/wrong-items": Case(lambda: cmp.summarize_runs([3]), TypeError, r"ModelRun"),
     "comparison.format_table/unknown-baseline": Case(
         lambda: cmp.format_table([{"model": "vit", "test_acc": 0.5}], baseline="resnet"), ValueError, r"baseline"
     ),
