@@ -16,14 +16,19 @@ very networks the chapters build in their live cells — and each gets its famil
 split (359 images) after every epoch. Only the budget differs from the quick profile: ``MAX_EPOCHS`` epochs
 with the recipe's warm-up and cosine decay, instead of four.
 
-Convergence criterion. Every run follows its schedule to the end (the learning rate decays to zero, so the
-schedule itself is the stopping rule); a run counts as *converged* when the best test accuracy of its last
-quarter of epochs exceeds the best before it by less than ``MIN_DELTA`` (0.005, about two test images). A run
-that was still improving at the end is recorded with ``converged: false`` — read its number as a lower bound.
+Convergence criterion and budget (:data:`nlbook.records.CONVERGENCE`, the same for every record). Every run
+follows its schedule to the end (the learning rate decays to zero, so the schedule itself is the stopping rule);
+a run counts as *converged* when the best test accuracy of its last quarter of epochs exceeds the best before it
+by less than 0.005 (about two test images). An arm starts at its family's budget (:data:`FAMILY_EPOCHS`); while
+any of its seeds is not converged, all seeds are trained again from scratch with twice the epochs, up to eight
+times the base (:func:`nlbook.records.train_to_convergence`). The record keeps the runs of the last budget and
+lists every budget tried; a run still improving at the cap is recorded with ``converged: false`` — read its
+number as a lower bound.
 
 Training-set-size sweep (chapter 4). ``x`` is the number of training images (10 %, 25 %, 50 %, 100 % of the
-split; the first ``x`` of the stored, shuffled order). A smaller set gets proportionally more epochs, so that
-every size sees the same number of optimisation steps as the full-data run, up to ``4 * MAX_EPOCHS`` epochs.
+split; the first ``x`` of the stored, shuffled order). A smaller set starts with proportionally more epochs, so
+that every size sees the same number of optimisation steps as the full-data run of its family, up to
+``SWEEP_EPOCH_CAP`` times the family budget; the full-data arms are chapter 6's ViT and ResNet runs.
 
 Chapter 5's gate-initialisation test adds SE and CBAM ResNets whose gates start open
 (``hybrid_resnet(..., gate_init="open")``: the gate's last bias starts so that σ ≈ 0.95 instead of ≈ 0.5).
@@ -54,7 +59,17 @@ from torch import nn  # noqa: E402
 
 from nlbook.data import ImageDataset, load_dataset  # noqa: E402
 from nlbook.hybrid import hybrid_resnet  # noqa: E402
-from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_record  # noqa: E402
+from nlbook.records import (  # noqa: E402
+    CONVERGENCE,
+    FORMAT,
+    MAX_DOUBLINGS,
+    RESULTS_DIR,
+    converged,
+    provenance,
+    results_table,
+    train_to_convergence,
+    write_record,
+)
 from nlbook.runtime import PROFILES, Profile  # noqa: E402
 from nlbook.train import TrainConfig, count_parameters, fit  # noqa: E402
 from nlbook.zoo import build_model, model_spec, recipe  # noqa: E402
@@ -62,14 +77,11 @@ from nlbook.zoo import build_model, model_spec, recipe  # noqa: E402
 DATASET = "digits"
 THREADS = 1  # fixed: results depend on the thread count (float summation order), so it is part of the record
 MAX_EPOCHS = 15
-# Transformers trained from scratch need longer schedules than CNNs (DeiT: 300 epochs where a ResNet takes 90);
-# at 15 epochs the ViT was still improving on every seed. Chapters 5 and 6 give the "transformer" recipe
-# family twice the CNN budget; chapter 4's sweep keeps equal optimisation steps for both on purpose.
+# Transformers trained from scratch need longer schedules than CNNs (DeiT: 300 epochs where a ResNet takes 90):
+# the "transformer" recipe family starts at twice the CNN budget. Either doubles further until it converges.
 FAMILY_EPOCHS = {"cnn": MAX_EPOCHS, "transformer": 2 * MAX_EPOCHS}
-MIN_DELTA = 0.005
-PATIENCE_FRACTION = 0.25  # the "last quarter" of the convergence criterion
 SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-SWEEP_EPOCH_CAP = 4  # a sweep point gets at most SWEEP_EPOCH_CAP * MAX_EPOCHS epochs
+SWEEP_EPOCH_CAP = 4  # a sweep point starts at most at SWEEP_EPOCH_CAP times its family's budget
 # The quick profile's model sizes (what the chapters' live cells build), evaluated on the whole test split.
 PROFILE: Profile = replace(PROFILES["quick"], name="converge", epochs=MAX_EPOCHS, max_test=None)
 
@@ -103,7 +115,17 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
 }
 
 # Chapter 6's contestants: the models of chapters 1-5 (later zoo entries join by adding them here and re-running).
-CH6_MODELS = ("resnet", "nonlocal_resnet", "vit", "se_resnet", "cbam_resnet", "botnet", "coatnet")
+CH6_MODELS = (
+    "resnet",
+    "nonlocal_resnet",
+    "vit",
+    "se_resnet",
+    "cbam_resnet",
+    "botnet",
+    "coatnet",
+    "swin",
+    "sasa_resnet",
+)
 
 LABELS = {
     "resnet": "ResNet",
@@ -113,6 +135,8 @@ LABELS = {
     "cbam_resnet": "CBAM-ResNet",
     "botnet": "BoTNet",
     "coatnet": "CoAtNet",
+    "swin": "Swin",
+    "sasa_resnet": "SASA-ResNet",
     "se_resnet_open": "SE-ResNet, gates start open",
     "cbam_resnet_open": "CBAM-ResNet, gates start open",
 }
@@ -187,6 +211,7 @@ def _arm(name: str, spec: dict[str, Any], config: TrainConfig, x: int | None = N
         "model_spec": spec,
         "train_config": _config_dict(config),
         "params": count_parameters(build(spec)),
+        "budget": {"base_epochs": config.epochs, "max_epochs": config.epochs * 2**MAX_DOUBLINGS},
         **extra,
     }
 
@@ -196,10 +221,10 @@ def sweep_sizes(train_size: int) -> list[int]:
     return [round(f * train_size) for f in SWEEP_FRACTIONS]
 
 
-def sweep_epochs(size: int, train_size: int, batch_size: int) -> int:
-    """Epochs at ``size`` images for the same optimisation steps as MAX_EPOCHS at the full split (capped)."""
-    full_steps = MAX_EPOCHS * (train_size // batch_size)
-    return min(-(-full_steps // max(size // batch_size, 1)), SWEEP_EPOCH_CAP * MAX_EPOCHS)
+def sweep_epochs(size: int, train_size: int, batch_size: int, family_epochs: int = MAX_EPOCHS) -> int:
+    """Base epochs at ``size`` images: the optimisation steps of ``family_epochs`` at the full split (capped)."""
+    full_steps = family_epochs * (train_size // batch_size)
+    return min(-(-full_steps // max(size // batch_size, 1)), SWEEP_EPOCH_CAP * family_epochs)
 
 
 def planned_arms(experiment: str) -> list[dict[str, Any]]:
@@ -222,7 +247,8 @@ def planned_arms(experiment: str) -> list[dict[str, Any]]:
         arms = []
         for name in ("vit", "resnet"):
             for size in sweep_sizes(train_size):
-                epochs = sweep_epochs(size, train_size, PROFILE.batch_size)
+                family = FAMILY_EPOCHS[model_spec(name).recipe]
+                epochs = sweep_epochs(size, train_size, PROFILE.batch_size, family)
                 max_train = None if size == train_size else size
                 extra = {"baseline": "resnet"} if name == "vit" else {}
                 arms.append(_arm(name, _zoo_spec(name), _config(name, epochs, max_train), x=size, **extra))
@@ -240,15 +266,6 @@ def planned_arms(experiment: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def converged(test_accs: list[float]) -> bool:
-    """The criterion: the last quarter of epochs improved the best test accuracy by less than MIN_DELTA."""
-    k = max(1, round(PATIENCE_FRACTION * len(test_accs)))
-    before, last = test_accs[:-k], test_accs[-k:]
-    if not before:
-        return False
-    return max(last) - max(before) < MIN_DELTA
-
-
 def _cache_key(arm: dict[str, Any], seed: int, data: ImageDataset) -> str:
     key = {
         "model_spec": arm["model_spec"],
@@ -262,11 +279,16 @@ def _cache_key(arm: dict[str, Any], seed: int, data: ImageDataset) -> str:
 
 
 def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | None) -> dict[str, Any]:
-    """One seed of one arm: a record run (reused from the cache when the identical run was trained before)."""
+    """One seed of one arm with its ``train_config``: a record run (reused from the cache when the identical run
+    was trained before)."""
     path = cache / f"{_cache_key(arm, seed, data)}.json" if cache else None
     if path is not None and path.is_file():
         run = json.loads(path.read_text())
-        print(f"  {arm['name']} x={arm['x']} seed {seed}: reused ({run['final_test_acc']:.3f})", flush=True)
+        print(
+            f"  {arm['name']} x={arm['x']} seed {seed} {run['epochs_run']} epochs: reused "
+            f"({run['final_test_acc']:.3f}, converged {run['converged']})",
+            flush=True,
+        )
         return run
     torch.manual_seed(seed)  # the model's initial weights
     model = build(arm["model_spec"])
@@ -289,7 +311,8 @@ def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | 
         "trained": {k: provenance()[k] for k in ("git_commit", "git_dirty", "date", "command")},
     }
     print(
-        f"  {arm['name']} x={arm['x']} seed {seed}: {run['final_test_acc']:.3f} (best {run['best_test_acc']:.3f}, "
+        f"  {arm['name']} x={arm['x']} seed {seed} {run['epochs_run']} epochs: {run['final_test_acc']:.3f} "
+        f"(best {run['best_test_acc']:.3f}, "
         f"converged {run['converged']}) in {rec.wall_time_s:.0f} s",
         flush=True,
     )
@@ -299,6 +322,18 @@ def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | 
         tmp.write_text(json.dumps(run))
         tmp.replace(path)
     return run
+
+
+def train_arm(arm: dict[str, Any], seeds: int, data: ImageDataset, cache: Path | None) -> dict[str, Any]:
+    """Every seed of ``arm`` under the budget rule (:func:`nlbook.records.train_to_convergence`): the arm with
+    the runs of its last budget, that budget's ``train_config`` and the ``budget`` entry listing every try."""
+
+    def train_seeds(epochs: int) -> list[dict[str, Any]]:
+        at = arm | {"train_config": arm["train_config"] | {"epochs": epochs}}
+        return [train_run(at, seed, data, cache) for seed in range(seeds)]
+
+    runs, budget = train_to_convergence(train_seeds, arm["budget"]["base_epochs"], MAX_DOUBLINGS)
+    return arm | {"train_config": arm["train_config"] | {"epochs": budget["epochs"]}, "budget": budget, "runs": runs}
 
 
 def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: list[str] | None = None) -> Path | None:
@@ -320,12 +355,9 @@ def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: li
             raise ValueError("--arms trains into the cache: give --cache")
         for arm in planned:
             if arm["name"] in only:
-                for seed in range(seeds):
-                    train_run(arm, seed, data, cache)
+                train_arm(arm, seeds, data, cache)
         return None
-    arms = []
-    for arm in planned:
-        arms.append(arm | {"runs": [train_run(arm, seed, data, cache) for seed in range(seeds)]})
+    arms = [train_arm(arm, seeds, data, cache) for arm in planned]
     record = {
         "format": FORMAT,
         "experiment": meta["experiment"],
@@ -340,15 +372,7 @@ def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: li
             "channels": data.in_channels,
             "classes": data.num_classes,
         },
-        "convergence": {
-            "criterion": (
-                "each run follows its recipe's warm-up + cosine schedule to the end; converged when the best test "
-                "accuracy of the last quarter of epochs exceeds the best before it by less than min_delta"
-            ),
-            "max_epochs": MAX_EPOCHS,
-            "patience_fraction": PATIENCE_FRACTION,
-            "min_delta": MIN_DELTA,
-        },
+        "convergence": CONVERGENCE | {"family_epochs": FAMILY_EPOCHS},
         "wall_s": time.perf_counter() - start,
         "arms": arms,
     }

@@ -2,11 +2,23 @@
 
 A chapter never re-trains its headline experiment at build time: a script under ``benchmarks/`` trains every
 arm to convergence with several seeds and writes a *record* (``benchmarks/results/<experiment>.json``, format
-``nlbook-record/1``, described in ``coord/RECORD_FORMAT.md``); the chapter loads it and renders it. This module
-is that contract in code:
+``nlbook-record/1``); the chapter loads it and renders it. A record is a JSON object::
+
+    format, experiment, chapter, question      what is measured, for which chapter
+    provenance    git commit (+ dirty flag), date, exact command, machine (CPU, threads, device, GPU), versions
+    dataset       name and sizes of the data
+    convergence   the criterion and the budget rule (:data:`CONVERGENCE`)
+    wall_s        seconds the script ran
+    arms[]        name, label, x (a swept value or null), model_spec, train_config (of the shown runs), params,
+                  optional baseline, budget (base and final epochs, every budget tried) and
+                  runs[]: seed, epochs_run, converged, final/best test accuracy, seconds, per-epoch history
+
+This module is that contract in code:
 
 * :func:`provenance` — what produced a record: git commit (and whether the tree had uncommitted changes), date,
   CPU model, thread count, device, library versions and the exact command;
+* :func:`converged` and :func:`train_to_convergence` — the one convergence criterion and budget rule of every
+  record;
 * :func:`write_record` / :func:`load_record` — an atomic write (a crash never leaves half a file) and a load that
   fails loudly on a missing, truncated or foreign file instead of showing "no runs";
 * :func:`summarize` / :func:`results_table` — per arm: mean, standard deviation, n, min and max over seeds;
@@ -42,7 +54,9 @@ __all__ = [
     "RecordNotFoundError",
     "Verdict",
     "arm_values",
+    "CONVERGENCE",
     "compare_arms",
+    "converged",
     "find_arm",
     "load_record",
     "provenance",
@@ -51,6 +65,7 @@ __all__ = [
     "results_table",
     "stale_arms",
     "summarize",
+    "train_to_convergence",
     "validate_record",
     "verdict",
     "write_atomically",
@@ -95,6 +110,78 @@ _RUN_KEYS = (
     "history",
 )
 _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+
+
+# The convergence criterion and budget rule every record states (its "convergence" entry).
+MIN_DELTA = 0.005  # two of the digits test split's 359 images
+PATIENCE_FRACTION = 0.25  # the "last quarter" of a run's epochs
+MAX_DOUBLINGS = 3  # a budget grows to at most 2**3 = 8 times the arm's base epochs
+CONVERGENCE = {
+    "criterion": (
+        "each run follows its recipe's warm-up + cosine schedule to the end; it is converged when the best test "
+        "accuracy of its last quarter of epochs exceeds the best before it by less than min_delta"
+    ),
+    "budget_rule": (
+        "every seed of an arm trains at the arm's base epochs; if any seed is not converged, all seeds are "
+        "trained again from scratch with twice the epochs, up to max_doublings times; the runs shown are those "
+        "of the last budget tried (arm.budget lists every budget and how many seeds converged at it)"
+    ),
+    "patience_fraction": PATIENCE_FRACTION,
+    "min_delta": MIN_DELTA,
+    "max_doublings": MAX_DOUBLINGS,
+}
+
+
+def converged(
+    test_accs: Sequence[float],
+    min_delta: float = MIN_DELTA,
+    fraction: float = PATIENCE_FRACTION,
+) -> bool:
+    """The criterion: the last ``fraction`` of epochs improved the best test accuracy by less than ``min_delta``.
+
+    With fewer than two epochs there is no "before" to compare with: not converged.
+    """
+    accs = [float(a) for a in test_accs]
+    k = max(1, round(fraction * len(accs)))
+    if len(accs) <= k:
+        return False
+    return max(accs[-k:]) - max(accs[:-k]) < min_delta
+
+
+def train_to_convergence(
+    train_seeds: Callable[[int], list[dict[str, Any]]],
+    base_epochs: int,
+    max_doublings: int = MAX_DOUBLINGS,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The budget rule: train every seed at ``base_epochs``; double the epochs while any seed is not converged.
+
+    ``train_seeds(epochs)`` trains every seed from scratch with that many epochs and returns their runs (each
+    with a boolean ``converged``). Returns the runs of the last budget tried and the arm's ``budget`` entry:
+    ``{"base_epochs", "max_epochs", "epochs", "tried": [{"epochs", "converged", "seeds", "final_test_acc"}]}``.
+    """
+    if isinstance(base_epochs, bool) or not isinstance(base_epochs, int) or base_epochs < 2:
+        raise ValueError(f"train_to_convergence: base_epochs must be an int >= 2, got {base_epochs!r}")
+    if isinstance(max_doublings, bool) or not isinstance(max_doublings, int) or max_doublings < 0:
+        raise ValueError(f"train_to_convergence: max_doublings must be an int >= 0, got {max_doublings!r}")
+    tried = []
+    epochs = base_epochs
+    for step in range(max_doublings + 1):
+        runs = train_seeds(epochs)
+        if not runs or not all(isinstance(r, Mapping) and "converged" in r for r in runs):
+            raise ValueError("train_to_convergence: train_seeds must return a non-empty list of runs with 'converged'")
+        n = sum(bool(r["converged"]) for r in runs)
+        finals = [float(r["final_test_acc"]) for r in runs]
+        tried.append({"epochs": epochs, "converged": n, "seeds": len(runs), "final_test_acc": sum(finals) / len(finals)})
+        if n == len(runs) or step == max_doublings:
+            break
+        epochs *= 2
+    budget = {
+        "base_epochs": base_epochs,
+        "max_epochs": base_epochs * 2**max_doublings,
+        "epochs": epochs,
+        "tried": tried,
+    }
+    return runs, budget
 
 
 class RecordError(ValueError):
@@ -647,9 +734,10 @@ def stale_arms(
     """The differences between a record's arms and the arms today's code plans, as sentences (empty: up to date).
 
     ``planned_arms`` are dicts with ``name``, ``x``, ``model_spec`` and ``train_config`` (what the experiment
-    script would train now), and optionally ``params``. An arm missing on either side, any differing field of its
-    model spec or training configuration, or a different parameter count (the model's code changed under the
-    same spec) is reported.
+    script would train now), and optionally ``params`` and ``budget`` (``base_epochs``, ``max_epochs``). An arm
+    missing on either side, any differing field of its model spec, training configuration or budget rule, or a
+    different parameter count (the model's code changed under the same spec) is reported. A recorded arm whose
+    budget was doubled (:func:`train_to_convergence`) is compared at its base epochs.
     """
     _check_loaded(record, "stale_arms")
     is_list = isinstance(planned_arms, Sequence) and not isinstance(planned_arms, str)
@@ -673,15 +761,22 @@ def stale_arms(
             f"arm {key[0]!r} (x={key[1]!r}) is planned but not in the record"
         )
     for key in wanted.keys() & recorded.keys():
-        for field in ("model_spec", "train_config"):
+        arm = dict(recorded[key])
+        budget = arm.get("budget")
+        if isinstance(budget, Mapping):
+            # the shown runs may have a doubled budget: the plan names the base, the rule's cap, not the outcome
+            if isinstance(arm.get("train_config"), Mapping):
+                arm["train_config"] = {**arm["train_config"], "epochs": budget.get("base_epochs")}
+            arm["budget"] = {k: budget.get(k) for k in ("base_epochs", "max_epochs")}
+        for field in ("model_spec", "train_config", "budget"):
+            if field == "budget" and "budget" not in wanted[key] and "budget" not in arm:
+                continue
             where = (
                 f"arm {key[0]!r}"
                 + (f" (x={key[1]!r})" if key[1] is not None else "")
                 + f" {field}"
             )
-            problems.extend(
-                _diff(recorded[key].get(field), wanted[key].get(field), where)
-            )
+            problems.extend(_diff(arm.get(field), wanted[key].get(field), where))
         if "params" in wanted[key] and wanted[key]["params"] != recorded[key]["params"]:
             where = f"arm {key[0]!r}" + (
                 f" (x={key[1]!r})" if key[1] is not None else ""
