@@ -6,20 +6,23 @@ seed, scores it on the fixed test split after every epoch and, at the end, on fi
 distance, and writes the record ``benchmarks/results/ch7_longrange.json`` (``nlbook-record/1``, see
 :mod:`nlbook.records`) that chapter 7 renders::
 
-    python benchmarks/longrange_sweep.py                 # the record (about 5 min on 2 quiet CPU threads)
+    python benchmarks/longrange_sweep.py                 # the record (its wall time is in the record, wall_s)
     python benchmarks/longrange_sweep.py --models vit cnn_rf7 --seeds 0 1 --max-epochs 2 --out /tmp/x.json
 
-Convergence criterion. Every run follows its schedule (warm-up, then cosine decay to zero) for ``MAX_EPOCHS``
-epochs — the decaying learning rate is the stopping rule; a run counts as *converged* when the best test
-accuracy of its last quarter of epochs exceeds the best before it by less than ``MIN_DELTA`` (0.005: five of
-the 1,000 test images). A run still improving at the end is recorded with ``converged: false``.
+Convergence criterion and budget (:data:`nlbook.records.CONVERGENCE`, the rule of every record). Every run
+follows its schedule (warm-up, then cosine decay to zero) — the decaying learning rate is the stopping rule; a
+run counts as *converged* when the best test accuracy of its last quarter of epochs exceeds the best before it
+by less than 0.005 (five of the 1,000 test images). Every contestant starts at ``MAX_EPOCHS`` epochs; while any
+seed is not converged, all its seeds train again from scratch with twice the epochs, up to eight times
+(:func:`nlbook.records.train_to_convergence`). A run still improving at the cap is recorded with
+``converged: false``.
 
 Each run also records what rule the model learned: its accuracy on its own training images (evaluation mode),
 the share of test images it calls "same", and how far its answer is fixed by *which* two glyphs are drawn
 (:func:`nlbook.longrange_sweep.glyph_pair_rule`) — the measurement that explains a CNN below chance.
 
 ``planned_arms()`` returns the arms this script would train today, without training: the staleness test in
-``tests/test_longrange.py`` compares it with the committed record. The record is rewritten after every run, so
+``tests/test_longrange.py`` compares it with the committed record. The record is rewritten after every contestant, so
 an interrupted sweep keeps what it finished.
 """
 
@@ -46,7 +49,17 @@ from nlbook.longrange_sweep import (  # noqa: E402
     strategy_models,
     train_config,
 )
-from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_record  # noqa: E402
+from nlbook.records import (  # noqa: E402
+    CONVERGENCE,
+    FORMAT,
+    MAX_DOUBLINGS,
+    RESULTS_DIR,
+    converged,
+    provenance,
+    results_table,
+    train_to_convergence,
+    write_record,
+)
 from nlbook.train import count_parameters, fit  # noqa: E402
 
 EXPERIMENT = "ch7_longrange"
@@ -55,14 +68,9 @@ IMAGE_SIZE = 16
 N_TRAIN, N_TEST = 3000, 1000
 N_PER_DISTANCE = 400  # fixed test images at each single distance
 N_RULE = 4000  # fresh test images for the learned-rule diagnostics
-MAX_EPOCHS = 12
-MIN_DELTA = 0.005
+MAX_EPOCHS = 12  # every contestant's base budget; doubled while a seed has not converged
 SEEDS = (0, 1, 2)
-THREADS = 2
-CRITERION = (
-    f"each run follows its warm-up + cosine schedule for max_epochs; converged when the best test accuracy of the "
-    f"last quarter of epochs exceeds the best before it by less than min_delta ({MIN_DELTA})"
-)
+THREADS = 1
 
 
 def _config_dict(epochs: int = MAX_EPOCHS) -> dict[str, Any]:
@@ -88,6 +96,7 @@ def planned_arms(max_epochs: int = MAX_EPOCHS) -> list[dict[str, Any]]:
                 "model_spec": {**spec.model_spec, "params": params},
                 "train_config": _config_dict(max_epochs),
                 "params": params,
+                "budget": {"base_epochs": max_epochs, "max_epochs": max_epochs * 2**MAX_DOUBLINGS},
             }
         )
     return arms
@@ -99,14 +108,6 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     model.eval()
     said = torch.cat([model(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
     return (said == labels).float().mean().item()
-
-
-def converged(test_accs: list[float]) -> bool:
-    """The criterion: the last quarter of epochs improved the best test accuracy by less than ``MIN_DELTA``."""
-    k = max(1, len(test_accs) // 4)
-    if len(test_accs) <= k:
-        return False
-    return max(test_accs[-k:]) - max(test_accs[:-k]) < MIN_DELTA
 
 
 def train_run(key: str, seed: int, data, task: LongRangeTask, max_epochs: int) -> dict[str, Any]:
@@ -192,36 +193,45 @@ def main(argv: list[str] | None = None) -> Path:
             "test_seed": TEST_SEED,
             "chance": 0.5,
         },
-        "convergence": {
-            "criterion": CRITERION,
-            "max_epochs": args.max_epochs,
-            "patience": max(1, args.max_epochs // 4),
-            "min_delta": MIN_DELTA,
-        },
+        "convergence": CONVERGENCE | {"base_epochs": args.max_epochs},
         "wall_s": 0.0,
         "arms": [],
     }
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
     t0 = time.perf_counter()
+    datasets: dict[int, Any] = {}
+
+    def data_for(seed: int):
+        if seed not in datasets:  # each seed draws its own training set
+            datasets[seed] = longrange_dataset(N_TRAIN, N_TEST, image_size=IMAGE_SIZE, seed=seed)
+        return datasets[seed]
+
     print(
-        f"{'model':<10} {'seed':>4} {'params':>8} {'final':>6} {'best':>6} {'conv':>5} {'s':>6}  rule: train/fresh/same"
+        f"{'model':<10} {'seed':>4} {'epochs':>6} {'params':>8} {'final':>6} {'best':>6} {'conv':>5} {'s':>6}  "
+        "rule: train/fresh/same"
     )
-    for seed in args.seeds:
-        data = longrange_dataset(N_TRAIN, N_TEST, image_size=IMAGE_SIZE, seed=seed)
-        for key in args.models:
-            run = train_run(key, seed, data, task, args.max_epochs)
-            runs[key].append(run)
-            r = run["rule"]
-            print(
-                f"{key:<10} {seed:>4} {arms[key]['params']:>8,} "
-                f"{run['final_test_acc']:>6.3f} {run['best_test_acc']:>6.3f} "
-                f"{str(run['converged']):>5} {run['wall_seconds']:>6.1f}  "
-                f"{r['train_acc_eval']:.3f}/{r['fresh_acc']:.3f}/{r['said_same']:.2f}",
-                flush=True,
-            )
-            record["arms"] = [arms[m] | {"runs": runs[m]} for m in args.models if runs[m]]
-            record["wall_s"] = time.perf_counter() - t0
-            write_record(record, out)
+    for key in args.models:
+
+        def train_seeds(epochs: int, key: str = key) -> list[dict[str, Any]]:
+            runs = []
+            for seed in args.seeds:
+                run = train_run(key, seed, data_for(seed), task, epochs)
+                r = run["rule"]
+                print(
+                    f"{key:<10} {seed:>4} {epochs:>6} {arms[key]['params']:>8,} "
+                    f"{run['final_test_acc']:>6.3f} {run['best_test_acc']:>6.3f} "
+                    f"{str(run['converged']):>5} {run['wall_seconds']:>6.1f}  "
+                    f"{r['train_acc_eval']:.3f}/{r['fresh_acc']:.3f}/{r['said_same']:.2f}",
+                    flush=True,
+                )
+                runs.append(run)
+            return runs
+
+        runs, budget = train_to_convergence(train_seeds, args.max_epochs, MAX_DOUBLINGS)
+        arm = arms[key] | {"budget": budget, "runs": runs}
+        arm["train_config"] = arm["train_config"] | {"epochs": budget["epochs"]}
+        record["arms"].append(arm)
+        record["wall_s"] = time.perf_counter() - t0
+        write_record(record, out)
     print(results_table(record))
     print(f"wrote {out} ({record['wall_s'] / 60:.1f} min)")
     return out

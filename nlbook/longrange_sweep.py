@@ -18,9 +18,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from nlbook.checks import check_positive_int
-from nlbook.cnn import ResNet
+from nlbook.cnn import ResNet, receptive_field
 from nlbook.data import normalize
 from nlbook.hybrid import hybrid_resnet
+from nlbook.local_attention import SwinTransformer, sasa_resnet
 from nlbook.longrange import TEST_SEED, LongRangeBatch, LongRangeTask, critical_distance
 from nlbook.nonlocal_block import NonLocalResNet
 from nlbook.train import TrainConfig
@@ -100,6 +101,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "NonLocalResNet": NonLocalResNet,
     "VisionTransformer": VisionTransformer,
     "hybrid_resnet": hybrid_resnet,
+    "SwinTransformer": SwinTransformer,
+    "sasa_resnet": sasa_resnet,
 }
 
 
@@ -138,7 +141,13 @@ def strategy_models(
       (strategy 2: attention only);
     * ``botnet`` — ``cnn_rf13`` whose last stage is a BoT block, MHSA with relative
       positions
-      (strategy 3: a hybrid, :func:`nlbook.hybrid.hybrid_resnet`).
+      (strategy 3: a hybrid, :func:`nlbook.hybrid.hybrid_resnet`);
+    * ``swin`` — a 2-stage :class:`nlbook.local_attention.SwinTransformer`: attention
+      within 4×4-token windows, shifted every other block, then patch merging — the
+      second stage's one window spans the image (local attention whose reach grows);
+    * ``sasa`` — ``cnn_rf13`` whose second stage is SASA 3×3 local attention
+      (:func:`nlbook.local_attention.sasa_resnet`): attention with a convolution's
+      reach (receptive field 14 pixels).
     """
     check_positive_int("strategy_models", width=width, image_size=image_size)
     if width < 4:
@@ -212,6 +221,35 @@ def strategy_models(
                 image_size=image_size,
             ),
             13,
+        ),
+        "swin": StrategySpec(
+            "Swin",
+            "local attention, shifted windows",
+            spec(
+                "SwinTransformer",
+                in_channels=3,
+                image_size=image_size,
+                patch_size=2,
+                widths=[2 * w, 4 * w],
+                depths=[2, 2],
+                head_dim=w,
+                window_size=4,
+                mlp_ratio=2.0,
+            ),
+            None,
+        ),
+        # SASA attends at full resolution and pools (2×2 average) where the block strides: stem, two 3×3
+        # convolutions, 3×3 attention, the pool, 3×3 attention.
+        "sasa": StrategySpec(
+            "SASA-ResNet",
+            "local attention instead of convolution",
+            spec(
+                "sasa_resnet", **small, attention_stages=[1], kernel_size=3, num_heads=4
+            ),
+            receptive_field(
+                [("stem", 3, 1), ("conv", 3, 1), ("conv", 3, 1)]
+                + [("attn", 3, 1), ("pool", 2, 2), ("attn", 3, 1)]
+            )[-1].size,
         ),
     }
 
