@@ -9,6 +9,11 @@ Each experiment trains every arm with ``--seeds`` seeds on the offline digits da
     python benchmarks/converge.py ch6          # ch6_comparison:  the zoo models of chapters 1-5 head to head
     python benchmarks/converge.py all          # all four (each record states its wall time, wall_s)
 
+The same script makes the real-scale record on a GPU, in the same format, next to the CPU one::
+
+    python benchmarks/converge.py ch6 --profile full --dataset cifar10 --device cuda
+    # -> benchmarks/results/ch6_comparison__cifar10_full_cuda.json, which chapter 6 shows first
+
 What is trained. The models are the zoo's (:func:`nlbook.zoo.build_model`) at the quick profile's size — the
 very networks the chapters build in their live cells — and each gets its family's recipe
 (:func:`nlbook.zoo.recipe`: SGD + Nesterov for CNNs, AdamW + label smoothing for ViT and CoAtNet), trained with
@@ -70,20 +75,53 @@ from nlbook.records import (  # noqa: E402
     train_to_convergence,
     write_record,
 )
-from nlbook.runtime import PROFILES, Profile  # noqa: E402
+from nlbook.runtime import PROFILES, Profile, pick_device  # noqa: E402
 from nlbook.train import TrainConfig, count_parameters, fit  # noqa: E402
 from nlbook.zoo import build_model, model_spec, recipe  # noqa: E402
 
-DATASET = "digits"
 THREADS = 1  # fixed: results depend on the thread count (float summation order), so it is part of the record
-MAX_EPOCHS = 15
-# Transformers trained from scratch need longer schedules than CNNs (DeiT: 300 epochs where a ResNet takes 90):
-# the "transformer" recipe family starts at twice the CNN budget. Either doubles further until it converges.
-FAMILY_EPOCHS = {"cnn": MAX_EPOCHS, "transformer": 2 * MAX_EPOCHS}
+# A CNN's base budget per profile: 15 epochs of the offline digits at the quick profile's sizes (what the
+# chapters' live cells build), the full profile's own 30 on CIFAR-10.
+CNN_EPOCHS = {"quick": 15, "full": PROFILES["full"].epochs}
 SWEEP_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 SWEEP_EPOCH_CAP = 4  # a sweep point starts at most at SWEEP_EPOCH_CAP times its family's budget
-# The quick profile's model sizes (what the chapters' live cells build), evaluated on the whole test split.
-PROFILE: Profile = replace(PROFILES["quick"], name="converge", epochs=MAX_EPOCHS, max_test=None)
+DEFAULT_SETUP = ("quick", "digits", "cpu")  # the committed CPU records: <experiment>.json
+
+
+def configure(profile: str = "quick", dataset: str = "digits", device: str = "cpu") -> None:
+    """Choose the model sizes, data and device every later call plans and trains with (``main`` calls it).
+
+    Sets ``PROFILE`` (the profile's sizes, ``MAX_EPOCHS`` epochs, the whole test split), ``MAX_EPOCHS``,
+    ``FAMILY_EPOCHS``, ``DATASET``, ``DEVICE`` and ``SETUP``.
+    """
+    global PROFILE, MAX_EPOCHS, FAMILY_EPOCHS, DATASET, DEVICE, SETUP
+    if profile not in CNN_EPOCHS:
+        raise ValueError(f"configure: profile must be one of {sorted(CNN_EPOCHS)}, got {profile!r}")
+    MAX_EPOCHS = CNN_EPOCHS[profile]
+    # Transformers trained from scratch need longer schedules than CNNs (DeiT: 300 epochs where a ResNet takes
+    # 90): the "transformer" family starts at twice the CNN budget. Either doubles further until it converges.
+    FAMILY_EPOCHS = {"cnn": MAX_EPOCHS, "transformer": 2 * MAX_EPOCHS}
+    PROFILE = replace(PROFILES[profile], name=f"converge-{profile}", epochs=MAX_EPOCHS, max_test=None)
+    if profile == "quick":
+        PROFILE = replace(PROFILE, name="converge")  # the name the committed CPU records carry
+    DATASET, DEVICE = dataset, torch.device(device)
+    SETUP = (profile, dataset, DEVICE.type)
+
+
+PROFILE: Profile
+MAX_EPOCHS: int
+FAMILY_EPOCHS: dict[str, int]
+DATASET: str
+DEVICE: torch.device
+SETUP: tuple[str, str, str]
+configure(*DEFAULT_SETUP)
+
+
+def record_name(experiment: str) -> str:
+    """``<experiment>`` for the default setup, ``<experiment>__<dataset>_<profile>_<device>`` otherwise
+    (:func:`nlbook.records.record_paths` puts such a record first)."""
+    profile, dataset, device = SETUP
+    return experiment if SETUP == DEFAULT_SETUP else f"{experiment}__{dataset}_{profile}_{device}"
 
 EXPERIMENTS: dict[str, dict[str, Any]] = {
     "ch3": {
@@ -146,7 +184,7 @@ LABELS = {
 
 
 def _dataset_sizes() -> tuple[int, int]:
-    """(train, test) sizes of the digits split — fixed by nlbook.data (1,797 images, 20 % test)."""
+    """(train, test) sizes of the dataset's split (digits: 1,438 and 359, fixed by nlbook.data)."""
     ds = load_dataset(DATASET)
     return ds.train_images.shape[0], ds.test_images.shape[0]
 
@@ -275,6 +313,8 @@ def _cache_key(arm: dict[str, Any], seed: int, data: ImageDataset) -> str:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+    if DEVICE.type != "cpu":  # (CPU runs keep the key they always had)
+        key["device"] = DEVICE.type
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -293,7 +333,7 @@ def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | 
     torch.manual_seed(seed)  # the model's initial weights
     model = build(arm["model_spec"])
     config = TrainConfig(**{**arm["train_config"], "seed": seed})
-    rec = fit(model, data, config, device="cpu", name=arm["name"], progress=False)
+    rec = fit(model, data, config, device=DEVICE, name=arm["name"], progress=False)
     accs = [e.test_acc for e in rec.history]
     run = {
         "seed": seed,
@@ -343,7 +383,7 @@ def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: li
     take part of an experiment while another trains the rest.
     """
     meta = EXPERIMENTS[key]
-    data = load_dataset(DATASET)
+    data = load_dataset(DATASET, device=DEVICE)
     start = time.perf_counter()
     print(f"{meta['experiment']}: {meta['question']}", flush=True)
     planned = planned_arms(key)
@@ -363,7 +403,7 @@ def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: li
         "experiment": meta["experiment"],
         "chapter": meta["chapter"],
         "question": meta["question"],
-        "provenance": provenance("cpu"),
+        "provenance": provenance(DEVICE),
         "dataset": {
             "name": data.name,
             "train_size": data.train_images.shape[0],
@@ -376,7 +416,7 @@ def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: li
         "wall_s": time.perf_counter() - start,
         "arms": arms,
     }
-    path = write_record(record, out / f"{meta['experiment']}.json")
+    path = write_record(record, out / f"{record_name(meta['experiment'])}.json")
     print(results_table(record), flush=True)
     print(f"wrote {path} ({record['wall_s']:.0f} s)", flush=True)
     return path
@@ -394,9 +434,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
         help="folder of finished runs, reused by identical runs; '' for none (use after changing model code)",
     )
     p.add_argument("--arms", default=None, help="comma-separated arm names: train only these into the cache")
+    p.add_argument("--profile", default="quick", choices=sorted(CNN_EPOCHS), help="model sizes and base budget")
+    p.add_argument("--dataset", default="digits", help="digits (offline) or cifar10 (needs the download)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
+    configure(args.profile, args.dataset, str(pick_device(args.device)))
+    load_dataset(args.dataset)  # a missing or unknown dataset fails here, naming what is expected
     torch.set_num_threads(THREADS)
     keys = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
     cache = Path(args.cache) if args.cache else None

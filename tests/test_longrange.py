@@ -331,7 +331,9 @@ def test_all_arrangements_can_be_rendered_at_the_same_positions():
 
 def test_strategy_models_build_and_report_their_receptive_fields():
     specs = strategy_models(image_size=16)
-    assert list(specs) == ["cnn_rf7", "cnn_rf13", "cnn_rf25", "cnn_mlp", "nonlocal", "vit", "botnet"]
+    assert list(specs) == [
+        "cnn_rf7", "cnn_rf13", "cnn_rf25", "cnn_mlp", "nonlocal", "vit", "botnet", "swin", "sasa",
+    ]
     x = torch.randn(2, 3, 16, 16)
     for key, spec in specs.items():
         torch.manual_seed(0)
@@ -343,6 +345,27 @@ def test_strategy_models_build_and_report_their_receptive_fields():
     assert specs["nonlocal"].receptive_field == specs["cnn_rf13"].build().receptive_field()
     assert specs["nonlocal"].build().nonlocal_blocks()
     assert specs["vit"].receptive_field is None
+    assert specs["swin"].receptive_field is None
+
+
+def _measured_receptive_field(model: torch.nn.Module) -> int:
+    """Width of the input pixels one central position of the last feature map depends on (its gradient)."""
+    model.eval()
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    feats = model.double().forward_features(x)
+    h, w = feats.shape[-2:]
+    feats[0, :, h // 2, w // 2].sum().backward()
+    cols = (x.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
+    return int(cols.max() - cols.min() + 1)
+
+
+def test_the_sasa_contestant_has_the_receptive_field_it_states():
+    specs = strategy_models(image_size=16)
+    torch.manual_seed(0)
+    # the measurement reproduces a plain CNN's theoretical field...
+    assert _measured_receptive_field(specs["cnn_rf13"].build()) == 13
+    # ...and SASA's 3×3 windows, pooled where the block strides, see exactly what the spec says
+    assert _measured_receptive_field(specs["sasa"].build()) == specs["sasa"].receptive_field == 14
     with pytest.raises(ValueError, match="multiple of 4"):
         strategy_models(image_size=18)
 
