@@ -9,10 +9,13 @@ Here on a CPU, the same code at a tiny budget (a few minutes on 2 cores)::
 
     python benchmarks/run_all.py --profile quick --dataset digits --seeds 1
 
-Each run writes ``<date>_<hardware>.json`` (hardware, library versions, seeds, budget, every run with its
-per-epoch history and measured cost, the summary table and the targets below) and a ``.csv`` of the
-summary table. Full-profile CIFAR-10 runs go to ``benchmarks/results/`` (commit them, named after the
-card); any other run goes to ``benchmarks/results/tmp/``, which git ignores, unless ``--out`` says otherwise.
+Each run writes a record in the book's one format (``nlbook-record/1``, :mod:`nlbook.records`: provenance,
+dataset, one arm per model with its spec, recipe, measured cost and every seed's per-epoch history), plus the
+summary table and the targets below, as ``zoo_benchmark__<dataset>_<profile>_<device>[_tag].json``, and a
+``.csv`` of the summary table. Full-profile CIFAR-10 runs go to ``benchmarks/results/`` (commit them); any other
+run goes to ``benchmarks/results/tmp/``, which git ignores, unless ``--out`` says otherwise. Each run is trained
+for the profile's fixed budget (the targets are about time, not convergence); ``converged`` says whether it met
+the records' criterion anyway. Converged accuracies come from ``benchmarks/converge.py``.
 
 Targets (issue 7; on a Colab-class GPU, full profile, CIFAR-10): the CNN baseline reaches ≥ 93 % test
 accuracy and the ViT ≥ 85 %, each within 10 minutes of training, and at least one hybrid reaches the
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -43,11 +45,13 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 
 import nlbook  # noqa: E402
-from nlbook.comparison import RECORD_FORMAT, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
+from nlbook.comparison import ModelRun, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
 from nlbook.data import load_dataset  # noqa: E402
+from nlbook.records import CONVERGENCE, FORMAT, converged, provenance, write_record  # noqa: E402
 from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
 from nlbook.zoo import model_names, model_spec  # noqa: E402
 
+EXPERIMENT = "zoo_benchmark"
 RESULTS = ROOT / "benchmarks" / "results"
 TARGETS = {
     # name: (model or strategy, accuracy threshold or None for "≥ baseline", training time limit in s)
@@ -96,20 +100,6 @@ def hardware_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def versions() -> dict[str, str]:
-    import numpy
-
-    out = {"python": platform.python_version(), "nlbook": nlbook.__version__, "torch": torch.__version__}
-    out["numpy"] = numpy.__version__
-    try:
-        import torchvision
-
-        out["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - a dependency
-        pass
-    return out
-
-
 def check_targets(
     rows: list[dict[str, Any]], runs: list[dict[str, Any]], profile: str, dataset: str
 ) -> dict[str, dict[str, Any]]:
@@ -148,13 +138,49 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "device"
 
 
-def output_paths(out_dir: Path, device: torch.device, tag: str | None) -> tuple[Path, Path]:
-    """``<date>_<hardware>[_tag].json/.csv`` in ``out_dir``; a time suffix avoids overwriting a file."""
+def output_paths(out_dir: Path, dataset: str, profile: str, device: torch.device, tag: str | None) -> tuple[Path, Path]:
+    """``zoo_benchmark__<dataset>_<profile>_<device>[_tag].json/.csv`` in ``out_dir``; a date-time suffix avoids
+    overwriting an earlier run."""
     hw = "cpu" if device.type == "cpu" else _slug(device_name(device))
-    stem = f"{dt.date.today().isoformat()}_{hw}" + (f"_{_slug(tag)}" if tag else "")
+    stem = f"{EXPERIMENT}__{dataset}_{profile}_{hw}" + (f"_{_slug(tag)}" if tag else "")
     if (out_dir / f"{stem}.json").exists():
-        stem += dt.datetime.now().strftime("_%H%M%S")
+        stem += dt.datetime.now().strftime("_%Y%m%d%H%M%S")
     return out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
+
+
+def _arms(runs: list[ModelRun], profile: Any) -> list[dict[str, Any]]:
+    """One ``nlbook-record/1`` arm per model: spec, recipe (without the seed), measured cost and its seeds' runs."""
+    arms: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        accs = [e["test_acc"] for e in run.history]
+        config = {k: v for k, v in run.config.items() if k != "seed"}
+        arm = arms.setdefault(
+            run.name,
+            {
+                "name": run.name,
+                "label": run.name,
+                "x": None,
+                "strategy": run.strategy,
+                "model_spec": {"builder": "nlbook.zoo.build_model", "name": run.name, "profile": asdict(profile)},
+                "train_config": config,
+                "params": run.cost.params if run.cost is not None else None,
+                "cost": run.cost.to_dict() if run.cost is not None else None,
+                "runs": [],
+            },
+        )
+        arm["runs"].append(
+            {
+                "seed": run.seed,
+                "epochs_run": len(run.history),
+                "converged": converged(accs),
+                "final_test_acc": run.test_acc,
+                "best_test_acc": max(accs),
+                "train_seconds": sum(e["seconds"] for e in run.history),
+                "wall_seconds": run.train_wall_s,
+                "history": run.history,
+            }
+        )
+    return list(arms.values())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -251,27 +277,38 @@ def main(argv: list[str] | None = None) -> Path:
     }
     targets = check_targets(rows, [r.to_dict() for r in runs], profile.name, data.name)
     record = {
-        "format": RECORD_FORMAT,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])]),
-        "hardware": hardware,
-        "versions": versions(),
+        "format": FORMAT,
+        "experiment": EXPERIMENT,
+        "chapter": 6,
+        "question": (
+            "What does every zoo model cost (parameters, FLOPs, images/s, memory) and reach in the profile's "
+            "fixed budget, and are the time-to-accuracy targets met?"
+        ),
+        "provenance": provenance(device, ["benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])])
+        | {"hardware": hardware},
+        "dataset": {
+            "name": data.name,
+            "train_size": first.train_images,
+            "test_size": first.test_images,
+            "image_size": data.image_size,
+            "channels": data.in_channels,
+            "classes": data.num_classes,
+        },
+        "convergence": CONVERGENCE
+        | {"budget_rule": f"none: every run trains the profile's fixed budget ({first.epochs} epochs)"},
         "profile": asdict(profile),
-        "dataset": data.name,
-        "seeds": seeds,
         "budget": budget,
-        "models": args.models,
+        "wall_s": total,
+        "arms": _arms(runs, profile),
         "summary": rows,
         "targets": targets,
-        "runs": [r.to_dict() for r in runs],
-        "total_wall_s": total,
     }
 
     default_dir = RESULTS if (profile.name == "full" and data.name == "cifar10") else RESULTS / "tmp"
     out_dir = args.out if args.out is not None else default_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = output_paths(out_dir, device, args.tag)
-    json_path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    json_path, csv_path = output_paths(out_dir, data.name, profile.name, device, args.tag)
+    write_record(record, json_path)
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=("dataset", "profile", "epochs", "hardware", *CSV_FIELDS))
         writer.writeheader()

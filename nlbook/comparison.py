@@ -3,18 +3,15 @@
 :func:`benchmark_model` trains one model of :mod:`nlbook.zoo` with its family's recipe and measures its cost
 with :func:`nlbook.bench.measure`; :func:`summarize` and :func:`format_table` turn runs into the chapter's
 table (accuracy mean ± std over seeds, cost ratios to the ResNet baseline); :func:`time_to_accuracy` reads a
-run's history the DAWNBench way; :func:`recorded_runs` / :func:`describe_record` read the results files that
-``benchmarks/run_all.py`` writes. How each cost number is measured is :mod:`nlbook.bench`'s business.
+run's history the DAWNBench way (``benchmarks/run_all.py`` writes all of it as an :mod:`nlbook.records` record).
+How each cost number is measured is :mod:`nlbook.bench`'s business.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,12 +29,9 @@ from nlbook.train import fit
 from nlbook.zoo import build_model, model_spec, recipe
 
 __all__ = [
-    "RECORD_FORMAT",
     "ModelRun",
     "benchmark_model",
-    "describe_record",
     "format_table",
-    "recorded_runs",
     "summarize",
     "time_to_accuracy",
 ]
@@ -332,71 +326,3 @@ def format_table(
             )
         )
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------------------------- recorded runs
-
-
-RECORD_FORMAT = "nlbook-run-all/1"
-"""The ``format`` field of a ``benchmarks/run_all.py`` results file (other JSON files are not its records)."""
-
-
-def recorded_runs(
-    folder: str | os.PathLike | None = None,
-) -> list[tuple[str, dict[str, Any]]]:
-    """The result files written by ``benchmarks/run_all.py``, newest first, as ``(file name, record)``.
-
-    ``folder`` defaults to ``benchmarks/results`` of the checkout this package was imported from; an
-    installed package (e.g. on Colab) has none, and the list is empty. Only JSON files directly in the folder
-    whose ``format`` is :data:`RECORD_FORMAT` count: the ``tmp/`` sub-folder of throw-away runs is not searched,
-    and other scripts' result files are skipped. A JSON file that cannot be read — truncated by a crash, say —
-    is an error naming it, never silently "no runs".
-    """
-    if folder is not None and (
-        isinstance(folder, bool) or not isinstance(folder, str | os.PathLike)
-    ):
-        raise TypeError(
-            f"recorded_runs: folder must be a path (str or os.PathLike) or None, got {type(folder).__name__}"
-        )
-    path = (
-        Path(folder)
-        if folder is not None
-        else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    )
-    if not path.is_dir():
-        return []
-    records = []
-    for file in path.glob("*.json"):
-        try:
-            record = json.loads(file.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"recorded_runs: {file} is not a readable JSON file ({type(err).__name__}: {err}); it may have been "
-                "truncated by an interrupted run — re-run the script that wrote it, or move the file away"
-            ) from err
-        if (
-            isinstance(record, dict) and record.get("format") == RECORD_FORMAT
-        ):  # other scripts' files are skipped
-            records.append((file.name, record))
-    return sorted(
-        records, key=lambda item: str(item[1].get("created", "")), reverse=True
-    )
-
-
-def describe_record(record: dict[str, Any]) -> str:
-    """A recorded run's table, headed by what it ran on: hardware, profile, data, budget, seeds, date."""
-    if not isinstance(record, dict) or "summary" not in record:
-        raise ValueError(
-            "describe_record expects a results record written by benchmarks/run_all.py (a dict with a 'summary'), "
-            f"got {type(record).__name__}"
-            + (f" with keys {sorted(record)}" if isinstance(record, dict) else "")
-        )
-    budget = record.get("budget", {})
-    hardware = record.get("hardware", {})
-    title = (
-        f"RECORDED RUN ({record.get('created', '?')}): {record.get('dataset', '?')}, profile "
-        f"{record.get('profile', {}).get('name', '?')}, {budget.get('epochs', '?')} epochs on "
-        f"{budget.get('train_images', '?')} images, seeds {record.get('seeds', '?')} | {hardware.get('name', '?')} | "
-        f"torch {record.get('versions', {}).get('torch', '?')}"
-    )
-    return format_table(record["summary"], baseline="resnet", title=title)

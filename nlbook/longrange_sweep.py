@@ -123,31 +123,27 @@ def build_from_spec(model_spec: Mapping[str, Any]) -> nn.Module:
 def strategy_models(
     image_size: int = 16, width: int = 16, num_classes: int = 2
 ) -> dict[str, StrategySpec]:
-    """The models chapter 7 and ``benchmarks/longrange_sweep.py`` compare, all from the
-    package, CPU-sized.
+    """The models chapter 7 and ``benchmarks/longrange_sweep.py`` compare, all from
+    the package, CPU-sized.
 
     * ``cnn_rf7`` / ``cnn_rf13`` / ``cnn_rf25`` — :class:`nlbook.cnn.ResNet` with 1, 2
-      and 4 residual
-      blocks: theoretical receptive fields of 7, 13 and 25 pixels; global average
-      pooling, linear head;
+      and 4 residual blocks: theoretical receptive fields of 7, 13 and 25 pixels;
+      global average pooling, linear head;
     * ``cnn_mlp`` — ``cnn_rf13``'s convolutions, global average pooling, then a
-      two-layer MLP
-      (:class:`PooledMLPResNet`): the control with a nonlinearity after pooling and no
-      attention;
-    * ``nonlocal`` — ``cnn_rf13`` with a :class:`nlbook.nonlocal_block.NonLocalBlock2d`
-      after its last block
+      two-layer MLP (:class:`PooledMLPResNet`): the control with a nonlinearity
+      after pooling and no attention;
+    * ``nonlocal`` — ``cnn_rf13`` with a non-local block after its last block
       (strategy 1: attention inserted into a CNN);
     * ``vit`` — a 2-block :class:`nlbook.vit.VisionTransformer` on 4×4 patches
       (strategy 2: attention only);
-    * ``botnet`` — ``cnn_rf13`` whose last stage is a BoT block, MHSA with relative
-      positions
-      (strategy 3: a hybrid, :func:`nlbook.hybrid.hybrid_resnet`);
-    * ``swin`` — a 2-stage :class:`nlbook.local_attention.SwinTransformer`: attention
-      within 4×4-token windows, shifted every other block, then patch merging — the
-      second stage's one window spans the image (local attention whose reach grows);
+    * ``botnet`` — ``cnn_rf13`` whose last stage is a BoT block, MHSA with
+      relative positions (strategy 3: a hybrid, :func:`nlbook.hybrid.hybrid_resnet`);
+    * ``swin`` — a 2-stage :class:`~nlbook.local_attention.SwinTransformer`:
+      attention within 4×4-token windows, shifted every other block, then patch
+      merging — the second stage's one window spans the image;
     * ``sasa`` — ``cnn_rf13`` whose second stage is SASA 3×3 local attention
-      (:func:`nlbook.local_attention.sasa_resnet`): attention with a convolution's
-      reach (receptive field 14 pixels).
+      (:func:`~nlbook.local_attention.sasa_resnet`): attention with a
+      convolution's reach (receptive field 14 pixels).
     """
     check_positive_int("strategy_models", width=width, image_size=image_size)
     if width < 4:
@@ -238,8 +234,8 @@ def strategy_models(
             ),
             None,
         ),
-        # SASA attends at full resolution and pools (2×2 average) where the block strides: stem, two 3×3
-        # convolutions, 3×3 attention, the pool, 3×3 attention.
+        # SASA attends at full resolution, then pools (2×2 average) where the block
+        # strides: stem, two 3×3 convolutions, 3×3 attention, the pool, 3×3 attention.
         "sasa": StrategySpec(
             "SASA-ResNet",
             "local attention instead of convolution",

@@ -141,7 +141,12 @@ def converged(
 
     With fewer than two epochs there is no "before" to compare with: not converged.
     """
-    accs = [float(a) for a in test_accs]
+    if isinstance(test_accs, (str, bytes)) or not isinstance(test_accs, Sequence):
+        raise TypeError(
+            "converged: test_accs must be a list of per-epoch accuracies, "
+            f"got {type(test_accs).__name__}"
+        )
+    accs = _seed_values(test_accs, "test_accs", where="converged", minimum=0)
     k = max(1, round(fraction * len(accs)))
     if len(accs) <= k:
         return False
@@ -159,19 +164,42 @@ def train_to_convergence(
     with a boolean ``converged``). Returns the runs of the last budget tried and the arm's ``budget`` entry:
     ``{"base_epochs", "max_epochs", "epochs", "tried": [{"epochs", "converged", "seeds", "final_test_acc"}]}``.
     """
-    if isinstance(base_epochs, bool) or not isinstance(base_epochs, int) or base_epochs < 2:
-        raise ValueError(f"train_to_convergence: base_epochs must be an int >= 2, got {base_epochs!r}")
-    if isinstance(max_doublings, bool) or not isinstance(max_doublings, int) or max_doublings < 0:
-        raise ValueError(f"train_to_convergence: max_doublings must be an int >= 0, got {max_doublings!r}")
+    if (
+        isinstance(base_epochs, bool)
+        or not isinstance(base_epochs, int)
+        or base_epochs < 2
+    ):
+        raise ValueError(
+            f"train_to_convergence: base_epochs must be an int >= 2, got {base_epochs!r}"
+        )
+    if (
+        isinstance(max_doublings, bool)
+        or not isinstance(max_doublings, int)
+        or max_doublings < 0
+    ):
+        raise ValueError(
+            f"train_to_convergence: max_doublings must be an int >= 0, got {max_doublings!r}"
+        )
     tried = []
     epochs = base_epochs
     for step in range(max_doublings + 1):
         runs = train_seeds(epochs)
-        if not runs or not all(isinstance(r, Mapping) and "converged" in r for r in runs):
-            raise ValueError("train_to_convergence: train_seeds must return a non-empty list of runs with 'converged'")
+        if not runs or not all(
+            isinstance(r, Mapping) and "converged" in r for r in runs
+        ):
+            raise ValueError(
+                "train_to_convergence: train_seeds must return a non-empty list of runs with 'converged'"
+            )
         n = sum(bool(r["converged"]) for r in runs)
         finals = [float(r["final_test_acc"]) for r in runs]
-        tried.append({"epochs": epochs, "converged": n, "seeds": len(runs), "final_test_acc": sum(finals) / len(finals)})
+        tried.append(
+            {
+                "epochs": epochs,
+                "converged": n,
+                "seeds": len(runs),
+                "final_test_acc": sum(finals) / len(finals),
+            }
+        )
         if n == len(runs) or step == max_doublings:
             break
         epochs *= 2
@@ -651,10 +679,12 @@ class Verdict:
         return self.word
 
 
-def _seed_values(values: Any, name: str) -> list[float]:
+def _seed_values(
+    values: Any, name: str, where: str = "verdict", minimum: int = 2
+) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise TypeError(
-            f"verdict: {name} must be a list of per-seed values, got {type(values).__name__}"
+            f"{where}: {name} must be a list of per-seed values, got {type(values).__name__}"
         )
     out = []
     for v in values:
@@ -663,11 +693,11 @@ def _seed_values(values: Any, name: str) -> list[float]:
             or not isinstance(v, (int, float))
             or not math.isfinite(v)
         ):
-            raise ValueError(f"verdict: {name} must hold finite numbers, got {v!r}")
+            raise ValueError(f"{where}: {name} must hold finite numbers, got {v!r}")
         out.append(float(v))
-    if len(out) < 2:
+    if len(out) < minimum:
         raise ValueError(
-            f"verdict: {name} needs at least 2 seeds to have a spread, got {len(out)}"
+            f"{where}: {name} needs at least {minimum} seeds to have a spread, got {len(out)}"
         )
     return out
 
@@ -766,10 +796,17 @@ def stale_arms(
         if isinstance(budget, Mapping):
             # the shown runs may have a doubled budget: the plan names the base, the rule's cap, not the outcome
             if isinstance(arm.get("train_config"), Mapping):
-                arm["train_config"] = {**arm["train_config"], "epochs": budget.get("base_epochs")}
+                arm["train_config"] = {
+                    **arm["train_config"],
+                    "epochs": budget.get("base_epochs"),
+                }
             arm["budget"] = {k: budget.get(k) for k in ("base_epochs", "max_epochs")}
         for field in ("model_spec", "train_config", "budget"):
-            if field == "budget" and "budget" not in wanted[key] and "budget" not in arm:
+            if (
+                field == "budget"
+                and "budget" not in wanted[key]
+                and "budget" not in arm
+            ):
                 continue
             where = (
                 f"arm {key[0]!r}"

@@ -919,6 +919,18 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
         TypeError,
         r"results_table: record must be a loaded record .*from load_record",
     ),
+    "records.converged/one-number": Case(
+        lambda: rec.converged(0.9), TypeError, r"converged: test_accs must be a list of per-epoch accuracies, got float"
+    ),
+    "records.converged/nan-accuracy": Case(
+        lambda: rec.converged([0.5, float("nan")]), ValueError, r"converged: test_accs must hold finite numbers"
+    ),
+    "records.train_to_convergence/one-epoch": Case(
+        lambda: rec.train_to_convergence(lambda e: [], 1), ValueError, r"base_epochs must be an int >= 2, got 1"
+    ),
+    "records.train_to_convergence/no-runs": Case(
+        lambda: rec.train_to_convergence(lambda e: [], 4), ValueError, r"train_seeds must return a non-empty list"
+    ),
     "records.stale_arms/one-planned-arm": Case(
         lambda: rec.stale_arms(a_record(), {"name": "cnn", "x": None}),
         TypeError,
@@ -1147,10 +1159,6 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     ),
     "comparison.benchmark_model/bad-data": Case(
         lambda: cmp.benchmark_model("resnet", data=3), TypeError, r"ImageDataset, a dataset name or None"
-    ),
-    "comparison.describe_record/not-a-record": Case(lambda: cmp.describe_record({}), ValueError, r"summary"),
-    "comparison.recorded_runs/not-a-path": Case(
-        lambda: cmp.recorded_runs(3), TypeError, r"recorded_runs: folder must be a path \(str or os\.PathLike\) or None"
     ),
     "comparison.summarize/wrong-items": Case(lambda: cmp.summarize([3]), TypeError, r"BenchResult or ModelRun"),
     "comparison.format_table/unknown-baseline": Case(
@@ -1637,18 +1645,7 @@ ISSUE_17_CASES |= {
 }
 
 
-def truncated_json(name: str = "run.json") -> Path:
-    """A results file cut off mid-write (what a crash without an atomic write leaves)."""
-    file = Path(tempfile.mkdtemp(prefix="nlbook-bad-input-")) / name
-    file.write_text('{"format": "nlbook-run-all/1", "summary": [{"model": "res')
-    return file
-
-
 ISSUE_17_CASES |= {
-    # -- readers: a truncated results file is an error naming it, never "no runs"
-    "comparison.recorded_runs/truncated-json": Case(
-        lambda: cmp.recorded_runs(truncated_json().parent), ValueError, r"recorded_runs: .*run\.json is not a readable"
-    ),
     # -- the launcher: output paths checked before anything trains
     "launch.main/save-in-missing-folder": Case(
         lambda: launch.main(["--dataset", "digits", "--save", "/nonexistent-nlbook/w.pt"]),
@@ -1886,7 +1883,7 @@ NO_BAD_INPUT = {
             "longrange.PALETTE",
             "longrange.TEST_SEED",
             "zoo.MODELS",
-            "comparison.RECORD_FORMAT",
+            "records.CONVERGENCE",
             "runtime.DATASETS",
             "hybrid.GATE_INITS",
             "hybrid.OPEN_GATE_LOGIT",

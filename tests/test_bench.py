@@ -283,56 +283,42 @@ def _script(name: str):
 @pytest.mark.slow
 def test_run_all_writes_a_complete_record(tmp_path, capsys):
     import csv
-    import json
+
+    from nlbook.records import load_record
+    from nlbook.records import summarize as summarize_record
 
     run_all = _script("run_all")
-    argv = "--profile quick --dataset digits --seeds 2 --models resnet,vit --epochs 1 --max-train 64 --max-test 32"
+    argv = "--profile quick --dataset digits --seeds 2 --models resnet,vit --epochs 2 --max-train 64 --max-test 32"
     argv += f" --batch-size 32 --repeats 1 --warmup 0 --device cpu --out {tmp_path}"
     path = run_all.main(argv.split())
-    record = json.loads(path.read_text())
-    assert path.parent == tmp_path and path.name.endswith("_cpu.json")
-    assert record["dataset"] == "digits" and record["profile"]["name"] == "quick" and record["seeds"] == [0, 1]
-    assert record["hardware"]["device"] == "cpu" and record["versions"]["torch"] == torch.__version__
-    assert record["budget"]["epochs"] == 1 and record["budget"]["train_images"] == 64
-    assert [r["name"] for r in record["runs"]] == ["resnet", "resnet", "vit", "vit"]
-    assert record["runs"][1]["cost"] is None  # measured once per model
+    record = load_record(path)  # the book's one record format, validated
+    assert path.parent == tmp_path and path.name == "zoo_benchmark__digits_quick_cpu.json"
+    assert record["dataset"]["name"] == "digits" and record["profile"]["name"] == "quick"
+    assert record["provenance"]["machine"]["device"] == "cpu" and record["provenance"]["torch"] == torch.__version__
+    assert record["provenance"]["command"].startswith("python benchmarks/run_all.py --profile quick")
+    assert record["budget"]["epochs"] == 2 and record["budget"]["train_images"] == 64
+    assert [a["name"] for a in record["arms"]] == ["resnet", "vit"]
+    assert [[r["seed"] for r in a["runs"]] for a in record["arms"]] == [[0, 1], [0, 1]]
+    assert all(len(r["history"]) == r["epochs_run"] == 2 for a in record["arms"] for r in a["runs"])
+    assert all(a["cost"]["flops_forward"] > 0 and a["params"] > 0 for a in record["arms"])  # measured once per model
+    assert "seed" not in record["arms"][0]["train_config"]
+    summary = {s.name: s for s in summarize_record(record)}
     rows = {r["model"]: r for r in record["summary"]}
-    assert rows["resnet"]["n_seeds"] == 2 and rows["vit"]["params"] > 0 and rows["vit"]["flops_forward"] > 0
-    assert all(0.0 <= r["acc_mean"] <= 1.0 for r in rows.values())
+    assert summary["resnet"].final_test_acc.mean == pytest.approx(rows["resnet"]["acc_mean"])
+    assert rows["resnet"]["n_seeds"] == 2 and rows["vit"]["params"] == record["arms"][1]["params"]
     assert record["targets"]["cnn_baseline_93"]["applies_to_this_run"] is False
     assert record["targets"]["cnn_baseline_93"]["measured"] == rows["resnet"]["acc_mean"]
     assert len(record["targets"]["cnn_baseline_93"]["time_to_accuracy_s"]) == 2  # one per seed
     assert record["targets"]["hybrid_at_or_above_baseline"]["met"] is None  # no hybrid was run
     with path.with_suffix(".csv").open() as f:
         table = list(csv.DictReader(f))
-    assert [r["model"] for r in table] == ["resnet", "vit"] and table[0]["hardware"] == record["hardware"]["name"]
+    hardware = record["provenance"]["hardware"]["name"]
+    assert [r["model"] for r in table] == ["resnet", "vit"] and table[0]["hardware"] == hardware
     out = capsys.readouterr().out
     assert "target vit_85" in out and "params (M)" in out
-    (name, found), *_ = comparison.recorded_runs(tmp_path)
-    assert name == path.name and found["summary"] == record["summary"]
-    described = comparison.describe_record(found)
-    assert described.startswith("RECORDED RUN") and "digits, profile quick" in described and "vit" in described
-
-
-def test_recorded_runs_reads_only_result_files(tmp_path):
-    import json
-
-    assert comparison.recorded_runs(tmp_path / "missing") == []
-    (tmp_path / "notes.json").write_text('{"a": 1}')
-    (tmp_path / "tmp").mkdir()
-    other = {"summary": "another script's file", "hardware": "cpu"}
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    fake = {"summary": [{"model": "resnet", "params": 10}], "hardware": {"name": "GPU X"}, "dataset": "cifar10"}
-    fake["format"] = comparison.RECORD_FORMAT
-    (tmp_path / "tmp" / "ignored.json").write_text(json.dumps(fake | {"created": "2099"}))
-    (tmp_path / "old.json").write_text(json.dumps(fake | {"created": "2026-01-01"}))
-    (tmp_path / "new.json").write_text(json.dumps(fake | {"created": "2026-02-01"}))
-    assert [name for name, _ in comparison.recorded_runs(tmp_path)] == ["new.json", "old.json"]
-    assert "GPU X" in comparison.describe_record(fake)
-    # a file cut off mid-write is an error that names it, not one run fewer (issue 17)
-    (tmp_path / "broken.json").write_text('{"format": "nlbook-run-all/1", "summ')
-    with pytest.raises(ValueError, match=r"broken\.json is not a readable JSON file"):
-        comparison.recorded_runs(tmp_path)
+    # a second run never overwrites the first
+    again = run_all.main(argv.replace("resnet,vit", "resnet").split())
+    assert again != path and again.name.startswith("zoo_benchmark__digits_quick_cpu_") and path.is_file()
 
 
 def test_run_all_rejects_unknown_model():

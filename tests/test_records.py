@@ -251,6 +251,47 @@ def test_stale_arms_compares_json_types():
     assert stale_arms(json.loads(json.dumps(rec)), planned) == []
 
 
+def test_a_doubled_budget_is_compared_at_its_base_epochs():
+    rec = make_record()
+    arm = rec["arms"][0]
+    planned = planned_from(rec)
+    planned[0]["budget"] = {"base_epochs": arm["train_config"]["epochs"], "max_epochs": 8 * arm["train_config"]["epochs"]}
+    # the runs shown trained twice the base: the plan (base, cap) still matches
+    arm["budget"] = dict(planned[0]["budget"], epochs=2 * arm["train_config"]["epochs"], tried=[])
+    arm["train_config"] = dict(arm["train_config"], epochs=2 * arm["train_config"]["epochs"])
+    assert stale_arms(rec, planned) == []
+    planned[0]["budget"] = dict(planned[0]["budget"], max_epochs=4)  # the budget rule changed
+    assert stale_arms(rec, planned) == [f"arm 'resnet' budget.max_epochs: recorded {arm['budget']['max_epochs']}, planned 4"]
+
+
+# ----------------------------------------------------------------------------------------------- convergence
+
+
+def test_converged_compares_the_last_quarter_with_the_best_before_it():
+    assert records.converged([0.5, 0.8, 0.9, 0.9])  # last quarter (one epoch) adds nothing
+    assert not records.converged([0.5, 0.8, 0.85, 0.9])  # still improving by 0.05
+    assert records.converged([0.5, 0.8, 0.9, 0.904])  # less than min_delta (0.005)
+    assert not records.converged([0.9])  # nothing before the last quarter to compare with
+    eight = [0.1, 0.5, 0.7, 0.8, 0.9, 0.9, 0.9, 0.91]  # 8 epochs: the last quarter is two epochs
+    assert not records.converged(eight) and records.converged(eight, min_delta=0.02)
+
+
+def test_train_to_convergence_doubles_until_every_seed_converges():
+    calls = []
+
+    def train_seeds(epochs):
+        calls.append(epochs)
+        return [{"converged": epochs >= 40 or seed == 0, "final_test_acc": epochs / 100} for seed in range(3)]
+
+    runs, budget = records.train_to_convergence(train_seeds, 10, max_doublings=3)
+    assert calls == [10, 20, 40] and budget["epochs"] == 40 and budget["max_epochs"] == 80
+    assert [(t["epochs"], t["converged"]) for t in budget["tried"]] == [(10, 1), (20, 1), (40, 3)]
+    assert runs[0]["final_test_acc"] == 0.4  # the runs of the last budget
+    calls.clear()
+    runs, budget = records.train_to_convergence(train_seeds, 10, max_doublings=1)  # the cap ends the doubling
+    assert calls == [10, 20] and budget["epochs"] == 20 and budget["tried"][-1]["converged"] == 1
+
+
 def test_records_module_is_a_low_layer():
     """records.py imports only the standard library and torch: every other layer may use it."""
     import ast
