@@ -123,6 +123,7 @@ def record_name(experiment: str) -> str:
     profile, dataset, device = SETUP
     return experiment if SETUP == DEFAULT_SETUP else f"{experiment}__{dataset}_{profile}_{device}"
 
+
 EXPERIMENTS: dict[str, dict[str, Any]] = {
     "ch3": {
         "experiment": "ch3_nonlocal",

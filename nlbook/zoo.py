@@ -216,7 +216,9 @@ def _sasa_resnet(
     # would cover nearly the whole map — global attention at 5× the unfold cost of 3×3. A 3×3 window keeps the
     # attention as local as the convolution it replaces; larger images get the paper's 7×7.
     kernel_size = 3 if image_size <= 64 else 7
-    return sasa_resnet(num_classes, in_channels, widths, depths, kernel_size=kernel_size)
+    return sasa_resnet(
+        num_classes, in_channels, widths, depths, kernel_size=kernel_size
+    )
 
 
 _BUILDERS: dict[str, Callable[[int, int, int, Profile], nn.Module]] = {
