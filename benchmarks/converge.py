@@ -25,7 +25,7 @@ Convergence criterion and budget (:data:`nlbook.records.CONVERGENCE`, the same f
 follows its schedule to the end (the learning rate decays to zero, so the schedule itself is the stopping rule);
 a run counts as *converged* when the best test accuracy of its last quarter of epochs exceeds the best before it
 by less than 0.005 (about two test images). An arm starts at its family's budget (:data:`FAMILY_EPOCHS`); while
-any of its seeds is not converged, all seeds are trained again from scratch with twice the epochs, up to eight
+any of its seeds is not converged, all seeds are trained again from scratch with twice the epochs, up to four
 times the base (:func:`nlbook.records.train_to_convergence`). The record keeps the runs of the last budget and
 lists every budget tried; a run still improving at the cap is recorded with ``converged: false`` — read its
 number as a lower bound.

@@ -13,7 +13,7 @@ Convergence criterion and budget (:data:`nlbook.records.CONVERGENCE`, the rule o
 follows its schedule (warm-up, then cosine decay to zero) — the decaying learning rate is the stopping rule; a
 run counts as *converged* when the best test accuracy of its last quarter of epochs exceeds the best before it
 by less than 0.005 (five of the 1,000 test images). Every contestant starts at ``MAX_EPOCHS`` epochs; while any
-seed is not converged, all its seeds train again from scratch with twice the epochs, up to eight times
+seed is not converged, all its seeds train again from scratch with twice the epochs, up to four times
 (:func:`nlbook.records.train_to_convergence`). A run still improving at the cap is recorded with
 ``converged: false``.
 

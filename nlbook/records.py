@@ -115,7 +115,7 @@ _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sec
 # The convergence criterion and budget rule every record states (its "convergence" entry).
 MIN_DELTA = 0.005  # two of the digits test split's 359 images
 PATIENCE_FRACTION = 0.25  # the "last quarter" of a run's epochs
-MAX_DOUBLINGS = 3  # a budget grows to at most 2**3 = 8 times the arm's base epochs
+MAX_DOUBLINGS = 2  # a budget grows to at most 2**2 = 4 times the arm's base epochs
 CONVERGENCE = {
     "criterion": (
         "each run follows its recipe's warm-up + cosine schedule to the end; it is converged when the best test "
