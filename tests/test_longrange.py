@@ -332,7 +332,15 @@ def test_all_arrangements_can_be_rendered_at_the_same_positions():
 def test_strategy_models_build_and_report_their_receptive_fields():
     specs = strategy_models(image_size=16)
     assert list(specs) == [
-        "cnn_rf7", "cnn_rf13", "cnn_rf25", "cnn_mlp", "nonlocal", "vit", "botnet", "swin", "sasa",
+        "cnn_rf7",
+        "cnn_rf13",
+        "cnn_rf25",
+        "cnn_mlp",
+        "nonlocal",
+        "vit",
+        "botnet",
+        "swin",
+        "sasa",
     ]
     x = torch.randn(2, 3, 16, 16)
     for key, spec in specs.items():

@@ -255,13 +255,18 @@ def test_a_doubled_budget_is_compared_at_its_base_epochs():
     rec = make_record()
     arm = rec["arms"][0]
     planned = planned_from(rec)
-    planned[0]["budget"] = {"base_epochs": arm["train_config"]["epochs"], "max_epochs": 8 * arm["train_config"]["epochs"]}
+    planned[0]["budget"] = {
+        "base_epochs": arm["train_config"]["epochs"],
+        "max_epochs": 8 * arm["train_config"]["epochs"],
+    }
     # the runs shown trained twice the base: the plan (base, cap) still matches
     arm["budget"] = dict(planned[0]["budget"], epochs=2 * arm["train_config"]["epochs"], tried=[])
     arm["train_config"] = dict(arm["train_config"], epochs=2 * arm["train_config"]["epochs"])
     assert stale_arms(rec, planned) == []
     planned[0]["budget"] = dict(planned[0]["budget"], max_epochs=4)  # the budget rule changed
-    assert stale_arms(rec, planned) == [f"arm 'resnet' budget.max_epochs: recorded {arm['budget']['max_epochs']}, planned 4"]
+    assert stale_arms(rec, planned) == [
+        f"arm 'resnet' budget.max_epochs: recorded {arm['budget']['max_epochs']}, planned 4"
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- convergence
