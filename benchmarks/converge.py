@@ -77,7 +77,7 @@ from nlbook.records import (  # noqa: E402
 )
 from nlbook.runtime import PROFILES, Profile, pick_device  # noqa: E402
 from nlbook.train import TrainConfig, count_parameters, fit  # noqa: E402
-from nlbook.zoo import build_model, model_spec, recipe  # noqa: E402
+from nlbook.zoo import build_model, model_names, model_spec, recipe  # noqa: E402
 
 THREADS = 1  # fixed: results depend on the thread count (float summation order), so it is part of the record
 # A CNN's base budget per profile: 15 epochs of the offline digits at the quick profile's sizes (what the
@@ -153,18 +153,8 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Chapter 6's contestants: the models of chapters 1-5 (later zoo entries join by adding them here and re-running).
-CH6_MODELS = (
-    "resnet",
-    "nonlocal_resnet",
-    "vit",
-    "se_resnet",
-    "cbam_resnet",
-    "botnet",
-    "coatnet",
-    "swin",
-    "sasa_resnet",
-)
+# Chapter 6's contestants: every model of the zoo, in its order (a new zoo entry joins when the record is remade).
+CH6_MODELS = tuple(model_names())
 
 LABELS = {
     "resnet": "ResNet",
