@@ -67,12 +67,12 @@ from nlbook.hybrid import hybrid_resnet  # noqa: E402
 from nlbook.records import (  # noqa: E402
     CONVERGENCE,
     FORMAT,
-    MAX_DOUBLINGS,
     RESULTS_DIR,
-    converged,
+    budget_plan,
+    converge_arm,
     provenance,
     results_table,
-    train_to_convergence,
+    run_entry,
     write_record,
 )
 from nlbook.runtime import PROFILES, Profile, pick_device  # noqa: E402
@@ -240,7 +240,7 @@ def _arm(name: str, spec: dict[str, Any], config: TrainConfig, x: int | None = N
         "model_spec": spec,
         "train_config": _config_dict(config),
         "params": count_parameters(build(spec)),
-        "budget": {"base_epochs": config.epochs, "max_epochs": config.epochs * 2**MAX_DOUBLINGS},
+        "budget": budget_plan(config.epochs),
         **extra,
     }
 
@@ -325,22 +325,9 @@ def train_run(arm: dict[str, Any], seed: int, data: ImageDataset, cache: Path | 
     model = build(arm["model_spec"])
     config = TrainConfig(**{**arm["train_config"], "seed": seed})
     rec = fit(model, data, config, device=DEVICE, name=arm["name"], progress=False)
-    accs = [e.test_acc for e in rec.history]
-    run = {
-        "seed": seed,
-        "epochs_run": len(rec.history),
-        "converged": converged(accs),
-        "final_test_acc": accs[-1],
-        "best_test_acc": max(accs),
-        "train_seconds": sum(e.seconds for e in rec.history),
-        "wall_seconds": rec.wall_time_s,
-        "history": [
-            {k: getattr(e, k) for k in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")}
-            for e in rec.history
-        ],
-        # who trained it (a run reused from the cache keeps its own)
-        "trained": {k: provenance()[k] for k in ("git_commit", "git_dirty", "date", "command")},
-    }
+    # who trained it (a run reused from the cache keeps its own)
+    trained = {k: provenance()[k] for k in ("git_commit", "git_dirty", "date", "command")}
+    run = run_entry(seed, rec.history, rec.wall_time_s, trained=trained)
     print(
         f"  {arm['name']} x={arm['x']} seed {seed} {run['epochs_run']} epochs: {run['final_test_acc']:.3f} "
         f"(best {run['best_test_acc']:.3f}, "
@@ -363,8 +350,7 @@ def train_arm(arm: dict[str, Any], seeds: int, data: ImageDataset, cache: Path |
         at = arm | {"train_config": arm["train_config"] | {"epochs": epochs}}
         return [train_run(at, seed, data, cache) for seed in range(seeds)]
 
-    runs, budget = train_to_convergence(train_seeds, arm["budget"]["base_epochs"], MAX_DOUBLINGS)
-    return arm | {"train_config": arm["train_config"] | {"epochs": budget["epochs"]}, "budget": budget, "runs": runs}
+    return converge_arm(arm, train_seeds)
 
 
 def run_experiment(key: str, seeds: int, out: Path, cache: Path | None, only: list[str] | None = None) -> Path | None:
@@ -432,7 +418,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     configure(args.profile, args.dataset, str(pick_device(args.device)))
-    load_dataset(args.dataset)  # a missing or unknown dataset fails here, naming what is expected
     torch.set_num_threads(THREADS)
     keys = list(EXPERIMENTS) if "all" in args.experiments else list(dict.fromkeys(args.experiments))
     cache = Path(args.cache) if args.cache else None

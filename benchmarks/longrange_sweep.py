@@ -52,12 +52,12 @@ from nlbook.longrange_sweep import (  # noqa: E402
 from nlbook.records import (  # noqa: E402
     CONVERGENCE,
     FORMAT,
-    MAX_DOUBLINGS,
     RESULTS_DIR,
-    converged,
+    budget_plan,
+    converge_arm,
     provenance,
     results_table,
-    train_to_convergence,
+    run_entry,
     write_record,
 )
 from nlbook.train import count_parameters, fit  # noqa: E402
@@ -96,7 +96,7 @@ def planned_arms(max_epochs: int = MAX_EPOCHS) -> list[dict[str, Any]]:
                 "model_spec": {**spec.model_spec, "params": params},
                 "train_config": _config_dict(max_epochs),
                 "params": params,
-                "budget": {"base_epochs": max_epochs, "max_epochs": max_epochs * 2**MAX_DOUBLINGS},
+                "budget": budget_plan(max_epochs),
             }
         )
     return arms
@@ -120,36 +120,19 @@ def train_run(key: str, seed: int, data, task: LongRangeTask, max_epochs: int) -
     by_d = accuracy_by_distance(model, task, distances, data.mean, data.std, n=N_PER_DISTANCE)
     train_acc_eval = _accuracy(model, data.normalize(data.train_images), data.train_labels)
     rule = glyph_pair_rule(model, task.sample(N_RULE, TEST_SEED + 7919), data.mean, data.std)
-    accs = [e.test_acc for e in rec.history]
-    return {
-        "seed": seed,
-        "epochs_run": len(rec.history),
-        "converged": converged(accs),
-        "final_test_acc": accs[-1],
-        "best_test_acc": max(accs),
-        "train_seconds": sum(e.seconds for e in rec.history),
-        "wall_seconds": rec.wall_time_s,
-        "acc_by_distance": {str(d): a for d, a in by_d.items()},
-        "rule": {
+    return run_entry(
+        seed,
+        rec.history,
+        rec.wall_time_s,
+        acc_by_distance={str(d): a for d, a in by_d.items()},
+        rule={
             "train_acc_eval": train_acc_eval,
             "fresh_acc": rule.accuracy,
             "said_same": rule.said_same,
             "pair_determined": rule.determined,
             "said_same_by_pair": {f"{a}{b}": v for (a, b), v in rule.said_same_by_pair.items()},
         },
-        "history": [
-            {
-                "epoch": e.epoch,
-                "lr": e.lr,
-                "train_loss": e.train_loss,
-                "train_acc": e.train_acc,
-                "test_loss": e.test_loss,
-                "test_acc": e.test_acc,
-                "seconds": e.seconds,
-            }
-            for e in rec.history
-        ],
-    }
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -226,10 +209,7 @@ def main(argv: list[str] | None = None) -> Path:
                 runs.append(run)
             return runs
 
-        runs, budget = train_to_convergence(train_seeds, args.max_epochs, MAX_DOUBLINGS)
-        arm = arms[key] | {"budget": budget, "runs": runs}
-        arm["train_config"] = arm["train_config"] | {"epochs": budget["epochs"]}
-        record["arms"].append(arm)
+        record["arms"].append(converge_arm(arms[key], train_seeds))
         record["wall_s"] = time.perf_counter() - t0
         write_record(record, out)
     print(results_table(record))

@@ -47,7 +47,7 @@ import torch  # noqa: E402
 import nlbook  # noqa: E402
 from nlbook.comparison import ModelRun, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
 from nlbook.data import load_dataset  # noqa: E402
-from nlbook.records import CONVERGENCE, FORMAT, converged, provenance, write_record  # noqa: E402
+from nlbook.records import CONVERGENCE, FORMAT, provenance, run_entry, write_record  # noqa: E402
 from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
 from nlbook.zoo import model_names, model_spec  # noqa: E402
 
@@ -152,7 +152,6 @@ def _arms(runs: list[ModelRun], profile: Any) -> list[dict[str, Any]]:
     """One ``nlbook-record/1`` arm per model: spec, recipe (without the seed), measured cost and its seeds' runs."""
     arms: dict[str, dict[str, Any]] = {}
     for run in runs:
-        accs = [e["test_acc"] for e in run.history]
         config = {k: v for k, v in run.config.items() if k != "seed"}
         arm = arms.setdefault(
             run.name,
@@ -168,18 +167,7 @@ def _arms(runs: list[ModelRun], profile: Any) -> list[dict[str, Any]]:
                 "runs": [],
             },
         )
-        arm["runs"].append(
-            {
-                "seed": run.seed,
-                "epochs_run": len(run.history),
-                "converged": converged(accs),
-                "final_test_acc": run.test_acc,
-                "best_test_acc": max(accs),
-                "train_seconds": sum(e["seconds"] for e in run.history),
-                "wall_seconds": run.train_wall_s,
-                "history": run.history,
-            }
-        )
+        arm["runs"].append(run_entry(run.seed, run.history, run.train_wall_s))
     return list(arms.values())
 
 

@@ -17,8 +17,8 @@ This module is that contract in code:
 
 * :func:`provenance` — what produced a record: git commit (and whether the tree had uncommitted changes), date,
   CPU model, thread count, device, library versions and the exact command;
-* :func:`converged` and :func:`train_to_convergence` — the one convergence criterion and budget rule of every
-  record;
+* :func:`converged`, :func:`train_to_convergence`, :func:`converge_arm` and :func:`run_entry` — the one
+  convergence criterion and budget rule of every record, and the one shape of an arm's runs;
 * :func:`write_record` / :func:`load_record` — an atomic write (a crash never leaves half a file) and a load that
   fails loudly on a missing, truncated or foreign file instead of showing "no runs";
 * :func:`summarize` / :func:`results_table` — per arm: mean, standard deviation, n, min and max over seeds;
@@ -55,7 +55,9 @@ __all__ = [
     "Verdict",
     "arm_values",
     "CONVERGENCE",
+    "budget_plan",
     "compare_arms",
+    "converge_arm",
     "converged",
     "find_arm",
     "load_record",
@@ -63,6 +65,7 @@ __all__ = [
     "record_path",
     "record_paths",
     "results_table",
+    "run_entry",
     "stale_arms",
     "summarize",
     "train_to_convergence",
@@ -132,6 +135,11 @@ CONVERGENCE = {
 }
 
 
+def _check_int(where: str, name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{where}: {name} must be an int >= {least}, got {value!r}")
+
+
 def converged(
     test_accs: Sequence[float],
     min_delta: float = MIN_DELTA,
@@ -141,12 +149,9 @@ def converged(
 
     With fewer than two epochs there is no "before" to compare with: not converged.
     """
-    if isinstance(test_accs, (str, bytes)) or not isinstance(test_accs, Sequence):
-        raise TypeError(
-            "converged: test_accs must be a list of per-epoch accuracies, "
-            f"got {type(test_accs).__name__}"
-        )
-    accs = _seed_values(test_accs, "test_accs", where="converged", minimum=0)
+    accs = _seed_values(
+        test_accs, "test_accs", "converged", minimum=0, what="per-epoch accuracies"
+    )
     k = max(1, round(fraction * len(accs)))
     if len(accs) <= k:
         return False
@@ -164,22 +169,8 @@ def train_to_convergence(
     with a boolean ``converged``). Returns the runs of the last budget tried and the arm's ``budget`` entry:
     ``{"base_epochs", "max_epochs", "epochs", "tried": [{"epochs", "converged", "seeds", "final_test_acc"}]}``.
     """
-    if (
-        isinstance(base_epochs, bool)
-        or not isinstance(base_epochs, int)
-        or base_epochs < 2
-    ):
-        raise ValueError(
-            f"train_to_convergence: base_epochs must be an int >= 2, got {base_epochs!r}"
-        )
-    if (
-        isinstance(max_doublings, bool)
-        or not isinstance(max_doublings, int)
-        or max_doublings < 0
-    ):
-        raise ValueError(
-            f"train_to_convergence: max_doublings must be an int >= 0, got {max_doublings!r}"
-        )
+    _check_int("train_to_convergence", "base_epochs", base_epochs, 2)
+    _check_int("train_to_convergence", "max_doublings", max_doublings, 0)
     tried = []
     epochs = base_epochs
     for step in range(max_doublings + 1):
@@ -210,6 +201,68 @@ def train_to_convergence(
         "tried": tried,
     }
     return runs, budget
+
+
+def budget_plan(base_epochs: int) -> dict[str, int]:
+    """A planned arm's ``budget``: its base epochs and the rule's cap (what :func:`stale_arms` compares)."""
+    _check_int("budget_plan", "base_epochs", base_epochs, 2)
+    return {"base_epochs": base_epochs, "max_epochs": base_epochs * 2**MAX_DOUBLINGS}
+
+
+def converge_arm(
+    arm: Mapping[str, Any], train_seeds: Callable[[int], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A planned arm (with ``budget_plan``) trained under the budget rule: the arm with the runs of its last
+    budget, that budget's epochs in its ``train_config`` and the ``budget`` entry listing every try."""
+    if not (
+        isinstance(arm, Mapping)
+        and isinstance(arm.get("budget"), Mapping)
+        and isinstance(arm.get("train_config"), Mapping)
+    ):
+        raise TypeError(
+            "converge_arm: arm must be a planned arm with 'train_config' and 'budget' "
+            f"(budget_plan), got {arm!r:.80}"
+        )
+    runs, budget = train_to_convergence(
+        train_seeds, arm["budget"]["base_epochs"], MAX_DOUBLINGS
+    )
+    config = {**arm["train_config"], "epochs": budget["epochs"]}
+    return {**arm, "train_config": config, "budget": budget, "runs": runs}
+
+
+def run_entry(
+    seed: int, history: Sequence[Any], wall_seconds: float, **extra: Any
+) -> dict[str, Any]:
+    """One seed's run as a record holds it, from its per-epoch history (:class:`nlbook.train.EpochStats` or
+    their dicts): epochs, convergence (:func:`converged`), final and best test accuracy, training seconds
+    (evaluation excluded), wall seconds and the history itself; ``extra`` fields are added as given."""
+    keys = (
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "seconds",
+    )
+    epochs = [
+        {k: e[k] if isinstance(e, Mapping) else getattr(e, k) for k in keys}
+        for e in history
+    ]
+    if not epochs:
+        raise ValueError("run_entry: history must hold at least one epoch, got none")
+    accs = [e["test_acc"] for e in epochs]
+    return {
+        "seed": seed,
+        "epochs_run": len(epochs),
+        "converged": converged(accs),
+        "final_test_acc": accs[-1],
+        "best_test_acc": max(accs),
+        "train_seconds": sum(e["seconds"] for e in epochs),
+        "wall_seconds": wall_seconds,
+        **extra,
+        "history": epochs,
+    }
 
 
 class RecordError(ValueError):
@@ -680,11 +733,15 @@ class Verdict:
 
 
 def _seed_values(
-    values: Any, name: str, where: str = "verdict", minimum: int = 2
+    values: Any,
+    name: str,
+    where: str = "verdict",
+    minimum: int = 2,
+    what: str = "per-seed values",
 ) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise TypeError(
-            f"{where}: {name} must be a list of per-seed values, got {type(values).__name__}"
+            f"{where}: {name} must be a list of {what}, got {type(values).__name__}"
         )
     out = []
     for v in values:

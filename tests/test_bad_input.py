@@ -931,6 +931,17 @@ CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "records.train_to_convergence/no-runs": Case(
         lambda: rec.train_to_convergence(lambda e: [], 4), ValueError, r"train_seeds must return a non-empty list"
     ),
+    "records.budget_plan/zero-epochs": Case(
+        lambda: rec.budget_plan(0), ValueError, r"budget_plan: base_epochs must be an int >= 2, got 0"
+    ),
+    "records.converge_arm/no-budget": Case(
+        lambda: rec.converge_arm({"train_config": {}}, lambda e: []),
+        TypeError,
+        r"converge_arm: arm must be a planned arm",
+    ),
+    "records.run_entry/no-epochs": Case(
+        lambda: rec.run_entry(0, [], 1.0), ValueError, r"run_entry: history must hold at least one epoch"
+    ),
     "records.stale_arms/one-planned-arm": Case(
         lambda: rec.stale_arms(a_record(), {"name": "cnn", "x": None}),
         TypeError,

@@ -434,7 +434,8 @@ def test_planned_arms_cover_the_chapter_questions():
 
 
 def test_convergence_criterion():
-    converge = load_converge()
+    """The one criterion (nlbook.records.converged) that converge.py and longrange_sweep.py apply."""
+    converge = records
     assert converge.converged([0.5, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.902])  # +0.002 in the last quarter
     assert not converge.converged([0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])  # still climbing
     assert not converge.converged([0.9])  # one epoch has no "before" to compare with
