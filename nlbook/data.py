@@ -6,6 +6,13 @@ Which dataset runs is always explicit — an argument, or ``$NLBOOK_DATASET`` �
 * ``cifar10`` (default): CIFAR-10 through torchvision, downloaded (and MD5-checked by torchvision) into
   ``$NLBOOK_DATA`` (default ``~/.cache/nlbook``). If it is missing and cannot be downloaded you get an
   error that says what to do — never a silent switch to other data.
+* ``fashion_mnist``: Fashion-MNIST (Xiao et al. 2017: 60,000 training and 10,000 test images of clothing,
+  28×28 grey levels, ten classes), read by torchvision's own reader. It is looked for in ``$NLBOOK_DATA`` (or
+  ``root``), then in Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``), then
+  downloaded; failing all three, an error says how to get it. Images are zero-padded to 32×32 (as LeNet padded
+  MNIST), so every model of the book keeps the geometry it has on CIFAR-10 (4×4 patches, 4×4 windows).
+  A fixed, class-stratified **validation split** of 5,000 training images (500 per class) is held out: the
+  records choose budgets on it and score the test split once per run.
 * ``digits``: scikit-learn's 1,797 handwritten digits (shipped inside the package, no network), brought to
   3×32×32 by bilinear upsampling. Used by CI and offline builds.
 * ``longrange``: the generated long-range-dependency task of :mod:`nlbook.longrange` (default settings,
@@ -42,6 +49,7 @@ __all__ = [
     "normalize",
     "random_crop_flip",
     "resolve_dataset_name",
+    "stratified_split",
 ]
 
 CIFAR10_CLASSES = (
@@ -64,7 +72,12 @@ class DatasetUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """A train/test split held as tensors: images uint8 (N, C, H, W), labels int64 (N,)."""
+    """Train/test (and optional validation) splits held as tensors: images uint8 (N, C, H, W), labels int64 (N,).
+
+    A dataset with a validation split (``val_images``; Fashion-MNIST, CIFAR-10) is scored on it after every
+    epoch of :func:`nlbook.train.fit` — every choice (budget, epochs) reads it — and on the test split once,
+    at the end. Without one (digits, the long-range task) every epoch is scored on the test split.
+    """
 
     name: str
     classes: tuple[str, ...]
@@ -76,6 +89,16 @@ class ImageDataset:
     std: tuple[float, ...]
     hflip: bool = True  # is a horizontal flip label-preserving? (not for digits: a flipped 2 is no 2)
     crop: bool = True  # is a padded random crop label-preserving? (not where a crop can cut off what decides it)
+    val_images: torch.Tensor | None = None  # held out from the training images (None: no validation split)
+    val_labels: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if (self.val_images is None) != (self.val_labels is None):
+            raise ValueError("ImageDataset: give val_images and val_labels together, or neither")
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_images is not None
 
     @property
     def num_classes(self) -> int:
@@ -96,12 +119,14 @@ class ImageDataset:
             train_labels=self.train_labels.to(device),
             test_images=self.test_images.to(device),
             test_labels=self.test_labels.to(device),
+            val_images=None if self.val_images is None else self.val_images.to(device),
+            val_labels=None if self.val_labels is None else self.val_labels.to(device),
         )
 
     def subset(self, max_train: int | None, max_test: int | None) -> ImageDataset:
         """The first ``max_train`` / ``max_test`` examples (the splits are stored shuffled; ``None``: all).
 
-        A negative count is an error, not Python's "all but the last n"."""
+        The validation split is kept whole: every subset is chosen on the same images. A negative count is an error, not Python's "all but the last n"."""
         for name, value in (("max_train", max_train), ("max_test", max_test)):
             if value is not None:
                 check_int("ImageDataset.subset", name, value, low=0)
@@ -120,7 +145,9 @@ class ImageDataset:
     def __repr__(self) -> str:
         return (
             f"ImageDataset({self.name!r}, train={tuple(self.train_images.shape)}, "
-            f"test={tuple(self.test_images.shape)},\n"
+            f"test={tuple(self.test_images.shape)},"
+            + (f" val={tuple(self.val_images.shape)}," if self.val_images is not None else "")
+            + "\n"
             f"             classes={self.num_classes}, device={self.train_images.device})"
         )
 
@@ -149,6 +176,8 @@ def load_dataset(
     name = resolve_dataset_name(name)
     if name == "cifar10":
         ds = _load_cifar10(data_root(root), download)
+    elif name == "fashion_mnist":
+        ds = _load_fashion_mnist(data_root(root), download)
     elif name == "digits":
         ds = _load_digits()
     else:
@@ -188,23 +217,159 @@ def _load_cifar10(root: Path, download: bool) -> ImageDataset:
 
     tr_x, tr_y = to_tensors(train)
     te_x, te_y = to_tensors(test)
-    # CIFAR's stored order is not class-sorted, but shuffle once (fixed seed) so subsets are balanced.
-    g = torch.Generator().manual_seed(0)
-    p_tr, p_te = (
-        torch.randperm(len(tr_y), generator=g),
-        torch.randperm(len(te_y), generator=g),
-    )
-    mean, std = _channel_stats(tr_x)
+    return _with_validation("cifar10", CIFAR10_CLASSES, tr_x, tr_y, te_x, te_y)
+
+
+VAL_PER_CLASS = 500  # Fashion-MNIST and CIFAR-10: 5,000 validation images, 500 of each class
+SPLIT_SEED = 0  # the one fixed draw of the validation split and of the stored order
+
+
+def stratified_split(
+    labels: torch.Tensor, per_class: int, seed: int = SPLIT_SEED
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(validation, train)``: ``per_class`` images of every class for validation, the rest for training.
+
+    The training indices are *interleaved by class* (one image of each class, then the next of each, ...) so
+    every prefix — the first ``max_train`` images a smaller run uses — holds the classes in equal shares.
+    """
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(f"stratified_split: labels must be a 1-D integer tensor, got {labels!r:.60}")
+    check_int("stratified_split", "per_class", per_class, low=1)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=g)
+    shuffled = labels[order]
+    # rank of each image within its class, in the shuffled order
+    rank = torch.empty_like(order)
+    for c in shuffled.unique():
+        where = (shuffled == c).nonzero().squeeze(1)
+        if len(where) <= per_class:
+            raise ValueError(
+                f"stratified_split: class {int(c)} has {len(where)} images, not more than per_class={per_class}"
+            )
+        rank[where] = torch.arange(len(where))
+    val = order[rank < per_class]
+    rest = rank >= per_class
+    # sort the rest by (rank within class, class): every prefix is class-balanced
+    key = rank[rest] * (int(labels.max()) + 1) + shuffled[rest]
+    train = order[rest][key.argsort(stable=True)]
+    return val, train
+
+
+def _with_validation(
+    name: str,
+    classes: tuple[str, ...],
+    tr_x: torch.Tensor,
+    tr_y: torch.Tensor,
+    te_x: torch.Tensor,
+    te_y: torch.Tensor,
+    **kw,
+) -> ImageDataset:
+    """The splits of a dataset with a held-out validation split (:func:`stratified_split`); normalisation
+    statistics come from the training images only."""
+    val, train = stratified_split(tr_y, VAL_PER_CLASS)
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    p_te = torch.randperm(len(te_y), generator=g)  # shuffled once, so a test subset is balanced too
+    mean, std = _channel_stats(tr_x[train])
     return ImageDataset(
-        "cifar10",
-        CIFAR10_CLASSES,
-        tr_x[p_tr],
-        tr_y[p_tr],
+        name,
+        classes,
+        tr_x[train],
+        tr_y[train],
         te_x[p_te],
         te_y[p_te],
         mean,
         std,
+        val_images=tr_x[val],
+        val_labels=tr_y[val],
+        **kw,
     )
+
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+# Debian's package `dataset-fashion-mnist` installs the four original IDX files (gzip) here.
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+# Bytes of the four uncompressed IDX files (16- or 8-byte header + one byte per pixel or label). Debian
+# recompresses the original .gz files, so their MD5 sums differ from torchvision's; the extracted sizes are
+# checked here, and torchvision's reader checks each file's IDX header when it loads it.
+_FASHION_MNIST_BYTES = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
+
+
+def _stage_fashion_mnist(root: Path) -> None:
+    """Put Fashion-MNIST where torchvision's reader looks (``<root>/FashionMNIST/raw/``, uncompressed),
+    from the first folder holding the four original ``*-ubyte.gz`` files: ``root`` itself, then Debian's
+    package folder. Nothing happens when the files are already there or found nowhere (torchvision then
+    downloads them)."""
+    import gzip
+
+    raw = root / "FashionMNIST" / "raw"
+
+    def staged() -> bool:
+        return all(
+            (raw / f).is_file() and (raw / f).stat().st_size == n for f, n in _FASHION_MNIST_BYTES.items()
+        )
+
+    if staged():
+        return
+    for folder in (root, FASHION_MNIST_SYSTEM_DIR):
+        if all((folder / f"{f}.gz").is_file() for f in _FASHION_MNIST_BYTES):
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in _FASHION_MNIST_BYTES:
+                tmp = raw / f"{f}.part"  # never leave half a file where the reader looks
+                with gzip.open(folder / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
+                    dst.write(src.read())
+                tmp.replace(raw / f)
+            if not staged():
+                raise OSError(f"the Fashion-MNIST files in {folder} do not have the original sizes")
+            return
+
+
+def _load_fashion_mnist(root: Path, download: bool) -> ImageDataset:
+    import torchvision
+
+    try:
+        _stage_fashion_mnist(root)
+        train = torchvision.datasets.FashionMNIST(str(root), train=True, download=download)
+        test = torchvision.datasets.FashionMNIST(str(root), train=False, download=download)
+    except (RuntimeError, OSError) as err:  # not found / no network / checksum mismatch / read-only root
+        raise DatasetUnavailableError(
+            f"Fashion-MNIST is neither in {root} nor in {FASHION_MNIST_SYSTEM_DIR}, and could not be "
+            f"downloaded ({type(err).__name__}: {err}).\n"
+            "Do one of:\n"
+            "  * on Debian/Ubuntu: apt-get install dataset-fashion-mnist (puts the files in "
+            f"{FASHION_MNIST_SYSTEM_DIR}), or\n"
+            "  * connect to the internet and run again (it downloads 30 MB once), or\n"
+            "  * put the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist in "
+            f"{root} (or point NLBOOK_DATA at their folder), or\n"
+            "  * run on the bundled data: set NLBOOK_DATASET=digits (or pass dataset='digits')."
+        ) from err
+
+    def to_tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
+        # (N, 28, 28) uint8 -> (N, 1, 32, 32): two pixels of background (0) on every side
+        images = F.pad(split.data.unsqueeze(1), (2, 2, 2, 2))
+        return images.contiguous(), split.targets.long()
+
+    tr_x, tr_y = to_tensors(train)
+    te_x, te_y = to_tensors(test)
+    # a mirrored garment is the same garment: flips and padded crops both preserve the label
+    return _with_validation("fashion_mnist", FASHION_MNIST_CLASSES, tr_x, tr_y, te_x, te_y)
 
 
 def _load_digits(test_fraction: float = 0.2) -> ImageDataset:

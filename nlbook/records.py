@@ -48,6 +48,7 @@ import torch
 
 __all__ = [
     "FORMAT",
+    "FORMAT_V2",
     "RESULTS_DIR",
     "ArmSummary",
     "RecordError",
@@ -70,12 +71,16 @@ __all__ = [
     "summarize",
     "train_to_convergence",
     "validate_record",
+    "validate_run_v2",
     "verdict",
     "write_atomically",
     "write_record",
 ]
 
 FORMAT = "nlbook-record/1"
+# Records with a validation split (Fashion-MNIST, CIFAR-10): per-epoch validation accuracy, the test split scored
+# once per run, and the budget-doubling rule of nlbook.convergence with every budget's runs kept.
+FORMAT_V2 = "nlbook-record/2"
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
@@ -384,6 +389,8 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
     Checks structure and value ranges, not the number of seeds (a chapter's test asks for its own minimum).
     """
     _need(record, _TOP_KEYS, where)
+    if record["format"] == FORMAT_V2:
+        return _validate_v2(record, where)
     if record["format"] != FORMAT:
         raise RecordError(
             f"{where}: format is {record['format']!r}, expected {FORMAT!r}"
@@ -427,6 +434,76 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
                 _need(epoch, _EPOCH_KEYS, f"{rat}.history[{k}]")
                 _fraction(epoch["test_acc"], f"{rat}.history[{k}].test_acc")
     return record
+
+
+_RUN_KEYS_V2 = (
+    "seed",
+    "epochs",
+    "final_val_acc",
+    "best_val_acc",
+    "best_val_epoch",
+    "test_acc",
+    "test_loss",
+    "train_seconds",
+    "history",
+)
+_EPOCH_KEYS_V2 = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+
+
+def _finite(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecordError(f"{where}: expected a finite number, got {value!r}")
+
+
+def validate_run_v2(run: Any, where: str = "run") -> dict[str, Any]:
+    """One seed's run of an ``nlbook-record/2`` record: fields present, accuracies fractions, losses finite
+    numbers, and the summary fields equal to what the history says (a record that cannot be true is refused)."""
+    _need(run, _RUN_KEYS_V2, where)
+    history = run["history"]
+    if not isinstance(history, list) or not history or len(history) != run["epochs"]:
+        raise RecordError(f"{where}.history: expected one entry per epoch ({run['epochs']!r}), got {len(history) if isinstance(history, list) else history!r}")
+    for k, epoch in enumerate(history):
+        at = f"{where}.history[{k}]"
+        _need(epoch, _EPOCH_KEYS_V2, at)
+        if epoch["epoch"] != k + 1:
+            raise RecordError(f"{at}.epoch: expected {k + 1}, got {epoch['epoch']!r}")
+        for key in ("train_acc", "val_acc"):
+            _fraction(epoch[key], f"{at}.{key}")
+        for key in ("lr", "train_loss", "val_loss", "seconds"):
+            _finite(epoch[key], f"{at}.{key}")
+    vals = [e["val_acc"] for e in history]
+    for key, want in (("final_val_acc", vals[-1]), ("best_val_acc", max(vals)), ("best_val_epoch", 1 + vals.index(max(vals)))):
+        if run[key] != want:
+            raise RecordError(f"{where}.{key} is {run[key]!r} but the history says {want!r}")
+    _fraction(run["test_acc"], f"{where}.test_acc")
+    _finite(run["test_loss"], f"{where}.test_loss")
+    return run
+
+
+def _validate_v2(record: Mapping[str, Any], where: str) -> dict[str, Any]:
+    _need(record["provenance"], _PROVENANCE_KEYS, f"{where}.provenance")
+    _need(record["dataset"], ("name", "train_size", "val_size", "test_size"), f"{where}.dataset")
+    if not isinstance(record["arms"], list) or not record["arms"]:
+        raise RecordError(f"{where}.arms: expected a non-empty list of arms")
+    seen: set[tuple[str, Any]] = set()
+    for i, arm in enumerate(record["arms"]):
+        at = f"{where}.arms[{i}]"
+        _need(arm, (*_ARM_KEYS, "budget"), at)
+        key = (arm["name"], json.dumps(arm["x"]))
+        if key in seen:
+            raise RecordError(f"{at}: arm {arm['name']!r} with x={arm['x']!r} appears twice")
+        seen.add(key)
+        _need(arm["budget"], ("base_epochs", "max_epochs", "epochs", "converged", "budgets"), f"{at}.budget")
+        if not isinstance(arm["runs"], list) or not arm["runs"]:
+            raise RecordError(f"{at}.runs: expected a non-empty list of runs (one per seed)")
+        seeds = [run.get("seed") if isinstance(run, Mapping) else None for run in arm["runs"]]
+        if len(set(map(repr, seeds))) != len(seeds):
+            raise RecordError(f"{at}.runs: repeated seeds {seeds}")
+        for j, run in enumerate(arm["runs"]):
+            validate_run_v2(run, f"{at}.runs[{j}]")
+            if run["epochs"] != arm["budget"]["epochs"]:
+                raise RecordError(f"{at}.runs[{j}].epochs: {run['epochs']} but the arm shows the budget {arm['budget']['epochs']}")
+    return dict(record)
 
 
 # ---------------------------------------------------------------------------------------------- files

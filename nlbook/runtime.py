@@ -39,7 +39,7 @@ __all__ = [
     "setup",
 ]
 
-DATASETS = ("cifar10", "digits", "longrange")
+DATASETS = ("cifar10", "fashion_mnist", "digits", "longrange")
 
 
 @dataclass(frozen=True)

@@ -219,10 +219,12 @@ class EpochStats:
     lr: float
     train_loss: float
     train_acc: float
-    test_loss: float
-    test_acc: float
+    test_loss: float | None  # None where the dataset has a validation split: the test split is scored once
+    test_acc: float | None
     seconds: float  # training time of this epoch (evaluation excluded)
     images_per_s: float
+    val_loss: float | None = None  # the validation split's, where the dataset has one (else None)
+    val_acc: float | None = None
 
 
 @dataclass
@@ -240,10 +242,20 @@ class TrainRecord:
     world_size: int = (
         1  # processes that trained it together (DDP); images/s counts all of them
     )
+    # With a validation split the test split is scored once, after the last epoch (never used to choose).
+    final_test_loss: float | None = None
+    final_test_acc: float | None = None
 
     @property
     def test_acc(self) -> float:
+        if self.final_test_acc is not None:
+            return self.final_test_acc
         return self.history[-1].test_acc if self.history else float("nan")
+
+    @property
+    def val_acc(self) -> float | None:
+        """The last epoch's validation accuracy (None without a validation split)."""
+        return self.history[-1].val_acc if self.history else None
 
     @property
     def images_per_s(self) -> float:
@@ -380,13 +392,18 @@ def _evaluate_sums(
     batch_size: int,
     device: torch.device,
     info: DistInfo,
+    split: str = "test",
 ) -> torch.Tensor:
-    """(summed cross-entropy, correct, images) over this rank's share of the test split, as one tensor."""
+    """(summed cross-entropy, correct, images) over this rank's share of the ``split`` ("test" or "val"), as
+    one tensor."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
-    for x, y in DeviceLoader.test(
-        data, batch_size, rank=info.rank, world_size=info.world_size
+    images, labels = (
+        (data.val_images, data.val_labels) if split == "val" else (data.test_images, data.test_labels)
+    )
+    for x, y in DeviceLoader(
+        images, labels, batch_size, mean=data.mean, std=data.std, rank=info.rank, world_size=info.world_size
     ):
         if y.numel() == 0:  # the last partial batch may leave a rank without images
             continue
@@ -675,32 +692,38 @@ def fit(
                 ]
             )
             train = all_reduce_sum(train, info)
+            if not math.isfinite(train[0].item()):
+                # a diverged run must not finish "successfully": stop, and keep the finished epochs
+                raise FloatingPointError(
+                    f"fit: the training loss of {record.name} became {train[0].item()} in epoch {epoch + 1} "
+                    f"(lr {opt.param_groups[0]['lr']:.3g}); lower the learning rate or clip gradients"
+                )
             eval_batch = (
                 -(-max(config.batch_size, 256) // info.world_size) * info.world_size
             )
-            test = all_reduce_sum(
-                _evaluate_sums(model, data, eval_batch, device, info), info
+            # Every epoch is scored on the validation split when there is one, else on the test split.
+            split = "val" if data.has_validation else "test"
+            eval_loss, eval_acc = _mean_sums(
+                all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info, split), info)
             )
-            (
-                (train_loss, train_correct, train_seen),
-                (test_loss, test_correct, test_seen),
-            ) = (
-                train.tolist(),
-                test.tolist(),
-            )
+            train_loss, train_correct, train_seen = train.tolist()
             stats = EpochStats(
                 epoch=epoch + 1,
                 lr=opt.param_groups[0]["lr"],
                 train_loss=train_loss / train_seen,
                 train_acc=train_correct / train_seen,
-                test_loss=test_loss / max(test_seen, 1),
-                test_acc=test_correct / max(test_seen, 1),
+                test_loss=None if data.has_validation else eval_loss,
+                test_acc=None if data.has_validation else eval_acc,
                 seconds=seconds,
                 images_per_s=train_seen / seconds,
+                val_loss=eval_loss if data.has_validation else None,
+                val_acc=eval_acc if data.has_validation else None,
             )
             record.history.append(stats)
-            bar.set_postfix(
-                loss=f"{stats.train_loss:.3f}", test_acc=f"{stats.test_acc:.3f}"
+            bar.set_postfix(loss=f"{stats.train_loss:.3f}", **{f"{split}_acc": f"{eval_acc:.3f}"})
+        if data.has_validation:  # the test split, once, for the model training ended with
+            record.final_test_loss, record.final_test_acc = _mean_sums(
+                all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info, "test"), info)
             )
     except BaseException as err:
         # Nothing lost: whatever stops the run, every finished epoch leaves with the exception.
@@ -716,3 +739,8 @@ def fit(
         model.train(was_training)
     record.wall_time_s = time.perf_counter() - start
     return record
+
+
+def _mean_sums(sums: torch.Tensor) -> tuple[float, float]:
+    loss_sum, correct, n = sums.tolist()
+    return loss_sum / max(n, 1), correct / max(n, 1)

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+import nlbook.data as data_module
+
 from nlbook.data import (
+    stratified_split,
     DATASETS,
     DatasetUnavailableError,
     DeviceLoader,
@@ -58,7 +61,7 @@ def test_missing_cifar_without_download_says_what_to_do(tmp_path):
     assert str(tmp_path) in msg and "NLBOOK_DATASET=digits" in msg and "cifar-10-python.tar.gz" in msg
 
 
-def test_cifar_loading_code_reads_torchvision_format(tmp_path):
+def test_cifar_loading_code_reads_torchvision_format(tmp_path, monkeypatch):
     """Write a miniature CIFAR-10 in torchvision's on-disk format and load it through the real code path."""
     import hashlib
     import pickle
@@ -84,10 +87,12 @@ def test_cifar_loading_code_reads_torchvision_format(tmp_path):
     old = ds_cls.train_list, ds_cls.test_list, ds_cls.meta
     try:
         ds_cls.train_list, ds_cls.test_list, ds_cls.meta = patched_train, patched_test, meta
+        monkeypatch.setattr(data_module, "VAL_PER_CLASS", 1)  # the miniature has 5 images per class
         ds = load_dataset("cifar10", root=tmp_path, download=False)
     finally:
         ds_cls.train_list, ds_cls.test_list, ds_cls.meta = old
-    assert ds.train_images.shape == (20, 3, 32, 32) and ds.test_images.shape == (4, 3, 32, 32)
+    assert ds.train_images.shape == (16, 3, 32, 32) and ds.test_images.shape == (4, 3, 32, 32)
+    assert ds.val_labels.sort().values.tolist() == [0, 1, 2, 3]  # one validation image per class
     assert ds.classes[0] == "airplane" and ds.hflip
 
 
@@ -149,3 +154,71 @@ def test_datasets_declare_which_augmentations_preserve_labels():
     plain = DeviceLoader.train(lr, 16, seed=0, augment=False)
     for (x, _), (y, _) in zip(loader, plain):
         assert torch.equal(x, y)
+
+
+# ----------------------------------------------------------------------------------------------- Fashion-MNIST
+
+FASHION = data_module.FASHION_MNIST_SYSTEM_DIR
+needs_fashion = pytest.mark.skipif(
+    not FASHION.is_dir(), reason=f"Fashion-MNIST not installed ({FASHION}; apt-get install dataset-fashion-mnist)"
+)
+
+
+def test_stratified_split_holds_out_equal_classes_and_balances_every_prefix():
+    labels = torch.arange(10).repeat_interleave(30)[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
+    val, train = stratified_split(labels, per_class=5)
+    assert labels[val].bincount().tolist() == [5] * 10
+    assert sorted(val.tolist() + train.tolist()) == list(range(300))  # disjoint and complete
+    for n in (10, 50, 120):
+        assert labels[train[:n]].bincount(minlength=10).tolist() == [n // 10] * 10
+    again = stratified_split(labels, per_class=5)
+    assert torch.equal(val, again[0]) and torch.equal(train, again[1])  # fixed
+    with pytest.raises(ValueError, match="class 0 has 30 images, not more than per_class=30"):
+        stratified_split(labels, per_class=30)
+
+
+@needs_fashion
+def test_fashion_mnist_from_the_debian_package(tmp_path):
+    ds = load_dataset("fashion_mnist", root=tmp_path, download=False)
+    assert ds.train_images.shape == (55_000, 1, 32, 32) and ds.val_images.shape == (5_000, 1, 32, 32)
+    assert ds.test_images.shape == (10_000, 1, 32, 32) and ds.train_images.dtype == torch.uint8
+    assert ds.val_labels.bincount().tolist() == [500] * 10
+    assert ds.train_labels[:10_000].bincount().tolist() == [1_000] * 10
+    # zero-padded from 28x28: a two-pixel frame of background
+    for images in (ds.train_images, ds.test_images):
+        assert images[..., :2, :].max() == 0 and images[..., -2:].max() == 0
+    assert ds.classes[0] == "T-shirt/top" and ds.has_validation and ds.hflip and ds.crop
+    # the validation images are training images held out, not test images
+    assert not torch.equal(ds.val_images[:5], ds.test_images[:5])
+
+
+@needs_fashion
+def test_fashion_mnist_from_nlbook_data_first(tmp_path, monkeypatch):
+    """Files in $NLBOOK_DATA win over the system folder, which is then not needed."""
+    import shutil
+
+    for f in FASHION.glob("*.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    monkeypatch.setattr(data_module, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("NLBOOK_DATA", str(tmp_path))
+    ds = load_dataset("fashion_mnist", download=False)
+    assert len(ds.test_labels) == 10_000 and (tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("fashion_mnist", root=tmp_path, download=False)
+    msg = str(info.value)
+    assert "apt-get install dataset-fashion-mnist" in msg and str(tmp_path) in msg and "NLBOOK_DATASET=digits" in msg
+
+
+def test_truncated_fashion_mnist_files_are_refused(tmp_path, monkeypatch):
+    import gzip
+
+    for name in data_module._FASHION_MNIST_BYTES:
+        with gzip.open(tmp_path / f"{name}.gz", "wb") as f:
+            f.write(b"\0" * 100)
+    monkeypatch.setattr(data_module, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    with pytest.raises(DatasetUnavailableError, match="do not have the original sizes"):
+        load_dataset("fashion_mnist", root=tmp_path, download=False)
