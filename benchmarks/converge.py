@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from nlbook.convergence import RULE, train_until_converged  # noqa: E402
+from nlbook.convergence import MAX_DOUBLINGS, RULE, train_until_converged  # noqa: E402
 from nlbook.data import ImageDataset, load_dataset  # noqa: E402
 from nlbook.hybrid import hybrid_resnet  # noqa: E402
 from nlbook.records import (  # noqa: E402
@@ -215,7 +215,7 @@ def _arm(name: str, zoo_name: str, spec: dict[str, Any], setup: Setup, size: int
         "model_spec": spec,
         "train_config": _config_dict(config),
         "params": count_parameters(build(spec, setup)),
-        "budget": {"base_epochs": epochs},
+        "budget": {"base_epochs": epochs, "max_epochs": epochs * 2**MAX_DOUBLINGS},
         **extra,
     }
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from nlbook import records
 from nlbook.records import RecordError, RecordNotFoundError, load_record, stale_arms, verdict, write_record
@@ -322,34 +326,26 @@ def load_converge():
 
     spec = importlib.util.spec_from_file_location("nlbook_benchmarks_converge", CONVERGE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def converge_records() -> dict[str, str]:
-    """Record name -> the converge.py argument that regenerates it (ch3_nonlocal -> ch3, ...)."""
-    return {meta["experiment"]: key for key, meta in load_converge().EXPERIMENTS.items()}
-
-
 def committed_records() -> list[str]:
-    """Every record under benchmarks/results that claims the format, or that converge.py writes."""
-    names = set(converge_records()) & {p.stem for p in records.RESULTS_DIR.glob("*.json")}
+    """Every record directly under benchmarks/results that claims the format (the digits-era records)."""
+    names = set()
     for path in records.RESULTS_DIR.glob("*.json"):
         try:
             if str(json.loads(path.read_text()).get("format", "")).startswith("nlbook-record"):
                 names.add(path.stem)
         except (json.JSONDecodeError, AttributeError):
-            continue  # other tools' files; a truncated converge.py record is still listed above by its name
+            continue  # other tools' files
     return sorted(names)
 
 
-def staleness_message(experiment: str, problems: list[str]) -> str:
-    command = f"python benchmarks/converge.py {converge_records()[experiment]}"
-    lines = "\n  ".join(problems)
-    return (
-        f"benchmarks/results/{experiment}.json no longer matches what the code would train:\n  {lines}\n"
-        f"Regenerate it with: {command}"
-    )
+def converge_records() -> list[Path]:
+    """Every record converge.py wrote: benchmarks/results/<dataset>_<profile>_<device>/<experiment>.json."""
+    return sorted(p for p in records.RESULTS_DIR.glob("*_*_*/*.json"))
 
 
 @pytest.mark.parametrize("experiment", committed_records())
@@ -371,25 +367,53 @@ def test_committed_record_is_complete(experiment):
             assert run["final_test_acc"] == accs[-1] and run["best_test_acc"] == max(accs), where
 
 
-@pytest.mark.parametrize("experiment", sorted(set(committed_records()) & set(converge_records())))
-def test_committed_record_matches_todays_code(experiment):
-    """The arms in the record are the arms benchmarks/converge.py would train today (spec, recipe, size)."""
-    rec = load_record(experiment)
-    problems = stale_arms(rec, load_converge().planned_arms(experiment))
-    assert not problems, staleness_message(experiment, problems)
+def setup_of(path: Path):
+    dataset, profile, device = path.parent.name.rsplit("_", 2)
+    return load_converge().Setup(profile=profile, dataset=dataset, device=device)
+
+
+@pytest.mark.parametrize("path", converge_records(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_converge_record_is_complete_and_matches_todays_code(path):
+    """A record of converge.py: >= 3 seeds per arm, every budget's runs, provenance from a clean commit, and the
+    arms benchmarks/converge.py would train today (spec, recipe, sizes, budget rule)."""
+    rec = load_record(path)
+    assert rec["format"] == records.FORMAT_V2 and rec["provenance"]["git_dirty"] is False
+    for arm in rec["arms"]:
+        assert len(arm["runs"]) >= 3 and arm["runs"] == arm["budget"]["budgets"][-1]["runs"]
+        for budget in arm["budget"]["budgets"]:
+            for run in budget["runs"]:
+                assert run["trained"]["git_dirty"] is False and run["epochs"] == budget["epochs"]
+    converge = load_converge()
+    experiment = path.stem
+    setup = setup_of(path)
+    problems = stale_arms(rec, converge.planned_arms(experiment, setup))
+    command = f"python benchmarks/converge.py {experiment.split('_')[0]} --dataset {setup.dataset}"
+    assert not problems, f"{path} no longer matches the code:\n  " + "\n  ".join(problems) + f"\nRemake: {command}"
+
+
+def converge_record(planned):
+    """A converge.py record whose arms are ``planned`` (one budget of three fake runs each)."""
+    rec = make_record()
+    arms = []
+    for arm in json.loads(json.dumps(planned)):
+        runs = rec["arms"][0]["runs"]
+        epochs = arm["budget"]["base_epochs"]
+        budget = arm["budget"] | {"epochs": epochs, "converged": True, "budgets": [{"epochs": epochs, "runs": runs}]}
+        arms.append(arm | {"runs": runs, "budget": budget})
+    rec["arms"] = arms
+    return rec
 
 
 def test_staleness_check_fails_when_a_recipe_changes(monkeypatch):
-    """Change the CNN recipe's learning rate: the check names the field and the command that regenerates."""
+    """Change the CNN recipe's learning rate: the check names the field."""
     from dataclasses import replace
 
     from nlbook.train import TrainConfig
 
     converge = load_converge()
-    planned = converge.planned_arms("ch3")
-    rec = make_record()
-    rec["arms"] = [dict(arm, runs=rec["arms"][0]["runs"]) for arm in json.loads(json.dumps(planned))]
-    assert stale_arms(rec, converge.planned_arms("ch3")) == []  # today's plan matches
+    setup = converge.Setup()
+    rec = converge_record(converge.planned_arms("ch3", setup))
+    assert stale_arms(rec, converge.planned_arms("ch3", setup)) == []  # today's plan matches
 
     original = TrainConfig.from_profile.__func__
 
@@ -398,19 +422,17 @@ def test_staleness_check_fails_when_a_recipe_changes(monkeypatch):
         return replace(config, lr=2 * config.lr) if recipe == "cnn" else config
 
     monkeypatch.setattr(TrainConfig, "from_profile", classmethod(doubled_cnn_lr))
-    problems = stale_arms(rec, converge.planned_arms("ch3"))
-    lr = planned[0]["train_config"]["lr"]
+    problems = stale_arms(rec, converge.planned_arms("ch3", setup))
+    lr = rec["arms"][0]["train_config"]["lr"]
     assert f"arm 'resnet' train_config.lr: recorded {lr}, planned {2 * lr}" in problems
     assert any(p.startswith("arm 'nonlocal_resnet' train_config.lr") for p in problems)
-    assert "Regenerate it with: python benchmarks/converge.py ch3" in staleness_message("ch3_nonlocal", problems)
 
 
 def test_staleness_check_fails_when_the_model_code_changes():
     """Same spec, different network: the parameter count gives it away."""
     converge = load_converge()
-    planned = converge.planned_arms("ch3")
-    rec = make_record()
-    rec["arms"] = [dict(arm, runs=rec["arms"][0]["runs"]) for arm in json.loads(json.dumps(planned))]
+    planned = converge.planned_arms("ch3", converge.Setup())
+    rec = converge_record(planned)
     rec["arms"][1]["params"] += 1
     assert stale_arms(rec, planned) == [
         f"arm 'nonlocal_resnet' params: recorded {planned[1]['params'] + 1}, planned {planned[1]['params']}"
@@ -419,18 +441,66 @@ def test_staleness_check_fails_when_the_model_code_changes():
 
 def test_planned_arms_cover_the_chapter_questions():
     converge = load_converge()
-    ch4 = converge.planned_arms("ch4")
+    setup = converge.Setup()
+    ch4 = converge.planned_arms("ch4", setup)
     sizes = sorted({a["x"] for a in ch4})
-    assert {a["name"] for a in ch4} == {"vit", "resnet"} and len(sizes) >= 4 and sizes[-1] == 1438
-    assert sizes[0] <= 0.15 * sizes[-1]
-    # a smaller training set never gets fewer epochs than the full one (it gets about as many steps)
-    assert all(a["train_config"]["epochs"] >= converge.MAX_EPOCHS for a in ch4)
-    ch5 = {a["name"]: a for a in converge.planned_arms("ch5")}
+    assert {a["name"] for a in ch4} == {"vit", "resnet"} and sizes == [1_000, 2_500, 5_000, 10_000]
+    # a smaller training set gets more epochs (about the steps of the full run), at most 4x the base budget
+    vit = {a["x"]: a["train_config"]["epochs"] for a in ch4 if a["name"] == "vit"}
+    assert vit == {1_000: 80, 2_500: 80, 5_000: 40, 10_000: 20}
+    assert all(a["train_config"]["max_train"] == a["x"] for a in ch4)
+    ch5 = {a["name"]: a for a in converge.planned_arms("ch5", setup)}
     assert ch5["se_resnet_open"]["model_spec"]["gate_init"] == "open"
     assert ch5["se_resnet_open"]["baseline"] == "se_resnet" and ch5["coatnet"]["baseline"] == "resnet"
-    assert {a["name"] for a in converge.planned_arms("ch6")} >= {"resnet", "vit", "coatnet", "botnet"}
+    ch6 = converge.planned_arms("ch6", setup)
+    assert {a["name"] for a in ch6} == set(converge.model_names())
+    assert all(a["model_spec"]["in_channels"] == 1 and a["train_config"]["max_test"] is None for a in ch6)
     with pytest.raises(ValueError, match="unknown experiment 'ch9'"):
-        converge.planned_arms("ch9")
+        converge.planned_arms("ch9", setup)
+
+
+def test_a_run_is_cached_by_what_decides_its_result():
+    converge = load_converge()
+    setup = converge.Setup()
+    arm = converge.planned_arms("ch3", setup)[0]
+    images, labels = torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)
+    data = converge.ImageDataset(
+        "fashion_mnist", ("a", "b"), images, labels, images, labels, (0.5,), (0.2,),
+        val_images=images[:2], val_labels=labels[:2],
+    )
+    key = converge.cache_key(arm, 10, 0, data, setup)
+    assert key == converge.cache_key(dict(arm, name="other", label="x"), 10, 0, data, setup)  # names don't matter
+    others = {converge.cache_key(arm, 20, 0, data, setup), converge.cache_key(arm, 10, 1, data, setup)}
+    assert len({key} | others) == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ch3", "--seeds", "1"], r"--seeds must be >= 2"),
+        (["ch3", "--arms", "resnet,resnet"], r"--arms names an arm twice"),
+        (["ch3", "--arms", "swin"], r"--arms \['swin'\] are not arms of \['ch3'\]"),
+        (["ch3", "--train-size", "0"], r"--train-size must be a positive"),
+        (["ch3", "--base-epochs", "-1"], r"--base-epochs must be a scale"),
+    ],
+)
+def test_converge_checks_its_flags_before_training(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        load_converge().parse([*argv, "--out", str(tmp_path)])
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_converge_never_replaces_a_record_unless_forced(tmp_path, capsys):
+    converge = load_converge()
+    (tmp_path / "ch3_nonlocal.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        converge.parse(["ch3", "--out", str(tmp_path)])
+    assert "pass --force to replace them" in capsys.readouterr().err
+    assert converge.parse(["ch3", "--out", str(tmp_path), "--force"])[2] == ["ch3"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        converge.parse(["ch3", "--out", str(tmp_path), "--force", "--cache", str(tmp_path / "file")])
+    assert "--cache" in capsys.readouterr().err
 
 
 def test_convergence_criterion():

@@ -17,4 +17,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -c requirements/lock.txt -e ".[book,test]"
   echo "$want" > "$stamp"
 fi
+# Fashion-MNIST, the records' data set, from Debian's package where apt is available (offline afterwards);
+# elsewhere nlbook.data downloads it on first use or says how to get it.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo -n"
+  if ! { $sudo_ apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+      || { $sudo_ apt-get update -qq >/dev/null 2>&1 && $sudo_ apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }; }; then
+    echo "note: could not install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist);" \
+      "tests that need Fashion-MNIST are skipped" >&2
+  fi
+fi
 .venv/bin/python -c "import nlbook, torch; print('nlbook', nlbook.__version__, '| torch', torch.__version__)"
