@@ -26,7 +26,7 @@ import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -547,6 +547,10 @@ def fit(
     ``data`` an :class:`~nlbook.data.ImageDataset`, and one dry run on two images shows that the model returns
     one logit per class of the dataset (and that BatchNorm gets more than one value per channel).
 
+    After every epoch the model is scored on the dataset's validation split if it has one (and the test split
+    once, after the last epoch), else on its test split. A loss that becomes NaN or infinite stops the run with
+    a ``FloatingPointError``.
+
     Nothing is lost if the run stops: an interrupt raises :class:`TrainingInterrupted` (a
     ``KeyboardInterrupt``) and any other exception leaves with ``.record`` — the :class:`TrainRecord` of every
     finished epoch — attached; the model's train/eval mode is restored in every case.
@@ -558,20 +562,62 @@ def fit(
     ``sync_batchnorm`` (default: on CUDA) makes BatchNorm use global-batch statistics; see
     :func:`nlbook.distributed.wrap_model`.
     """
+    # The run in four named steps: check, set up, then per epoch train and score; finally the test split.
+    config, info, device = _check_fit(model, data, config, device, name, progress, distributed, sync_batchnorm)
+    run = _start_run(model, data, config, device, info, name, progress, sync_batchnorm)
+    was_training = model.training
+    start = time.perf_counter()
+    try:
+        for epoch in range(config.epochs):
+            train_sums, seconds = _train_epoch(run)
+            run.record.history.append(_score_epoch(run, epoch, train_sums, seconds))
+        if run.data.has_validation:  # the test split, once, for the model training ended with
+            run.record.final_test_loss, run.record.final_test_acc = _score(run, "test")
+    except BaseException as err:
+        # Nothing lost: whatever stops the run, every finished epoch leaves with the exception.
+        run.record.wall_time_s = time.perf_counter() - start
+        if isinstance(err, KeyboardInterrupt) and not isinstance(err, TrainingInterrupted):
+            raise TrainingInterrupted(run.record) from err
+        _attach_record(err, run.record)
+        raise
+    finally:
+        run.bar.close()
+        model.train(was_training)
+    run.record.wall_time_s = time.perf_counter() - start
+    return run.record
+
+
+@dataclass
+class _Run:
+    """Everything one call of :func:`fit` holds while it trains."""
+
+    model: nn.Module  # the module itself (its parameters, its mode)
+    step_model: nn.Module  # what a step calls: the model, its DDP wrapper, or their compiled form
+    data: ImageDataset
+    config: TrainConfig
+    device: torch.device
+    info: DistInfo
+    loader: DeviceLoader
+    opt: torch.optim.Optimizer
+    sched: Any
+    autocast: Any
+    scaler: torch.amp.GradScaler
+    record: TrainRecord
+    bar: Any
+
+
+def _check_fit(model, data, config, device, name, progress, distributed, sync_batchnorm):
+    """Step 1: every check before anything moves — a bad device, model, dataset or batch fails now, not after
+    the copy. Returns the config, the distributed set-up and the device."""
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
-        raise TypeError(
-            f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}"
-        )
+        raise TypeError(f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}")
     info = _resolve_distributed(distributed)
     if name is not None and not isinstance(name, str):
-        raise TypeError(
-            f"fit: name must be a str (the record's label) or None, got {type(name).__name__}"
-        )
+        raise TypeError(f"fit: name must be a str (the record's label) or None, got {type(name).__name__}")
     for flag, value in (("progress", progress), ("sync_batchnorm", sync_batchnorm)):
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"fit: {flag} must be True, False or None, got {value!r}")
-    # Every check before anything moves: a bad device, model, dataset or batch fails now, not after the copy.
     if device is None:
         device = info.device if info.enabled else pick_device()
     device = pick_device(device)
@@ -580,36 +626,27 @@ def fit(
             f"fit: the global batch_size {config.batch_size} must be divisible by the {info.world_size} processes"
         )
     per_process = config.batch_size // info.world_size
-    what = f"batch_size {config.batch_size}" + (
-        f" over {info.world_size} processes" if info.enabled else ""
-    )
-    _preflight(
-        "fit",
-        model,
-        data,
-        amp_dtype=autocast_dtype(device, config.amp, config.amp_dtype),
-        train_batch=per_process,
-        what=what,
-    )
+    what = f"batch_size {config.batch_size}" + (f" over {info.world_size} processes" if info.enabled else "")
+    amp_dtype = autocast_dtype(device, config.amp, config.amp_dtype)
+    _preflight("fit", model, data, amp_dtype=amp_dtype, train_batch=per_process, what=what)
     n_train = (
-        data.train_images.shape[0]
-        if config.max_train is None
-        else min(config.max_train, len(data.train_images))
+        data.train_images.shape[0] if config.max_train is None else min(config.max_train, len(data.train_images))
     )
     if n_train < config.batch_size:
-        raise ValueError(
-            f"fit: batch_size {config.batch_size} is larger than the {n_train} training images"
-        )
+        raise ValueError(f"fit: batch_size {config.batch_size} is larger than the {n_train} training images")
+    return config, info, device
+
+
+def _start_run(model, data, config, device, info, name, progress, sync_batchnorm) -> _Run:
+    """Step 2: data and model on the device, the (DDP-wrapped, compiled) step model, the seeded loader, the
+    optimiser and its schedule, mixed precision, and an empty record."""
     data = data.subset(config.max_train, config.max_test).to(device)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ddp_model = wrap_model(
-        model, info, sync_batchnorm=sync_batchnorm
-    )  # `model` itself when one process
+    ddp_model = wrap_model(model, info, sync_batchnorm=sync_batchnorm)  # `model` itself when one process
     step_model = torch.compile(ddp_model) if config.compile else ddp_model
     torch.manual_seed(config.seed)  # dropout / stochastic depth draws
-
     loader = DeviceLoader.train(
         data,
         config.batch_size,
@@ -626,121 +663,86 @@ def fit(
     opt = make_optimizer(model, config)
     sched = _make_schedule(opt, config, len(loader))
     autocast, needs_scaler = _autocast(device, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
-
     record = TrainRecord(
         name=name or type(model).__name__,
         params=count_parameters(model),
         device=str(device),
-        hardware=device_name(device)
-        if not info.enabled
-        else f"{info.world_size} processes × {device_name(device)}",
+        hardware=device_name(device) if not info.enabled else f"{info.world_size} processes × {device_name(device)}",
         dataset=data.name,
-        config={
-            k: (str(v) if isinstance(v, torch.dtype) else v)
-            for k, v in asdict(config).items()
-        },
+        config={k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in asdict(config).items()},
         world_size=info.world_size,
     )
-    show = (
-        progress if progress is not None else not os.environ.get("TQDM_DISABLE")
-    ) and info.is_main
-    bar = tqdm(
-        total=config.epochs * len(loader),
-        desc=record.name,
-        disable=not show,
-        leave=False,
-    )
-    was_training = model.training
-    start = time.perf_counter()
-    try:
-        for epoch in range(config.epochs):
-            model.train()
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            for x, y in loader:
-                with autocast:
-                    logits = step_model(x)
-                    loss = F.cross_entropy(
-                        logits.float(), y, label_smoothing=config.label_smoothing
-                    )
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.grad_clip is not None:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                # accumulate on the device: no host sync per step
-                loss_sum += loss.detach() * y.numel()
-                correct += (logits.detach().argmax(1) == y).sum()
-                seen += y.numel()
-                bar.update()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - t0
-            # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
-            acc = _sum_dtype(device)
-            train = torch.stack(
-                [
-                    loss_sum.to(acc),
-                    correct.to(acc),
-                    torch.tensor(seen, dtype=acc, device=device),
-                ]
-            )
-            train = all_reduce_sum(train, info)
-            if not math.isfinite(train[0].item()):
-                # a diverged run must not finish "successfully": stop, and keep the finished epochs
-                raise FloatingPointError(
-                    f"fit: the training loss of {record.name} became {train[0].item()} in epoch {epoch + 1} "
-                    f"(lr {opt.param_groups[0]['lr']:.3g}); lower the learning rate or clip gradients"
-                )
-            eval_batch = (
-                -(-max(config.batch_size, 256) // info.world_size) * info.world_size
-            )
-            # Every epoch is scored on the validation split when there is one, else on the test split.
-            split = "val" if data.has_validation else "test"
-            eval_loss, eval_acc = _mean_sums(
-                all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info, split), info)
-            )
-            train_loss, train_correct, train_seen = train.tolist()
-            stats = EpochStats(
-                epoch=epoch + 1,
-                lr=opt.param_groups[0]["lr"],
-                train_loss=train_loss / train_seen,
-                train_acc=train_correct / train_seen,
-                test_loss=None if data.has_validation else eval_loss,
-                test_acc=None if data.has_validation else eval_acc,
-                seconds=seconds,
-                images_per_s=train_seen / seconds,
-                val_loss=eval_loss if data.has_validation else None,
-                val_acc=eval_acc if data.has_validation else None,
-            )
-            record.history.append(stats)
-            bar.set_postfix(loss=f"{stats.train_loss:.3f}", **{f"{split}_acc": f"{eval_acc:.3f}"})
-        if data.has_validation:  # the test split, once, for the model training ended with
-            record.final_test_loss, record.final_test_acc = _mean_sums(
-                all_reduce_sum(_evaluate_sums(model, data, eval_batch, device, info, "test"), info)
-            )
-    except BaseException as err:
-        # Nothing lost: whatever stops the run, every finished epoch leaves with the exception.
-        record.wall_time_s = time.perf_counter() - start
-        if isinstance(err, KeyboardInterrupt) and not isinstance(
-            err, TrainingInterrupted
-        ):
-            raise TrainingInterrupted(record) from err
-        _attach_record(err, record)
-        raise
-    finally:
-        bar.close()
-        model.train(was_training)
-    record.wall_time_s = time.perf_counter() - start
-    return record
+    show = (progress if progress is not None else not os.environ.get("TQDM_DISABLE")) and info.is_main
+    bar = tqdm(total=config.epochs * len(loader), desc=record.name, disable=not show, leave=False)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
+    return _Run(model, step_model, data, config, device, info, loader, opt, sched, autocast, scaler, record, bar)
 
 
-def _mean_sums(sums: torch.Tensor) -> tuple[float, float]:
-    loss_sum, correct, n = sums.tolist()
+def _train_epoch(run: _Run) -> tuple[torch.Tensor, float]:
+    """Step 3: one pass over the training split. Returns (summed loss, correct, images) reduced over all ranks,
+    and the seconds it took (evaluation excluded)."""
+    model, config, device = run.model, run.config, run.device
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in run.loader:
+        with run.autocast:
+            logits = run.step_model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if config.grad_clip is not None:
+            run.scaler.unscale_(run.opt)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        run.sched.step()
+        # accumulate on the device: no host sync per step
+        loss_sum += loss.detach() * y.numel()
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += y.numel()
+        run.bar.update()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
+    acc = _sum_dtype(device)
+    sums = torch.stack([loss_sum.to(acc), correct.to(acc), torch.tensor(seen, dtype=acc, device=device)])
+    return all_reduce_sum(sums, run.info), seconds
+
+
+def _score(run: _Run, split: str) -> tuple[float, float]:
+    """Mean loss and accuracy of the model on ``split`` ("val" or "test"), over all ranks."""
+    eval_batch = -(-max(run.config.batch_size, 256) // run.info.world_size) * run.info.world_size
+    sums = _evaluate_sums(run.model, run.data, eval_batch, run.device, run.info, split)
+    loss_sum, correct, n = all_reduce_sum(sums, run.info).tolist()
     return loss_sum / max(n, 1), correct / max(n, 1)
+
+
+def _score_epoch(run: _Run, epoch: int, train_sums: torch.Tensor, seconds: float) -> EpochStats:
+    """Step 4: stop a diverged run; score the model on the validation split (else the test split)."""
+    train_loss, train_correct, train_seen = train_sums.tolist()
+    if not math.isfinite(train_loss):
+        # a diverged run must not finish "successfully": stop, and keep the finished epochs
+        raise FloatingPointError(
+            f"fit: the training loss of {run.record.name} became {train_loss} in epoch {epoch + 1} "
+            f"(lr {run.opt.param_groups[0]['lr']:.3g}); lower the learning rate or clip gradients"
+        )
+    has_val = run.data.has_validation
+    split = "val" if has_val else "test"
+    eval_loss, eval_acc = _score(run, split)
+    run.bar.set_postfix(loss=f"{train_loss / train_seen:.3f}", **{f"{split}_acc": f"{eval_acc:.3f}"})
+    return EpochStats(
+        epoch=epoch + 1,
+        lr=run.opt.param_groups[0]["lr"],
+        train_loss=train_loss / train_seen,
+        train_acc=train_correct / train_seen,
+        test_loss=None if has_val else eval_loss,
+        test_acc=None if has_val else eval_acc,
+        seconds=seconds,
+        images_per_s=train_seen / seconds,
+        val_loss=eval_loss if has_val else None,
+        val_acc=eval_acc if has_val else None,
+    )
