@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nlbook.attention import MultiHeadSelfAttention2d, sdpa_backend  # noqa: E402
 from nlbook.bench import peak_step_memory  # noqa: E402
+from nlbook.runtime import pick_device  # noqa: E402
 
 MIB = 2**20
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -93,6 +94,28 @@ def measure_one(
     return seconds, peak
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every flag under its own name (argparse's usage error, exit status 2), before anything is measured."""
+    try:
+        args.device = str(pick_device(args.device))
+    except (ValueError, RuntimeError) as err:
+        parser.error(f"--device: {err}")
+    if min(args.sizes) < 1:
+        parser.error(f"--sizes must all be >= 1, got {min(args.sizes)}")
+    repeated = sorted({s for s in args.sizes if args.sizes.count(s) > 1})
+    if repeated:
+        parser.error(f"--sizes lists {', '.join(map(str, repeated))} more than once")
+    for flag, value in (("--batch", args.batch), ("--dim", args.dim), ("--heads", args.heads),
+                        ("--repeats", args.repeats), ("--threads", args.threads)):  # fmt: skip
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    if args.dim % args.heads:
+        parser.error(f"--dim must be a multiple of --heads (each head gets dim / heads channels), got {args.dim} "
+                     f"and {args.heads}")  # fmt: skip
+    if args.cap_mib is not None and not 0 < args.cap_mib < float("inf"):  # NaN fails too
+        parser.error(f"--cap-mib must be a finite number > 0, got {args.cap_mib}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -106,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--cap-mib", type=float, default=None, help="memory cap for the explicit path")
     args = parser.parse_args(argv)
+    check_args(parser, args)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     if args.threads is not None:
         # On an oversubscribed machine every multi-threaded kernel waits for a descheduled thread; one thread

@@ -48,9 +48,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         for n in args.models:
             model_spec(n)
     except ValueError as err:
-        p.error(str(err))
+        p.error(f"--models: {err}")
     if not args.models:
         p.error("--models is empty")
+    repeated = sorted({n for n in args.models if args.models.count(n) > 1}, key=args.models.index)
+    if repeated:  # one model twice would be measured twice and shown as two rows of one name
+        p.error(f"--models lists {', '.join(repeated)} more than once")
+    for flag, value, least in (
+        ("--batch-size", args.batch_size, 1),
+        ("--image-size", args.image_size, 1),
+        ("--num-classes", args.num_classes, 1),
+        ("--repeats", args.repeats, 1),
+        ("--warmup", args.warmup, 0),
+    ):
+        if value is not None and value < least:
+            p.error(f"{flag} must be >= {least}, got {value}")
+    # the device and the profile ($NLBOOK_DEVICE / $NLBOOK_PROFILE by default), before anything is built
+    try:
+        args.device = pick_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        p.error(f"--device: {err}")
+    try:
+        args.profile = get_profile(args.profile, args.device).name
+    except ValueError as err:
+        p.error(f"--profile: {err}")
     return args
 
 
@@ -64,29 +85,38 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     if device.type == "cuda" and not args.fp32:
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     results = []
-    for name in args.models:
-        model = build_model(name, num_classes=args.num_classes, image_size=args.image_size, profile=profile)
-        results.append(
-            measure(
-                model,
-                (batch, 3, args.image_size, args.image_size),
-                device=device,
-                train=not args.no_train,
-                warmup=args.warmup,
-                repeats=args.repeats,
-                memory=not args.no_memory,
-                amp_dtype=amp,
-                name=name,
+    try:
+        for name in args.models:
+            model = build_model(name, num_classes=args.num_classes, image_size=args.image_size, profile=profile)
+            results.append(
+                measure(
+                    model,
+                    (batch, 3, args.image_size, args.image_size),
+                    device=device,
+                    train=not args.no_train,
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    memory=not args.no_memory,
+                    amp_dtype=amp,
+                    name=name,
+                )
             )
-        )
-        del model
+            print(f"  measured {name}", flush=True)
+            del model
+    except BaseException:  # Ctrl-C or a failure: the models measured so far are still shown
+        if results:
+            base = "resnet" if any(r.name == "resnet" for r in results) else None
+            print(format_table(summarize(results), baseline=base, title="(stopped: the models measured so far)"))
+        print(f"compare_models.py: stopped after {len(results)} of {len(args.models)} models", file=sys.stderr)
+        raise
     first = results[0]
     precision = "fp32" if amp is None else str(amp).removeprefix("torch.") + " autocast"
     title = (
         f"profile {profile.name} | batch {batch}×3×{args.image_size}×{args.image_size} | {first.hardware} | "
         f"{precision} | torch {torch.__version__} | median of {args.repeats} steps after {args.warmup} warm-up"
     )
-    print(format_table(summarize(results), baseline="resnet", title=title))
+    baseline = "resnet" if "resnet" in args.models else None  # ratios only where the baseline was measured
+    print(format_table(summarize(results), baseline=baseline, title=title))
     print(f"FLOPs: forward pass per image, 2 per multiply-add. Memory: {first.memory_method}.")
     return results
 

@@ -3,7 +3,7 @@
 The full experiment (a GPU with internet access, e.g. Colab)::
 
     python benchmarks/finetune.py                      # 4 arms x 3 seeds -> ch4_finetune__cifar10_cuda.json
-    python benchmarks/finetune.py --arms vit_b_16_full --seeds 1   # one arm, one seed
+    python benchmarks/finetune.py --arms vit_b_16_full --seeds 1   # one arm, one seed -> results/tmp/
 
 Each arm starts from torchvision's ImageNet weights (ViT-B/16 ``IMAGENET1K_V1``, ResNet-50 ``IMAGENET1K_V2``,
 downloaded and hash-checked by torchvision on first use), replaces the classifier by a zero-initialised
@@ -14,8 +14,21 @@ after every epoch. *Frozen* trains the head only (linear probe); *full* trains e
 
 ``--tiny`` runs the same code offline on a CPU: random weights (``weights=None``), a 2-layer ViT and a
 one-block-per-stage ResNet, one epoch on 256 digits images. It checks that the pipeline works and writes a
-record labelled as a smoke run (experiment ``ch4_finetune_smoke``) to a temporary folder unless ``--out`` is
-given; its accuracies say nothing about fine-tuning.
+record labelled as a smoke run (experiment ``ch4_finetune_smoke``) to the system's temporary folder
+(``<tmp>/nlbook_finetune_smoke/``) unless ``--out`` is given; its accuracies say nothing about fine-tuning::
+
+    python benchmarks/finetune.py --tiny --arms resnet50_frozen     # seconds, offline, touches no record
+
+Where the record goes. The full experiment (all four arms, three seeds) writes ``benchmarks/results/``; a record
+already there is replaced only with ``--force``. Any other selection (fewer arms or seeds) writes
+``benchmarks/results/tmp/``, which git ignores, unless ``--out`` names a folder. Every flag, the output folder
+and every arm's model (its pretrained weights downloaded and checked) are checked before anything trains.
+
+Nothing finished is lost. Each run is written as it finishes (atomically) to a folder of finished runs next to
+the record (``<record>.json.runs/``; for a record in ``benchmarks/results/``, in ``benchmarks/results/tmp/``).
+A run stopped by Ctrl-C or a crash says where that folder is, and the same command run again reuses every
+finished run whose model, recipe, seed and device are unchanged. The runs are removed once the record holding
+them is written.
 
 ``planned_arms(tiny)`` returns what would be trained, without training (for a staleness check of a record).
 """
@@ -23,10 +36,12 @@ given; its accuracies say nothing about fine-tuning.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +51,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 
 import torch  # noqa: E402
 
-from nlbook.data import load_dataset  # noqa: E402
+from nlbook.data import ImageDataset, load_dataset  # noqa: E402
 from nlbook.finetune import build_finetune_model, finetune_recipe, imagenet_normalized  # noqa: E402
-from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_record  # noqa: E402
+from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_atomically, write_record  # noqa: E402
 from nlbook.train import TrainConfig, count_parameters, fit  # noqa: E402
 
 EXPERIMENT = "ch4_finetune"
@@ -65,6 +80,27 @@ TINY_TV_KWARGS = {
 }
 TINY_IMAGE_SIZE = 48  # not the tiny ViT's 32: the position embeddings are resampled, as at a real resolution change
 TINY_BUDGET = {"epochs": 1, "batch_size": 32, "max_train": 256, "max_test": 128}
+SEEDS = 3  # seeds per arm of the full experiment
+SCRATCH = RESULTS_DIR / "tmp"  # git-ignored (.gitignore): selections, and the finished runs of a run under way
+TINY_OUT = Path(tempfile.gettempdir()) / "nlbook_finetune_smoke"  # the smoke run's default folder
+
+
+def whole_training_split(data: ImageDataset) -> ImageDataset:
+    """``data`` with its validation split (Fashion-MNIST, CIFAR-10) folded back into the training images.
+
+    The fine-tuning recipe is fixed (the ViT paper's) and nothing is chosen with what this script measures,
+    so it needs no validation split: every arm trains on all 50,000 CIFAR-10 training images and is scored on
+    the test split after every epoch (what its record's per-epoch ``test_acc`` holds).
+    """
+    if not data.has_validation:
+        return data
+    return replace(
+        data,
+        train_images=torch.cat([data.train_images, data.val_images]),
+        train_labels=torch.cat([data.train_labels, data.val_labels]),
+        val_images=None,
+        val_labels=None,
+    )
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:
@@ -138,36 +174,162 @@ def train_run(arm: dict[str, Any], seed: int, data, device: torch.device) -> dic
     return run
 
 
-def main(argv: list[str] | None = None) -> Path:
+def _is_committed(path: Path) -> bool:
+    """A file directly in ``benchmarks/results/`` (not in its git-ignored ``tmp/``): a record the book shows."""
+    return path.expanduser().resolve().parent == RESULTS_DIR.resolve()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, every flag and the output checked (argparse's usage error, exit status 2) before
+    anything is loaded, downloaded or trained; sets ``args.seeds`` (a count), ``args.path`` (the record),
+    ``args.runs`` (its finished runs), ``args.device``, ``args.dataset`` and ``args.experiment``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true", help="offline smoke run on CPU: random weights, tiny models, digits")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="which arms to train")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 3; 1 with --tiny)")
-    p.add_argument("--out", type=Path, default=None, help="folder of the record (default benchmarks/results)")
+    p.add_argument("--seeds", type=int, default=None, help=f"seeds per arm (default {SEEDS}; 1 with --tiny)")
+    p.add_argument("--out", type=Path, default=None, help="folder of the record (default: see the docstring)")
+    p.add_argument("--force", action="store_true", help="replace a record in benchmarks/results/")
     args = p.parse_args(argv)
-    seeds = args.seeds if args.seeds is not None else (1 if args.tiny else 3)
-    if seeds < 1:
-        p.error("--seeds must be >= 1")
+    repeated = sorted({a for a in args.arms if args.arms.count(a) > 1}, key=args.arms.index)
+    if repeated:  # an arm twice would be trained twice and recorded as two arms of one name
+        p.error(f"--arms lists {', '.join(repeated)} more than once")
+    args.seeds = args.seeds if args.seeds is not None else (1 if args.tiny else SEEDS)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.tiny:
-        device, dataset, experiment = torch.device("cpu"), "digits", f"{EXPERIMENT}_smoke"
-        out = args.out or Path(tempfile.mkdtemp(prefix="nlbook_finetune_smoke_"))
+        args.device, args.dataset, args.experiment = torch.device("cpu"), "digits", f"{EXPERIMENT}_smoke"
+        default = TINY_OUT
     else:
         if not torch.cuda.is_available():
             p.error("the full experiment needs a CUDA GPU (ViT-B/16 at 224x224); use --tiny for the offline check")
-        device, dataset, experiment = torch.device("cuda"), "cifar10", EXPERIMENT
-        out = args.out or RESULTS_DIR
-    data = imagenet_normalized(load_dataset(dataset))
+        args.device, args.dataset, args.experiment = torch.device("cuda"), "cifar10", EXPERIMENT
+        the_record = set(args.arms) == set(ARMS) and args.seeds == SEEDS
+        default = RESULTS_DIR if the_record else SCRATCH
+    if args.out is None:
+        args.out = default
+        args.out.mkdir(parents=True, exist_ok=True)
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out must be a folder, but {args.out} is a file")
+    if not args.out.exists():
+        if not args.out.expanduser().parent.is_dir():
+            p.error(f"--out must be a folder in an existing folder, but {args.out.parent} does not exist")
+        args.out.mkdir()
+    if not os.access(args.out, os.W_OK | os.X_OK):
+        p.error(f"--out: the folder {args.out} is not writable")
+    suffix = "" if args.tiny else f"__cifar10_{args.device.type}"
+    args.path = args.out / f"{args.experiment}{suffix}.json"
+    if args.path.is_dir():
+        p.error(f"the record's path {args.path} is a folder; move it, or choose another --out")
+    if _is_committed(args.path) and args.path.exists() and not args.force:
+        p.error(
+            f"{args.path} is a record the book shows; this run ({len(args.arms)} arm(s) x {args.seeds} seed(s)) "
+            "would replace it. Pass --force to replace it, or --out FOLDER to write elsewhere"
+        )
+    # the finished runs: next to the record, but never among the records the book shows
+    args.runs = (SCRATCH if _is_committed(args.path) else args.out) / f"{args.path.name}.runs"
+    if args.runs.exists() and not args.runs.is_dir():
+        p.error(f"the folder of finished runs {args.runs} is a file; move it, or choose another --out")
+    return args
+
+
+class FinishedRuns:
+    """Finished (arm, seed) runs, one JSON file each in ``folder``, written atomically as each finishes; a run
+    is reused only when its *identity* (model spec, recipe, seed, device, torch version) is today's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.touched: set[Path] = set()
+        self.reused = 0
+
+    def _path(self, arm: str, seed: int) -> Path:
+        return self.folder / f"{arm}__seed{seed}.json"
+
+    def get(self, arm: str, seed: int, identity: dict[str, Any]) -> dict[str, Any] | None:
+        path = self._path(arm, seed)
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:  # unreadable: train again (the new run replaces it)
+            print(f"  ignoring {path}: {err}", file=sys.stderr)
+            return None
+        if (
+            not isinstance(saved, dict)
+            or "run" not in saved
+            or saved.get("identity") != json.loads(json.dumps(identity))
+        ):
+            return None
+        self.touched.add(path)
+        self.reused += 1
+        return saved["run"]
+
+    def put(self, arm: str, seed: int, identity: dict[str, Any], run: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(arm, seed)
+        write_atomically(path, lambda f: json.dump({"identity": identity, "run": run}, f), text=True)
+        self.touched.add(path)
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
+
+    def report(self) -> str:
+        """Where the finished runs are, for a stopped run's last words."""
+        if not self.count():
+            return "no run had finished, so there is nothing to keep."
+        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
+
+    def discard(self) -> None:
+        """Remove the runs this invocation used (the record now holds them), and the folder once it is empty."""
+        for path in self.touched:
+            path.unlink(missing_ok=True)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    device, experiment = args.device, args.experiment
     arms = planned_arms(args.tiny, tuple(args.arms))
+    # Every arm's model once before anything trains: a failed download (WeightsUnavailableError) or a bad
+    # spec stops here, not after hours of the arms before it.
+    for arch in dict.fromkeys(arm["model_spec"]["arch"] for arm in arms):
+        _build(next(arm["model_spec"] for arm in arms if arm["model_spec"]["arch"] == arch))
+    data = imagenet_normalized(whole_training_split(load_dataset(args.dataset)))
     question = "Smoke run of the fine-tuning pipeline (random weights, tiny models)." if args.tiny else QUESTION
     print(f"{experiment}: {question}", flush=True)
+    finished = FinishedRuns(args.runs)
+    if finished.count():
+        print(f"resuming: {finished.count()} finished run(s) in {finished.folder} (reused where unchanged)")
     start = time.perf_counter()
-    trained = [arm | {"runs": [train_run(arm, seed, data, device) for seed in range(seeds)]} for arm in arms]
+    trained = []
+    try:
+        for arm in arms:
+            runs = []
+            for seed in range(args.seeds):
+                identity = {
+                    "model_spec": arm["model_spec"],
+                    "train_config": arm["train_config"],
+                    "seed": seed,
+                    "device": device.type,
+                    "torch": torch.__version__,
+                }
+                run = finished.get(arm["name"], seed, identity)
+                if run is None:
+                    run = train_run(arm, seed, data, device)
+                    finished.put(arm["name"], seed, identity, run)
+                else:
+                    print(f"  {arm['name']} seed {seed}: reused ({run['final_test_acc']:.4f})", flush=True)
+                runs.append(run)
+            trained.append(arm | {"runs": runs})
+    except BaseException:  # Ctrl-C or a crash: say where the finished runs are
+        print(f"\nfinetune.py: stopped; {finished.report()}", file=sys.stderr, flush=True)
+        raise
     record = {
         "format": FORMAT,
         "experiment": experiment,
         "chapter": 4,
         "question": question,
-        "provenance": provenance(device),
+        "provenance": provenance(device, None if argv is None else ["benchmarks/finetune.py", *argv]),
         "dataset": {
             "name": data.name,
             "train_size": min(data.train_images.shape[0], trained[0]["train_config"]["max_train"] or 10**9),
@@ -188,12 +350,17 @@ def main(argv: list[str] | None = None) -> Path:
         "wall_s": time.perf_counter() - start,
         "arms": trained,
     }
-    suffix = "" if args.tiny else f"__{data.name}_{device.type}"
-    path = write_record(record, out / f"{experiment}{suffix}.json")
+    if finished.reused:  # wall_s then covers only the runs trained by this invocation
+        record["resumed_runs"] = finished.reused
+    path = write_record(record, args.path)
+    finished.discard()
     print(results_table(record), flush=True)
     print(f"wrote {path} ({record['wall_s']:.0f} s)", flush=True)
     return path
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: main said where the finished runs are; no traceback
+        sys.exit(130)

@@ -4,6 +4,7 @@ Run it whenever a GPU is available (on a CPU-only machine it prints why it skipp
 
     python benchmarks/gpu_check.py                     # all zoo models, quick profile, digits (no download)
     python benchmarks/gpu_check.py --record            # also write benchmarks/results/gpu_check_<date>_<card>.md
+    python benchmarks/gpu_check.py --device cpu --models resnet --epochs 1 --max-train 256   # smoke, no CUDA
     python benchmarks/gpu_check.py --profile full --dataset cifar10 --models resnet vit
 
 For every model of :mod:`nlbook.zoo`:
@@ -23,7 +24,10 @@ For every model of :mod:`nlbook.zoo`:
    dataset).
 
 The table is printed with the card's name, the date and the library versions; the exit status is 1 when a
-model fails a tolerance or ends with a non-finite loss.
+model fails a tolerance or ends with a non-finite loss. Every flag (and, with ``--record``, the report's path)
+is checked before the first model; a report already there for today and this card is replaced only with
+``--force``. With ``--record`` the report is rewritten (atomically) after every model, marked incomplete until
+the last one, so an interrupted check keeps the models it finished.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +50,8 @@ import torch  # noqa: E402
 import nlbook  # noqa: E402
 from nlbook import zoo  # noqa: E402
 from nlbook.data import load_dataset  # noqa: E402
-from nlbook.runtime import device_name, get_profile, seed_everything  # noqa: E402
+from nlbook.records import write_atomically  # noqa: E402
+from nlbook.runtime import DATASETS, PROFILES, device_name, get_profile, pick_device, seed_everything  # noqa: E402
 from nlbook.train import fit  # noqa: E402
 
 FP32_TOL = 1e-4
@@ -119,7 +125,7 @@ def train_step(name: str, profile, data, device: torch.device, epochs: int, max_
     return {
         "params": record.params,
         "train_loss": last.train_loss,
-        "test_acc": last.test_acc,
+        "test_acc": record.test_acc,  # the last epoch's, or the test split's once where there is a validation split
         "images_per_s": last.images_per_s,
         "peak_mib": peak / 2**20,
         "batch": config.batch_size,
@@ -127,8 +133,9 @@ def train_step(name: str, profile, data, device: torch.device, epochs: int, max_
     }
 
 
-def run(args: argparse.Namespace) -> tuple[str, bool]:
-    """Check every requested model; return the report and whether everything passed."""
+def run(args: argparse.Namespace, keep: Callable[[str], None] | None = None) -> tuple[str, bool]:
+    """Check every requested model; return the report and whether everything passed. ``keep(report)`` is
+    called after every model with the report so far (the ``--record`` file is written as models finish)."""
     device = torch.device(args.device)
     card = device_name(device)
     profile = get_profile(args.profile, device)
@@ -163,6 +170,8 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
         )
         rows.append(row)
         print(row, flush=True)
+        if keep is not None and len(rows) < len(names):
+            keep("\n".join(header + rows + ["", f"INCOMPLETE: {len(rows)} of {len(names)} models checked."]) + "\n")
     footer = ["", "All models passed." if all_ok else "SOME MODELS FAILED (see the ok column)."]
     print("\n".join(footer))
     return "\n".join(header + rows + footer) + "\n", all_ok
@@ -177,22 +186,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train", type=int, default=None, help="cap on training images")
     parser.add_argument("--record", action="store_true", help="write benchmarks/results/gpu_check_<date>_<card>.md")
     parser.add_argument("--device", default="cuda", help="cuda (default); cpu only smoke-tests this script")
+    parser.add_argument("--force", action="store_true", help="with --record: replace today's report for this card")
     args = parser.parse_args(argv)
+    check_args(parser, args)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         print("gpu_check: CUDA is not available on this machine — skipped, nothing was measured.")
         return 0
-    t0 = time.perf_counter()
-    report, ok = run(args)
-    print(f"gpu_check: {time.perf_counter() - t0:.0f} s")
+    path = None
     if args.record:
-        if torch.device(args.device).type != "cuda":
-            raise SystemExit("gpu_check: --record is for CUDA runs (the results folder holds GPU measurements)")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-").lower()
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name(torch.device(args.device))).strip("-").lower()
         path = RESULTS / f"gpu_check_{dt.date.today():%Y-%m-%d}_{slug}.md"
+        if path.exists() and not args.force:
+            parser.error(f"{path.relative_to(ROOT)} exists (today's report for this card); pass --force to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report)
+
+    def keep(report: str) -> None:
+        write_atomically(path, lambda f: f.write(report), text=True)
+
+    t0 = time.perf_counter()
+    report, ok = run(args, keep if path is not None else None)
+    print(f"gpu_check: {time.perf_counter() - t0:.0f} s")
+    if path is not None:
+        keep(report)
         print(f"written: {path.relative_to(ROOT)}")
     return 0 if ok else 1
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every flag under its own name (argparse's usage error, exit status 2), before the first model."""
+    names = args.models or list(zoo.model_names())
+    unknown = [n for n in names if n not in zoo.model_names()]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(zoo.model_names())}")
+    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if repeated:
+        parser.error(f"--models lists {', '.join(repeated)} more than once")
+    if args.profile not in PROFILES:
+        parser.error(f"--profile must be one of {', '.join(PROFILES)}, got {args.profile!r}")
+    if args.dataset not in DATASETS:
+        parser.error(f"--dataset must be one of {', '.join(DATASETS)}, got {args.dataset!r}")
+    for flag, value in (("--epochs", args.epochs), ("--max-train", args.max_train)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError, ValueError):
+        parser.error(f"--device must be cuda, cuda:N or cpu, got {args.device!r}")
+    if device.type not in ("cuda", "cpu"):
+        parser.error(f"--device must be cuda, cuda:N or cpu, got {args.device!r}")
+    if args.record and device.type != "cuda":  # the results folder holds GPU measurements
+        parser.error("--record is for CUDA runs (the results folder holds GPU measurements)")
+    if device.type == "cuda" and torch.cuda.is_available():
+        try:
+            pick_device(device)
+        except RuntimeError as err:
+            parser.error(f"--device: {err}")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,18 @@ the machine and its load).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
 
-from nlbook.longrange import LongRangeTask
-from nlbook.runtime import device_name
+import torch  # noqa: E402
+
+from nlbook.longrange import LongRangeTask  # noqa: E402
+from nlbook.runtime import device_name  # noqa: E402
 
 TARGET = 10_000  # images/s on CPU (issue 10)
 
@@ -34,11 +40,14 @@ def images_per_second(task: LongRangeTask, n: int, repeats: int, device: torch.d
     return n / best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--n", type=int, default=20_000, help="images per timed call")
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per setting (best kept)")
+    args = ap.parse_args(argv)
+    for flag, value in (("--n", args.n), ("--repeats", args.repeats)):
+        if value < 1:  # --repeats 0 would report n / inf = 0 images/s
+            ap.error(f"{flag} must be >= 1, got {value}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     settings = [
         dict(image_size=16),

@@ -6,8 +6,18 @@ seed, scores it on the fixed test split after every epoch and, at the end, on fi
 distance, and writes the record ``benchmarks/results/ch7_longrange.json`` (``nlbook-record/1``, see
 :mod:`nlbook.records`) that chapter 7 renders::
 
-    python benchmarks/longrange_sweep.py                 # the record (its wall time is in the record, wall_s)
-    python benchmarks/longrange_sweep.py --models vit cnn_rf7 --seeds 0 1 --max-epochs 2 --out /tmp/x.json
+    python benchmarks/longrange_sweep.py --force         # remake the record (its wall time is in it, wall_s)
+    python benchmarks/longrange_sweep.py --models cnn_rf7 --seeds 0 --max-epochs 2 --out /tmp/ch7_smoke.json
+
+Where the record goes. The record in ``benchmarks/results/`` is replaced only with ``--force``; any other run
+(fewer models or seeds, another base budget) writes ``benchmarks/results/tmp/ch7_longrange.json``, which git
+ignores, unless ``--out`` names a file. Every flag and the output path are checked before anything trains.
+
+Nothing finished is lost. Each run is written as it finishes (atomically) to a folder of finished runs next to
+the output (``<out>.runs/``; for the record in ``benchmarks/results/``, ``benchmarks/results/tmp/``). A sweep
+stopped by Ctrl-C or a crash says where that folder is, and the same command run again reuses every finished
+run whose model, recipe, seed, epochs and thread count are unchanged. The folder's runs are removed once the
+record holding them is written.
 
 Convergence criterion and budget (:data:`nlbook.records.CONVERGENCE`, the rule of every record). Every run
 follows its schedule (warm-up, then cosine decay to zero) — the decaying learning rate is the stopping rule; a
@@ -22,13 +32,13 @@ the share of test images it calls "same", and how far its answer is fixed by *wh
 (:func:`nlbook.longrange_sweep.glyph_pair_rule`) — the measurement that explains a CNN below chance.
 
 ``planned_arms()`` returns the arms this script would train today, without training: the staleness test in
-``tests/test_longrange.py`` compares it with the committed record. The record is rewritten after every contestant, so
-an interrupted sweep keeps what it finished.
+``tests/test_longrange.py`` compares it with the committed record.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -41,6 +51,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 
 import torch  # noqa: E402
 
+from nlbook.checks import check_path_writable  # noqa: E402
 from nlbook.data import longrange_dataset  # noqa: E402
 from nlbook.longrange import TEST_SEED, LongRangeTask  # noqa: E402
 from nlbook.longrange_sweep import (  # noqa: E402
@@ -58,6 +69,7 @@ from nlbook.records import (  # noqa: E402
     provenance,
     results_table,
     run_entry,
+    write_atomically,
     write_record,
 )
 from nlbook.train import count_parameters, fit  # noqa: E402
@@ -71,6 +83,8 @@ N_RULE = 4000  # fresh test images for the learned-rule diagnostics
 MAX_EPOCHS = 12  # every contestant's base budget; doubled while a seed has not converged
 SEEDS = (0, 1, 2)
 THREADS = 1
+COMMITTED = RESULTS_DIR / f"{EXPERIMENT}.json"  # the record chapter 7 renders
+SCRATCH = RESULTS_DIR / "tmp"  # git-ignored (.gitignore): trial runs, and the finished runs of a sweep under way
 
 
 def _config_dict(epochs: int = MAX_EPOCHS) -> dict[str, Any]:
@@ -135,20 +149,136 @@ def train_run(key: str, seed: int, data, task: LongRangeTask, max_epochs: int) -
     )
 
 
-def main(argv: list[str] | None = None) -> Path:
+def _describe(path: Path) -> str:
+    """``"9 arms x 3 seeds"`` of an existing record file (what replacing it would lose)."""
+    try:
+        arms = json.loads(path.read_text())["arms"]
+        return f"{len(arms)} arms x {max(len(a['runs']) for a in arms)} seeds"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not a readable record"
+
+
+def _is_committed(path: Path) -> bool:
+    """A file directly in ``benchmarks/results/`` (not in its git-ignored ``tmp/``): a record the book shows."""
+    return path.expanduser().resolve().parent == RESULTS_DIR.resolve()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, every flag and output path checked (argparse's usage error, exit status 2) before
+    anything is built or trained; sets ``args.out`` (the record's path) and ``args.runs`` (its finished runs)."""
+    known = list(strategy_models(IMAGE_SIZE))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=list(strategy_models(IMAGE_SIZE)))
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    ap.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
+    ap.add_argument("--models", nargs="+", default=known, metavar="MODEL", help=f"of {', '.join(known)}")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="one run per seed (default 0 1 2)")
+    ap.add_argument(
+        "--max-epochs",
+        type=int,
+        default=MAX_EPOCHS,
+        help="every model's base budget in epochs (doubled, up to 4x, while a seed has not converged)",
+    )
     ap.add_argument("--threads", type=int, default=THREADS, help="torch.set_num_threads")
-    ap.add_argument("--out", default=None, help=f"default: benchmarks/results/{EXPERIMENT}.json")
+    ap.add_argument("--out", type=Path, default=None, help="the record's path (default: see the docstring)")
+    ap.add_argument("--force", action="store_true", help="replace a record in benchmarks/results/")
     args = ap.parse_args(argv)
+    unknown = [m for m in args.models if m not in known]
+    if unknown:
+        ap.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+    for flag, values in (("--models", args.models), ("--seeds", args.seeds)):
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+        if repeated:  # a repeated seed would count one run twice in the mean and spread
+            ap.error(f"{flag} lists {', '.join(map(str, repeated))} more than once")
+    if min(args.seeds) < 0:
+        ap.error(f"--seeds must be >= 0, got {min(args.seeds)}")
+    if args.max_epochs < 2:  # the convergence check compares the last quarter of the epochs with those before
+        ap.error(f"--max-epochs must be >= 2, got {args.max_epochs}")
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    the_record = set(args.models) == set(known) and sorted(args.seeds) == list(SEEDS) and args.max_epochs == MAX_EPOCHS
+    if args.out is None:
+        args.out = COMMITTED if the_record else SCRATCH / f"{EXPERIMENT}.json"
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out = check_path_writable("longrange_sweep.py", "--out", args.out)
+    except (TypeError, ValueError, PermissionError) as err:
+        ap.error(str(err).removeprefix("longrange_sweep.py: "))
+    if _is_committed(args.out) and args.out.exists() and not args.force:
+        this = f"{len(args.models)} arm(s) x {len(args.seeds)} seed(s), base budget {args.max_epochs} epochs"
+        ap.error(
+            f"{args.out} is a record the book shows ({_describe(args.out)}); this run ({this}) would replace it. "
+            "Pass --force to replace it, or --out PATH to write elsewhere"
+        )
+    # the finished runs: next to the output, but never among the records the book shows
+    args.runs = (SCRATCH if _is_committed(args.out) else args.out.parent) / f"{args.out.name}.runs"
+    if args.runs.exists() and not args.runs.is_dir():
+        ap.error(f"the folder of finished runs {args.runs} is a file; move it, or choose another --out")
+    return args
+
+
+class FinishedRuns:
+    """The runs finished so far, one JSON file each in ``folder``, written atomically as each run finishes.
+
+    A file holds the run and its *identity* (model spec, recipe, seed, epochs, threads, torch version); a run
+    is reused only when today's identity is the same.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.touched: set[Path] = set()
+        self.reused = 0
+
+    def _path(self, key: str, seed: int, epochs: int) -> Path:
+        return self.folder / f"{key}__seed{seed}__{epochs}epochs.json"
+
+    def get(self, key: str, seed: int, epochs: int, identity: dict[str, Any]) -> dict[str, Any] | None:
+        path = self._path(key, seed, epochs)
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:  # unreadable: train again (the new run replaces it)
+            print(f"  ignoring {path.name}: {err}", file=sys.stderr)
+            return None
+        if (
+            not isinstance(saved, dict)
+            or "run" not in saved
+            or saved.get("identity") != json.loads(json.dumps(identity))
+        ):
+            return None  # another recipe, model or thread count: not this run
+        self.touched.add(path)
+        self.reused += 1
+        return saved["run"]
+
+    def put(self, key: str, seed: int, epochs: int, identity: dict[str, Any], run: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(key, seed, epochs)
+        write_atomically(path, lambda f: json.dump({"identity": identity, "run": run}, f), text=True)
+        self.touched.add(path)
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
+
+    def report(self) -> str:
+        """Where the finished runs are, for a stopped run's last words."""
+        if not self.count():
+            return "no run had finished, so there is nothing to keep."
+        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
+
+    def discard(self) -> None:
+        """Remove the runs this sweep used (the record now holds them), and the folder once it is empty."""
+        for path in self.touched:
+            path.unlink(missing_ok=True)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    out = args.out
     torch.set_num_threads(args.threads)
     arms = {a["name"]: a for a in planned_arms(args.max_epochs)}
-    unknown = [m for m in args.models if m not in arms]
-    if unknown:
-        raise SystemExit(f"unknown models {unknown}; choose from {list(arms)}")
-    out = Path(args.out) if args.out else RESULTS_DIR / f"{EXPERIMENT}.json"
+    finished = FinishedRuns(args.runs)
+    if finished.count():
+        print(f"resuming: {finished.count()} finished run(s) in {finished.folder} (reused where unchanged)")
     task = LongRangeTask(image_size=IMAGE_SIZE)
     record: dict[str, Any] = {
         "format": FORMAT,
@@ -197,25 +327,47 @@ def main(argv: list[str] | None = None) -> Path:
         def train_seeds(epochs: int, key: str = key) -> list[dict[str, Any]]:
             runs = []
             for seed in args.seeds:
-                run = train_run(key, seed, data_for(seed), task, epochs)
+                identity = {
+                    "experiment": EXPERIMENT,
+                    "model_spec": arms[key]["model_spec"],
+                    "train_config": _config_dict(epochs),
+                    "seed": seed,
+                    "threads": args.threads,
+                    "torch": torch.__version__,
+                }
+                run = finished.get(key, seed, epochs, identity)
+                reused = run is not None
+                if run is None:
+                    run = train_run(key, seed, data_for(seed), task, epochs)
+                    finished.put(key, seed, epochs, identity, run)
                 r = run["rule"]
                 print(
                     f"{key:<10} {seed:>4} {epochs:>6} {arms[key]['params']:>8,} "
                     f"{run['final_test_acc']:>6.3f} {run['best_test_acc']:>6.3f} "
                     f"{str(run['converged']):>5} {run['wall_seconds']:>6.1f}  "
-                    f"{r['train_acc_eval']:.3f}/{r['fresh_acc']:.3f}/{r['said_same']:.2f}",
+                    f"{r['train_acc_eval']:.3f}/{r['fresh_acc']:.3f}/{r['said_same']:.2f}" + ("  (reused)" * reused),
                     flush=True,
                 )
                 runs.append(run)
             return runs
 
-        record["arms"].append(converge_arm(arms[key], train_seeds))
-        record["wall_s"] = time.perf_counter() - t0
-        write_record(record, out)
+        try:
+            record["arms"].append(converge_arm(arms[key], train_seeds))
+        except BaseException:  # Ctrl-C or a crash: say where the finished runs are
+            print(f"\nlongrange_sweep.py: stopped; {finished.report()}", file=sys.stderr, flush=True)
+            raise
+    record["wall_s"] = time.perf_counter() - t0
+    if finished.reused:  # wall_s then covers only the runs trained by this invocation
+        record["resumed_runs"] = finished.reused
+    write_record(record, out)
+    finished.discard()
     print(results_table(record))
     print(f"wrote {out} ({record['wall_s'] / 60:.1f} min)")
     return out
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: main said where the finished runs are; no traceback
+        sys.exit(130)

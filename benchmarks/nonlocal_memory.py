@@ -165,9 +165,34 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, also when redirected
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if not sizes or min(sizes) < 1 or args.batch < 1 or args.channels < 1 or args.inter_channels < 1:
-        parser.error("sizes, batch, channels and inter-channels must be positive")
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers such as 14,28,56, got {args.sizes!r}")
+    if not sizes:
+        parser.error("--sizes is empty")
+    if min(sizes) < 1:
+        parser.error(f"--sizes must all be >= 1, got {min(sizes)}")
+    repeated = sorted({s for s in sizes if sizes.count(s) > 1})
+    if repeated:
+        parser.error(f"--sizes lists {', '.join(map(str, repeated))} more than once")
+    for flag, value in (("--batch", args.batch), ("--channels", args.channels),
+                        ("--inter-channels", args.inter_channels)):  # fmt: skip
+        if value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    if not 0 < args.max_gib < float("inf"):  # NaN fails too
+        parser.error(f"--max-gib must be a finite number > 0, got {args.max_gib}")
+    # Each configuration runs in a subprocess, which would only report "failed" for a device that is not there.
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError, ValueError):
+        parser.error(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        parser.error(f"--device {args.device}: no such GPU on this machine")
 
     print(
         f"Non-local block (embedded Gaussian, no sub-sampling), forward+backward, batch {args.batch}, "

@@ -5,17 +5,24 @@ On a GPU, the book's comparison at full size (CIFAR-10, the ``full`` profile)::
     python benchmarks/run_all.py                      # all models, seed 0, writes benchmarks/results/
     python benchmarks/run_all.py --seeds 3            # seeds 0, 1, 2 (mean ± std in the table)
 
-Here on a CPU, the same code at a tiny budget (a few minutes on 2 cores)::
+Here on a CPU, the same code at a tiny budget (a few minutes on 2 cores), written outside the repository::
 
-    python benchmarks/run_all.py --profile quick --dataset digits --seeds 1
+    python benchmarks/run_all.py --profile quick --dataset digits --seeds 1 --out /tmp/run_all_smoke
 
 Each run writes a record in the book's one format (``nlbook-record/1``, :mod:`nlbook.records`: provenance,
 dataset, one arm per model with its spec, recipe, measured cost and every seed's per-epoch history), plus the
 summary table and the targets below, as ``zoo_benchmark__<dataset>_<profile>_<device>[_tag].json``, and a
 ``.csv`` of the summary table. Full-profile CIFAR-10 runs go to ``benchmarks/results/`` (commit them); any other
-run goes to ``benchmarks/results/tmp/``, which git ignores, unless ``--out`` says otherwise. Each run is trained
-for the profile's fixed budget (the targets are about time, not convergence); ``converged`` says whether it met
-the records' criterion anyway. Converged accuracies come from ``benchmarks/converge.py``.
+run goes to ``benchmarks/results/tmp/``, which git ignores, unless ``--out`` names a folder. An existing record is
+never replaced: a name already taken gets a date-time suffix. Each run is trained for the profile's fixed budget
+(the targets are about time, not convergence); ``converged`` says whether it met the records' criterion anyway.
+Converged accuracies come from ``benchmarks/converge.py``.
+
+Every flag and both output paths are checked before anything is loaded or trained. Each finished (model, seed)
+run is written at once, atomically, to a folder of finished runs (``<record>.json.runs/`` beside the record; in
+``benchmarks/results/tmp/`` for a record that goes to ``benchmarks/results/``): Ctrl-C or a crash loses at most
+the run in flight, the script says where the finished ones are, and the same command run again reuses them. The
+folder's runs are removed once the record holding them is written.
 
 Targets (issue 7; on a Colab-class GPU, full profile, CIFAR-10): the CNN baseline reaches ≥ 93 % test
 accuracy and the ViT ≥ 85 %, each within 10 minutes of training, and at least one hybrid reaches the
@@ -29,12 +36,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
 import os
 import platform
 import re
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +53,13 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 
 import nlbook  # noqa: E402
+from nlbook.bench import BenchResult  # noqa: E402
+from nlbook.checks import check_path_writable  # noqa: E402
 from nlbook.comparison import ModelRun, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
-from nlbook.data import load_dataset  # noqa: E402
-from nlbook.records import CONVERGENCE, FORMAT, provenance, run_entry, write_record  # noqa: E402
-from nlbook.runtime import device_name, get_profile, pick_device  # noqa: E402
-from nlbook.zoo import model_names, model_spec  # noqa: E402
+from nlbook.data import ImageDataset, load_dataset  # noqa: E402
+from nlbook.records import CONVERGENCE, FORMAT, provenance, run_entry, write_atomically, write_record  # noqa: E402
+from nlbook.runtime import DATASETS, PROFILES, device_name, get_profile, pick_device, resolve_dataset_name  # noqa: E402
+from nlbook.zoo import model_names  # noqa: E402
 
 EXPERIMENT = "zoo_benchmark"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,6 +85,24 @@ CSV_FIELDS = (
     "n_seeds",
     "train_wall_s",
 )
+
+
+def whole_training_split(data: ImageDataset) -> ImageDataset:
+    """``data`` with its validation split (Fashion-MNIST, CIFAR-10) folded back into the training images.
+
+    This script trains a fixed budget and chooses nothing with what it measures, so it needs no validation
+    split: every model trains on the whole training split and is scored on the test split after every epoch,
+    the way DAWNBench measures time-to-accuracy (and what its record's per-epoch ``test_acc`` holds).
+    """
+    if not data.has_validation:
+        return data
+    return replace(
+        data,
+        train_images=torch.cat([data.train_images, data.val_images]),
+        train_labels=torch.cat([data.train_labels, data.val_labels]),
+        val_images=None,
+        val_labels=None,
+    )
 
 
 def hardware_info(device: torch.device) -> dict[str, Any]:
@@ -138,12 +166,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "device"
 
 
+def output_stem(dataset: str, profile: str, device: torch.device, tag: str | None) -> str:
+    """``zoo_benchmark__<dataset>_<profile>_<device>[_tag]``: what a run's files are called."""
+    hw = "cpu" if device.type == "cpu" else _slug(device_name(device))
+    return f"{EXPERIMENT}__{dataset}_{profile}_{hw}" + (f"_{_slug(tag)}" if tag else "")
+
+
 def output_paths(out_dir: Path, dataset: str, profile: str, device: torch.device, tag: str | None) -> tuple[Path, Path]:
     """``zoo_benchmark__<dataset>_<profile>_<device>[_tag].json/.csv`` in ``out_dir``; a date-time suffix avoids
     overwriting an earlier run."""
-    hw = "cpu" if device.type == "cpu" else _slug(device_name(device))
-    stem = f"{EXPERIMENT}__{dataset}_{profile}_{hw}" + (f"_{_slug(tag)}" if tag else "")
-    if (out_dir / f"{stem}.json").exists():
+    stem = output_stem(dataset, profile, device, tag)
+    if (out_dir / f"{stem}.json").exists() or (out_dir / f"{stem}.csv").exists():
         stem += dt.datetime.now().strftime("_%Y%m%d%H%M%S")
     return out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
 
@@ -172,6 +205,10 @@ def _arms(runs: list[ModelRun], profile: Any) -> list[dict[str, Any]]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, every flag and output path checked under the flag's own name (argparse's usage error,
+    exit status 2) before anything is loaded or trained. Resolves ``device``, ``profile`` and ``dataset`` (their
+    defaults come from the environment) and sets ``out``, ``json_path``, ``csv_path`` and ``runs`` (the folder
+    of finished runs)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--profile", default=None, help="quick | full (default: $NLBOOK_PROFILE, else full on CUDA)")
     p.add_argument("--dataset", default=None, help="cifar10 | digits (default: $NLBOOK_DATASET, else cifar10)")
@@ -189,26 +226,137 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: see the module docstring)")
     p.add_argument("--tag", default=None, help="suffix of the output file names")
     args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error("--seeds must be >= 1")
+    if args.profile is not None and args.profile not in PROFILES:
+        p.error(f"--profile must be one of {', '.join(PROFILES)}, got {args.profile!r}")
+    if args.dataset is not None and args.dataset not in DATASETS:
+        p.error(f"--dataset must be one of {', '.join(DATASETS)}, got {args.dataset!r}")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    try:
-        for n in names:
-            model_spec(n)
-    except ValueError as err:
-        p.error(str(err))
     if not names:
         p.error("--models is empty")
+    unknown = [n for n in names if n not in model_names()]
+    if unknown:
+        p.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(model_names())}")
+    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if repeated:  # one model twice would be trained twice and summarised as two rows of one name
+        p.error(f"--models lists {', '.join(repeated)} more than once")
     args.models = names
+    for flag, value, least in (
+        ("--seeds", args.seeds, 1),
+        ("--epochs", args.epochs, 1),
+        ("--max-train", args.max_train, 1),
+        ("--max-test", args.max_test, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--repeats", args.repeats, 1),
+        ("--warmup", args.warmup, 0),
+    ):
+        if value is not None and value < least:
+            p.error(f"{flag} must be >= {least}, got {value}")
+    # the device, and the defaults $NLBOOK_DEVICE/_PROFILE/_DATASET stand for, before anything is loaded
+    for flag, resolve in (
+        ("--device", lambda: pick_device(args.device)),
+        ("--profile", lambda: get_profile(args.profile, args.device).name),
+        ("--dataset", lambda: resolve_dataset_name(args.dataset)),
+    ):
+        try:
+            setattr(args, flag[2:], resolve())
+        except (ValueError, RuntimeError) as err:
+            p.error(f"{flag}: {err}")
+    # Where everything goes, decided and checked before anything is loaded or trained.
+    if args.out is None:
+        full = args.profile == "full" and args.dataset == "cifar10"
+        args.out = RESULTS if full else RESULTS / "tmp"
+        args.out.mkdir(parents=True, exist_ok=True)
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out must be a folder, but {args.out} is a file")
+    if not args.out.exists():
+        if not args.out.expanduser().parent.is_dir():
+            p.error(f"--out must be a folder in an existing folder, but {args.out.parent} does not exist")
+        args.out.mkdir()
+    args.json_path, args.csv_path = output_paths(args.out, args.dataset, args.profile, args.device, args.tag)
+    for path in (args.json_path, args.csv_path):
+        try:
+            check_path_writable("run_all.py", "--out", path)
+        except (ValueError, PermissionError) as err:
+            p.error(str(err).removeprefix("run_all.py: "))
+    # The finished runs: never among the records; named without output_paths' date-time suffix, so that the
+    # same command run again finds them.
+    scratch = RESULTS / "tmp" if args.out.resolve() == RESULTS.resolve() else args.out
+    args.runs = scratch / f"{output_stem(args.dataset, args.profile, args.device, args.tag)}.runs"
+    if args.runs.exists() and not args.runs.is_dir():
+        p.error(f"the folder of finished runs {args.runs} is a file; move it, or choose another --out")
     return args
+
+
+def _run_from_dict(d: dict[str, Any]) -> ModelRun:
+    """A :class:`ModelRun` back from its ``to_dict()`` (a finished run read from disk)."""
+    cost = d["cost"]
+    if cost is not None:
+        cost = BenchResult(**{**cost, "image_shape": tuple(cost["image_shape"])})
+    return ModelRun(**{**d, "cost": cost})
+
+
+class FinishedRuns:
+    """Finished (model, seed) runs, one JSON file each in ``folder``, written atomically as each finishes.
+
+    A file holds the run and its *identity* (dataset, profile, overrides, device, timing settings, torch); a run
+    is reused only when today's identity is the same.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.touched: set[Path] = set()
+        self.reused = 0
+
+    def _path(self, name: str, seed: int) -> Path:
+        return self.folder / f"{name}__seed{seed}.json"
+
+    def get(self, name: str, seed: int, identity: dict[str, Any]) -> ModelRun | None:
+        path = self._path(name, seed)
+        try:
+            saved = json.loads(path.read_text())
+            if saved["identity"] != json.loads(json.dumps(identity)):
+                return None  # another budget, device or setting: not this run
+            run = _run_from_dict(saved["run"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable: train again
+            print(f"  ignoring {path}: {err}", file=sys.stderr)
+            return None
+        self.touched.add(path)
+        self.reused += 1
+        return run
+
+    def put(self, name: str, seed: int, identity: dict[str, Any], run: ModelRun) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(name, seed)
+        write_atomically(path, lambda f: json.dump({"identity": identity, "run": run.to_dict()}, f), text=True)
+        self.touched.add(path)
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
+
+    def report(self) -> str:
+        """Where the finished runs are, for a stopped run's last words."""
+        if not self.count():
+            return "no run had finished, so there is nothing to keep."
+        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
+
+    def discard(self) -> None:
+        """Remove the runs this invocation used (the record now holds them), and the folder once it is empty."""
+        for path in self.touched:
+            path.unlink(missing_ok=True)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
 
 
 def main(argv: list[str] | None = None) -> Path:
     """Run the comparison, print its table, write the JSON and CSV; return the JSON's path."""
     args = parse_args(argv)
-    device = pick_device(args.device)
+    device = args.device
     profile = get_profile(args.profile, device)
-    data = load_dataset(args.dataset, device=device)
+    json_path, csv_path = args.json_path, args.csv_path
+    finished = FinishedRuns(args.runs)
+    data = whole_training_split(load_dataset(args.dataset, device=device))
     overrides = {
         key: value
         for key, value in (
@@ -230,28 +378,48 @@ def main(argv: list[str] | None = None) -> Path:
         f"dataset {data.name} | models {', '.join(args.models)} | seeds {seeds}",
         flush=True,
     )
+    if finished.count():
+        print(f"resuming: {finished.count()} finished run(s) in {finished.folder} (reused where unchanged)")
 
     start = time.perf_counter()
     runs = []
-    for name in args.models:
-        for seed in seeds:
-            run = benchmark_model(
-                name,
-                data,
-                profile=profile,
-                device=device,
-                seed=seed,
-                cost=seed == seeds[0],  # cost does not depend on the seed
-                warmup=args.warmup,
-                repeats=args.repeats,
-                **overrides,
-            )
-            runs.append(run)
-            print(
-                f"  {name:16s} seed {seed}: test acc {100 * run.test_acc:5.1f}% after {run.epochs} epochs "
-                f"({run.train_wall_s:.1f} s of training)",
-                flush=True,
-            )
+    try:
+        for name in args.models:
+            for seed in seeds:
+                identity = {
+                    "dataset": data.name,
+                    "profile": asdict(profile),
+                    "overrides": overrides,
+                    "device": str(device),
+                    "cost": seed == seeds[0],
+                    "warmup": args.warmup,
+                    "repeats": args.repeats,
+                    "torch": torch.__version__,
+                }
+                run = finished.get(name, seed, identity)
+                reused = run is not None
+                if run is None:
+                    run = benchmark_model(
+                        name,
+                        data,
+                        profile=profile,
+                        device=device,
+                        seed=seed,
+                        cost=seed == seeds[0],  # cost does not depend on the seed
+                        warmup=args.warmup,
+                        repeats=args.repeats,
+                        **overrides,
+                    )
+                    finished.put(name, seed, identity, run)
+                runs.append(run)
+                print(
+                    f"  {name:16s} seed {seed}: test acc {100 * run.test_acc:5.1f}% after {run.epochs} epochs "
+                    f"({run.train_wall_s:.1f} s of training)" + ("  (reused)" * reused),
+                    flush=True,
+                )
+    except BaseException:  # Ctrl-C or a crash: say where the finished runs are
+        print(f"\nrun_all.py: stopped; {finished.report()}", file=sys.stderr, flush=True)
+        raise
     total = time.perf_counter() - start
     rows = summarize(runs)
     first = runs[0]
@@ -292,13 +460,14 @@ def main(argv: list[str] | None = None) -> Path:
         "targets": targets,
     }
 
-    default_dir = RESULTS if (profile.name == "full" and data.name == "cifar10") else RESULTS / "tmp"
-    out_dir = args.out if args.out is not None else default_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = output_paths(out_dir, data.name, profile.name, device, args.tag)
+    if finished.reused:  # wall_s then covers only the runs trained by this invocation
+        record["resumed_runs"] = finished.reused
     write_record(record, json_path)
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=("dataset", "profile", "epochs", "hardware", *CSV_FIELDS))
+
+    def write_csv(f: Any) -> None:
+        writer = csv.DictWriter(
+            f, fieldnames=("dataset", "profile", "epochs", "hardware", *CSV_FIELDS), lineterminator="\n"
+        )
         writer.writeheader()
         for row in rows:
             fixed = {
@@ -309,12 +478,15 @@ def main(argv: list[str] | None = None) -> Path:
             }
             writer.writerow(fixed | {k: row.get(k) for k in CSV_FIELDS})
 
+    write_atomically(csv_path, write_csv, text=True)
+    finished.discard()  # the record holds every run now
+
     title = (
         f"{data.name}, profile {profile.name}, {first.epochs} epochs on {first.train_images} images, "
         f"seeds {seeds} | {hardware['name']} | batch {first.config['batch_size']} | total {total:.0f} s"
     )
     print()
-    print(format_table(rows, baseline="resnet", title=title))
+    print(format_table(rows, baseline="resnet" if "resnet" in args.models else None, title=title))
     print()
     for target, entry in targets.items():
         verdict = {True: "met", False: "NOT met", None: "not measured"}[entry["met"]]
@@ -325,4 +497,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: main said where the finished runs are; no traceback
+        sys.exit(130)

@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from nlbook.bench import BenchResult, measure  # noqa: E402
+from nlbook.runtime import pick_device  # noqa: E402
 from nlbook.vit import VisionTransformer  # noqa: E402
 
 MIB = 2**20
@@ -73,6 +74,33 @@ def build_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Mo
     return ours, theirs
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every flag under its own name (argparse's usage error, exit status 2), before any model is built."""
+    for flag, value, least in (
+        ("--batch", args.batch, 1),
+        ("--image-size", args.image_size, 1),
+        ("--patch-size", args.patch_size, 1),
+        ("--dim", args.dim, 1),
+        ("--depth", args.depth, 1),
+        ("--heads", args.heads, 1),
+        ("--num-classes", args.num_classes, 1),
+        ("--repeats", args.repeats, 1),
+        ("--warmup", args.warmup, 0),
+        ("--rounds", args.rounds, 1),
+        ("--threads", args.threads, 1),
+    ):
+        if value is not None and value < least:
+            parser.error(f"{flag} must be >= {least}, got {value}")
+    if args.image_size % args.patch_size:
+        parser.error(f"--image-size must be a multiple of --patch-size, got {args.image_size} and {args.patch_size}")
+    if args.dim % args.heads:
+        parser.error(f"--dim must be a multiple of --heads, got {args.dim} and {args.heads}")
+    try:
+        args.device = str(pick_device(args.device))
+    except (ValueError, RuntimeError) as err:
+        parser.error(f"--device: {err}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -89,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amp", choices=sorted(AMP), default="none", help="autocast dtype (none: float32)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     args = parser.parse_args(argv)
+    check_args(parser, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")

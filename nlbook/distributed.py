@@ -19,11 +19,16 @@ multi-GPU machine runs)::
 
     torchrun --nproc_per_node=2 -m nlbook.launch --model vit --dataset digits --profile quick
 
-Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything here is a no-op single process.
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything here is a no-op single process. A rank
+whose partners never come (``WORLD_SIZE=2`` set in one plain ``python`` process) fails within seconds
+(``init_timeout_s``, ``$NLBOOK_DIST_INIT_TIMEOUT``) with an error saying which ranks are missing, instead of
+waiting the collectives' five-minute timeout.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -122,28 +127,108 @@ def _require_group(where: str, info: DistInfo) -> None:
         )
 
 
+INIT_TIMEOUT_S = 30.0  # how long a rank waits for the others to join (seconds)
+
+
+def _seconds(name: str, value: object) -> float:
+    """``value`` as a finite number of seconds > 0 (numpy scalars too), or a clear error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"init_distributed: {name} must be a number of seconds > 0, got {value!r} ({type(value).__name__})"
+        )
+    if not 0 < float(value) < math.inf:  # NaN fails too
+        raise ValueError(
+            f"init_distributed: {name} must be a number of seconds > 0, got {value!r}"
+        )
+    return float(value)
+
+
+def _init_timeout(value: float | None) -> float:
+    """``value``, else ``$NLBOOK_DIST_INIT_TIMEOUT``, else :data:`INIT_TIMEOUT_S`: a number of seconds > 0."""
+    if value is not None:
+        return _seconds("init_timeout_s", value)
+    env = os.environ.get("NLBOOK_DIST_INIT_TIMEOUT", "").strip()
+    if not env:
+        return INIT_TIMEOUT_S
+    try:
+        seconds = float(env)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(
+            f"init_distributed: environment variable NLBOOK_DIST_INIT_TIMEOUT must be a number of seconds > 0, "
+            f"got {env!r}"
+        )
+    return seconds
+
+
+def _rendezvous(
+    rank: int, world: int, port: int, init_timeout_s: float, timeout_s: float
+) -> dist.Store:
+    """The store every rank meets at: ``torchrun``'s own (its agent started every rank), else a TCP store on
+    ``MASTER_ADDR:MASTER_PORT`` that rank 0 hosts and waits ``init_timeout_s`` for the others to join.
+
+    torch's default rendezvous waits the collectives' whole ``timeout`` (5 minutes) for a rank that will never
+    come, then fails with a network error; here the wait is short and the error says who is missing and why.
+    """
+    addr = os.environ["MASTER_ADDR"]
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    try:
+        store = dist.TCPStore(
+            addr,
+            port,
+            world,
+            is_master=rank == 0 and not agent,
+            timeout=timedelta(seconds=init_timeout_s),
+            wait_for_workers=True,
+        )
+    except RuntimeError as err:  # torch's DistStoreError / DistNetworkError
+        who = (
+            f"rank 0 waited {init_timeout_s:g} s for the other {world - 1} process(es) of WORLD_SIZE={world}"
+            if rank == 0 and not agent
+            else f"rank {rank} of WORLD_SIZE={world} could not reach rank 0 in {init_timeout_s:g} s"
+        )
+        raise RuntimeError(
+            f"init_distributed: {who} at MASTER_ADDR:MASTER_PORT = {addr}:{port} ({err}). "
+            "Start every rank together with torchrun (torchrun --nproc_per_node=N ...), or unset "
+            "WORLD_SIZE for one process; a slow start needs a longer init_timeout_s "
+            "($NLBOOK_DIST_INIT_TIMEOUT)."
+        ) from None
+    if agent:  # torchrun's agent prefixes each restart's keys, as torch's own env:// rendezvous does
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"/worker/attempt_{attempt}", store)
+    store.set_timeout(timedelta(seconds=timeout_s))  # later waits are the collectives'
+    return store
+
+
 def init_distributed(
     backend: str | None = None,
     *,
     device: torch.device | str | None = None,
     timeout_s: float = 300.0,
+    init_timeout_s: float | None = None,
 ) -> DistInfo:
     """Join the process group that ``torchrun`` describes in the environment and return
     this rank's info.
 
     Args:
         backend: ``"nccl"`` (GPUs) or ``"gloo"`` (CPUs); default NCCL when the device
-        is CUDA, else gloo.
+            is CUDA, else gloo.
         device: this process's device; default ``cuda:LOCAL_RANK`` when CUDA is
-        available, else the CPU —
-            one GPU per process, which is what DDP is fastest with.
+            available, else the CPU — one GPU per process, which is what DDP is
+            fastest with.
         timeout_s: how long collectives wait for a missing rank before failing (instead
-        of hanging).
+            of hanging).
+        init_timeout_s: how long joining waits for the other processes (default
+            ``$NLBOOK_DIST_INIT_TIMEOUT``, else 30 s); then a ``RuntimeError`` says
+            which are missing.
 
     Without ``WORLD_SIZE`` (a plain ``python`` run) or with ``WORLD_SIZE=1`` no process
     group is created.
     """
     global _CURRENT
+    timeout_s = _seconds("timeout_s", timeout_s)
+    init_timeout_s = _init_timeout(init_timeout_s)
     world = _env_int("WORLD_SIZE", 1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     # torchrun's variables, checked before anything waits on them: a RANK outside the
@@ -212,8 +297,12 @@ def init_distributed(
                 f"init_distributed: environment variable MASTER_PORT must be in [1, "
                 f"65535], got {port}"
             )
+        # The other processes are waited for init_timeout_s, not timeout_s: a rank
+        # started alone (WORLD_SIZE=2 without torchrun) fails in seconds, not minutes.
+        store = _rendezvous(rank, world, port, init_timeout_s, timeout_s)
         dist.init_process_group(
             backend=backend,
+            store=store,
             rank=rank,
             world_size=world,
             timeout=timedelta(seconds=timeout_s),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import subprocess
@@ -27,7 +28,13 @@ from nlbook.checks import check_path_writable
 from nlbook.data import load_dataset
 from nlbook.distributed import barrier, cleanup, init_distributed, print0, unwrap
 from nlbook.records import write_atomically
-from nlbook.runtime import get_profile, seed_everything
+from nlbook.runtime import (
+    DATASETS,
+    PROFILES,
+    get_profile,
+    resolve_dataset_name,
+    seed_everything,
+)
 from nlbook.train import fit
 
 __all__ = ["LocalRun", "launch_local", "main"]
@@ -161,7 +168,60 @@ def _parser() -> argparse.ArgumentParser:
         help="rank 0 writes the trained state_dict here (torch.save)",
     )
     p.add_argument("--json", default=None, help="rank 0 writes the TrainRecord here")
+    p.add_argument(
+        "--init-timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the other processes to join "
+        "(default $NLBOOK_DIST_INIT_TIMEOUT, else 30)",
+    )
     return p
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every flag, under its own name, before any process waits for another or trains (every rank parses the
+    same command line, so every rank stops here alike)."""
+    if args.model not in zoo.model_names():
+        p.error(
+            f"--model must be one of {', '.join(zoo.model_names())}, got {args.model!r}"
+        )
+    if args.dataset is not None and args.dataset not in DATASETS:
+        p.error(f"--dataset must be one of {', '.join(DATASETS)}, got {args.dataset!r}")
+    if args.profile is not None and args.profile not in PROFILES:
+        p.error(f"--profile must be one of {', '.join(PROFILES)}, got {args.profile!r}")
+    for flag, value, least in (
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--max-train", args.max_train, 1),
+        ("--max-test", args.max_test, 1),
+        ("--seed", args.seed, 0),
+    ):
+        if value is not None and value < least:
+            p.error(f"{flag} must be >= {least}, got {value}")
+    for flag, value in (("--lr", args.lr), ("--init-timeout", args.init_timeout)):
+        if value is not None and not 0 < value < math.inf:  # NaN fails too
+            p.error(f"{flag} must be a finite number > 0, got {value}")
+    # the defaults the environment stands for, before any rank waits on another
+    try:
+        resolve_dataset_name(args.dataset)
+    except ValueError as err:
+        p.error(f"--dataset: {err}")
+    env_profile = os.environ.get("NLBOOK_PROFILE")
+    if args.profile is None and env_profile and env_profile not in PROFILES:
+        p.error(
+            f"--profile: NLBOOK_PROFILE={env_profile!r} is not one of {', '.join(PROFILES)}"
+        )
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two output paths name one file (``x`` and ``./x``, a symbolic link, a hard link)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.resolve() == pb.resolve():
+        return True
+    try:
+        return os.path.samefile(pa, pb)
+    except OSError:  # one of them does not exist yet: different files
+        return False
 
 
 def _write_record(path: str, record: dict) -> None:
@@ -173,18 +233,31 @@ def _write_record(path: str, record: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``torchrun -m nlbook.launch``; see ``--help``.
 
-    Rank 0 writes ``--save`` and ``--json``: both paths are checked before anything trains, each file is written
+    Every flag is checked, under its own name, before any process waits for another (usage errors exit with
+    argparse's status 2). Rank 0 writes ``--save`` and ``--json``: both paths are checked before anything
+    trains (an existing folder, not a folder themselves, not one file for both), each file is written
     atomically, and a run that stops early (Ctrl-C, an error) still writes the finished epochs to ``--json``
-    (with an ``"interrupted"`` field saying why).
+    (with an ``"interrupted"`` field saying why) and says where they are.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    if (
+        args.save is not None
+        and args.json is not None
+        and _same_file(args.save, args.json)
+    ):
+        raise ValueError(
+            f"nlbook.launch: --save and --json name the same file ({args.save!r}): the record would "
+            "overwrite the weights; give each its own path"
+        )
     if (
         os.environ.get("RANK", "0").strip() == "0"
     ):  # the writer; torchrun stops the other ranks if it fails here
         for flag, path in (("--save", args.save), ("--json", args.json)):
             if path is not None:
                 check_path_writable("nlbook.launch", flag, path)
-    info = init_distributed()
+    info = init_distributed(init_timeout_s=args.init_timeout)
     try:
         profile = get_profile(args.profile, info.device)
         overrides = {"seed": args.seed}
@@ -231,10 +304,21 @@ def main(argv: list[str] | None = None) -> int:
             BaseException
         ) as err:  # nothing lost: the epochs that finished still reach --json
             partial = getattr(err, "record", None)
-            if info.is_main and args.json and partial is not None:
-                _write_record(
-                    args.json,
-                    partial.to_dict() | {"interrupted": f"{type(err).__name__}: {err}"},
+            if info.is_main and partial is not None:
+                done = len(partial.history)
+                if args.json:
+                    _write_record(
+                        args.json,
+                        partial.to_dict()
+                        | {"interrupted": f"{type(err).__name__}: {err}"},
+                    )
+                    kept = f"they are in --json {args.json}"
+                else:
+                    kept = "nothing was kept (pass --json PATH to keep them)"
+                print(
+                    f"nlbook.launch: stopped after {done} finished epoch(s); {kept}",
+                    file=sys.stderr,
+                    flush=True,
                 )
             raise
         print0(record.summary(), info=info)
