@@ -15,7 +15,7 @@ Each experiment trains every arm with ``--seeds`` seeds and writes one record (`
     python benchmarks/converge.py all --arms vit,coatnet,botnet &
 
     # a smoke run writes elsewhere and never touches benchmarks/results:
-    python benchmarks/converge.py ch3 --seeds 2 --train-size 512 --base-epochs 1 --out /tmp/smoke --cache /tmp/smoke/runs
+    python benchmarks/converge.py ch3 --seeds 2 --train-size 512 --base-epochs 0.2 --out /tmp/smoke
 
 The real-scale record on a GPU is made by the same script in the same format::
 

@@ -20,11 +20,15 @@ from torch import nn
 
 from nlbook.checks import (
     autocasting,
+    check_bool,
+    check_device,
     check_float,
     check_image_batch,
     check_like_model,
     check_positive_int,
     check_probability,
+    is_int,
+    is_real,
 )
 
 __all__ = [
@@ -107,6 +111,11 @@ def sdpa_backend(
             raise TypeError(
                 f"sdpa_backend expects torch.Tensor q, k, v; {name} is a {type(t).__name__}"
             )
+    # the inputs scaled_dot_product_attention accepts, checked the same way: an answer for inputs it would
+    # refuse (int tensors, a 1-D q, a string mask) would name a kernel that never runs
+    _check_attention_inputs("sdpa_backend", q, k, v, bias)
+    check_probability("sdpa_backend", dropout_p=dropout_p)
+    check_bool("sdpa_backend", "repair_layout", repair_layout)
     if repair_layout:
         q, k, v, bias = _kernel_layout(q, k, v, bias)
     try:
@@ -152,29 +161,17 @@ def scaled_dot_product_attention(
     check_impl("scaled_dot_product_attention", impl)
     check_probability("scaled_dot_product_attention", dropout_p=dropout_p)
     if scale is not None:
-        check_float(
+        scale = check_float(
             "scaled_dot_product_attention",
             "scale (None: 1/sqrt(d))",
             scale,
             low=0.0,
             low_open=True,
         )
-    if q.dim() < 2 or k.dim() != q.dim() or v.dim() != q.dim():
-        raise ValueError(
-            "scaled_dot_product_attention expects q, k, v of equal rank >= 2 shaped (..., N, d), (..., M, d), "
-            f"(..., M, d_v); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    _check_qkv("scaled_dot_product_attention", q, k, v)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"scaled_dot_product_attention: q and k need the same feature size d, got {q.shape[-1]} and {k.shape[-1]}"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            "scaled_dot_product_attention: k and v need the same number of positions M, "
-            f"got {k.shape[-2]} and {v.shape[-2]}"
-        )
-    _check_bias("scaled_dot_product_attention", bias, q, k)
+    return_weights = check_bool(
+        "scaled_dot_product_attention", "return_weights", return_weights
+    )
+    _check_attention_inputs("scaled_dot_product_attention", q, k, v, bias)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if impl == "fused" and not return_weights:
         out_shape = (
@@ -194,6 +191,28 @@ def scaled_dot_product_attention(
     weights = attention_weights(q, k, bias=bias, scale=scale)
     out = torch.matmul(F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights, v)
     return (out, weights) if return_weights else out
+
+
+def _check_attention_inputs(
+    where: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: object
+) -> None:
+    """q (..., N, d), k (..., M, d), v (..., M, d_v) of one rank, dtype and device, and a bias that fits."""
+    if q.dim() < 2 or k.dim() != q.dim() or v.dim() != q.dim():
+        raise ValueError(
+            f"{where} expects q, k, v of equal rank >= 2 shaped (..., N, d), (..., M, d), "
+            f"(..., M, d_v); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    _check_qkv(where, q, k, v)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"{where}: q and k need the same feature size d, got {q.shape[-1]} and {k.shape[-1]}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"{where}: k and v need the same number of positions M, "
+            f"got {k.shape[-2]} and {v.shape[-2]}"
+        )
+    _check_bias(where, bias, q, k)
 
 
 def _check_qkv(where: str, *tensors: torch.Tensor) -> None:
@@ -268,6 +287,16 @@ def attention_weights(
         )
     _check_qkv("attention_weights", q, k)
     _check_bias("attention_weights", bias, q, k)
+    if (
+        scale is not None
+    ):  # a negative scale would turn attention into repulsion, NaN into NaN weights
+        scale = check_float(
+            "attention_weights",
+            "scale (None: 1/sqrt(d))",
+            scale,
+            low=0.0,
+            low_open=True,
+        )
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     logits = torch.matmul(q, k.transpose(-2, -1)) * scale
     if bias is not None and bias.dtype == torch.bool:
@@ -301,6 +330,12 @@ class MultiHeadAttention(nn.Module):
     ):
         super().__init__()
         check_positive_int("MultiHeadAttention", dim=dim, num_heads=num_heads)
+        check_probability(
+            "MultiHeadAttention", attn_dropout=attn_dropout, dropout=dropout
+        )
+        # a flag given as "no" would be truthy: biases nobody asked for
+        qkv_bias = check_bool("MultiHeadAttention", "qkv_bias", qkv_bias)
+        dim, num_heads = int(dim), int(num_heads)
         if dim % num_heads:
             raise ValueError(
                 f"MultiHeadAttention: dim ({dim}) must be a positive multiple of num_heads ({num_heads})"
@@ -332,6 +367,9 @@ class MultiHeadAttention(nn.Module):
             raise TypeError(
                 f"MultiHeadAttention expects a torch.Tensor of (B, N, {self.dim}) tokens, got {type(x).__name__}"
             )
+        return_attention = check_bool(
+            "MultiHeadAttention", "return_attention", return_attention
+        )
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"MultiHeadAttention expects (B, N, {self.dim}) tokens, got shape {tuple(x.shape)}"
@@ -365,9 +403,7 @@ def _check_size(size: object, where: str) -> tuple[int, int]:
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
-        or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size
-        )
+        or not all(is_int(s) and s >= 1 for s in size)
     ):
         raise ValueError(
             f"{where}: size must be a (height, width) pair of positive ints, got {size!r}"
@@ -398,11 +434,13 @@ def sincos_position_encoding_2d(
     size.
     """
     for name, value in (("height", height), ("width", width), ("dim", dim)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(
                 f"sincos_position_encoding_2d: {name} must be a positive int, got "
                 f"{value!r}"
             )
+    height, width, dim = int(height), int(width), int(dim)
+    device = check_device("sincos_position_encoding_2d", "device", device)
     if dim % 4:
         raise ValueError(
             f"sincos_position_encoding_2d: dim must be divisible by 4 (sin and cos "
@@ -451,16 +489,16 @@ class LearnedPositionEncoding2d(nn.Module):
 
     def __init__(self, dim: int, height: int, width: int, std: float = 0.02):
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
+        if not is_int(dim) or dim < 1:
             raise ValueError(
                 f"LearnedPositionEncoding2d: dim must be a positive int, got {dim!r}"
             )
-        self.dim = dim
+        self.dim = int(dim)
         self.height, self.width = _check_size(
             (height, width), "LearnedPositionEncoding2d"
         )
-        self.std = std
-        self.embedding = nn.Parameter(torch.empty(1, dim, height, width))
+        self.std = check_float("LearnedPositionEncoding2d", "std", std, low=0.0)
+        self.embedding = nn.Parameter(torch.empty(1, self.dim, self.height, self.width))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -486,7 +524,9 @@ def _check_relative_inputs(
     rel_width: object,
     height: object,
     width: object,
-) -> None:
+) -> tuple[int, int]:
+    """Tensors of one floating dtype and device, q (B, heads, H·W, d), tables (2H−1, d) and (2W−1, d);
+    returns (height, width) as ints."""
     for name, t in (("q", q), ("rel_height", rel_height), ("rel_width", rel_width)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(
@@ -497,6 +537,32 @@ def _check_relative_inputs(
             f"{where}: q must be (B, heads, height*width, head_dim), got shape {tuple(q.shape)}"
         )
     check_positive_int(where, height=height, width=width)
+    # under torch.autocast the matmuls cast the float32 tables themselves: mixed dtypes are expected there
+    mixed = len({q.dtype, rel_height.dtype, rel_width.dtype}) > 1 and not autocasting(
+        q.device.type
+    )
+    if not all(t.is_floating_point() for t in (q, rel_height, rel_width)) or mixed:
+        raise TypeError(
+            f"{where} expects q, rel_height and rel_width of one floating-point dtype, got "
+            f"{q.dtype}, {rel_height.dtype}, {rel_width.dtype}"
+        )
+    if len({q.device, rel_height.device, rel_width.device}) > 1:
+        raise ValueError(
+            f"{where} expects q, rel_height and rel_width on one device, got "
+            f"{q.device}, {rel_height.device}, {rel_width.device}"
+        )
+    n, d = q.shape[-2:]
+    if n != height * width:
+        raise ValueError(
+            f"{where}: q has {n} positions but the embeddings describe a {height}x{width} map "
+            f"({height * width} positions)"
+        )
+    if rel_height.shape != (2 * height - 1, d) or rel_width.shape != (2 * width - 1, d):
+        raise ValueError(
+            f"{where} expects rel_height ({2 * height - 1}, {d}) and rel_width "
+            f"({2 * width - 1}, {d}), got {tuple(rel_height.shape)} and {tuple(rel_width.shape)}"
+        )
+    return int(height), int(width)
 
 
 def _relative_index(length: int, device: torch.device) -> torch.Tensor:
@@ -524,20 +590,9 @@ def relative_position_logits_2d(
         only (2H-1 + 2W-1)·head_dim parameters describe all (HW)² pairs; the (HW)² table itself is still
         materialised — relative positions cost O((HW)²) memory whatever attention kernel runs afterwards.
     """
-    _check_relative_inputs(
+    height, width = _check_relative_inputs(
         "relative_position_logits_2d", q, rel_height, rel_width, height, width
     )
-    _, _, n, d = q.shape
-    if n != height * width:
-        raise ValueError(
-            f"relative_position_logits_2d: q has {n} positions but the embeddings describe a {height}x{width} map "
-            f"({height * width} positions)"
-        )
-    if rel_height.shape != (2 * height - 1, d) or rel_width.shape != (2 * width - 1, d):
-        raise ValueError(
-            f"relative_position_logits_2d expects rel_height ({2 * height - 1}, {d}) and rel_width "
-            f"({2 * width - 1}, {d}), got {tuple(rel_height.shape)} and {tuple(rel_width.shape)}"
-        )
     q = rearrange(q, "b n (x y) d -> b n x y d", x=height, y=width)
     # Look the embeddings up per (query row, key row) pair: (H, H, d) and (W, W, d) — small tables.
     emb_h = rel_height[_relative_index(height, q.device)]
@@ -560,15 +615,10 @@ def relative_position_logits_2d_reference(
     width: int,
 ) -> torch.Tensor:
     """Loop-by-loop version of :func:`relative_position_logits_2d` straight from the definition (tests only)."""
-    _check_relative_inputs(
+    height, width = _check_relative_inputs(
         "relative_position_logits_2d_reference", q, rel_height, rel_width, height, width
     )
     b, heads, n, _ = q.shape
-    if n != height * width:
-        raise ValueError(
-            f"relative_position_logits_2d_reference: q has {n} positions, the grid {height}x{width} has "
-            f"{height * width}"
-        )
     out = q.new_zeros(b, heads, n, n)
     for i in range(height):
         for j in range(width):
@@ -591,11 +641,11 @@ class RelativePositionLogits2d(nn.Module):
         self.height, self.width = _check_size(
             (height, width), "RelativePositionLogits2d"
         )
-        if not isinstance(head_dim, int) or head_dim < 1:
+        if not is_int(head_dim) or head_dim < 1:
             raise ValueError(
                 f"RelativePositionLogits2d: head_dim must be a positive int, got {head_dim!r}"
             )
-        self.head_dim = head_dim
+        self.head_dim = head_dim = int(head_dim)
         self.rel_height = nn.Parameter(torch.empty(2 * self.height - 1, head_dim))
         self.rel_width = nn.Parameter(torch.empty(2 * self.width - 1, head_dim))
         self.reset_parameters()
@@ -678,25 +728,22 @@ class MultiHeadSelfAttention2d(nn.Module):
     ):
         super().__init__()
         where = "MultiHeadSelfAttention2d"
-        if (
-            not isinstance(dim, int)
-            or dim < 1
-            or not isinstance(num_heads, int)
-            or num_heads < 1
-        ):
+        if not is_int(dim) or dim < 1 or not is_int(num_heads) or num_heads < 1:
             raise ValueError(
                 f"{where}: dim and num_heads must be positive ints, got dim={dim!r}, num_heads={num_heads!r}"
             )
+        dim, num_heads = int(dim), int(num_heads)
         if head_dim is None:
             if dim % num_heads:
                 raise ValueError(
                     f"{where}: dim ({dim}) must be divisible by num_heads ({num_heads}), or pass head_dim explicitly"
                 )
             head_dim = dim // num_heads
-        if not isinstance(head_dim, int) or head_dim < 1:
+        if not is_int(head_dim) or head_dim < 1:
             raise ValueError(
                 f"{where}: head_dim must be a positive int, got {head_dim!r}"
             )
+        head_dim = int(head_dim)
         inner = num_heads * head_dim
         if not proj and inner != dim:
             raise ValueError(
@@ -720,10 +767,14 @@ class MultiHeadSelfAttention2d(nn.Module):
         elif size is not None:
             size = _check_size(size, where)
         check_impl(where, impl)
-        if not 0.0 <= attn_dropout < 1.0:
+        if not is_real(attn_dropout) or not 0.0 <= attn_dropout < 1.0:
             raise ValueError(
                 f"{where}: attn_dropout must be in [0, 1), got {attn_dropout!r}"
             )
+        qkv_bias, proj = (
+            check_bool(where, "qkv_bias", qkv_bias),
+            check_bool(where, "proj", proj),
+        )
         self.dim, self.num_heads, self.head_dim, self.pos, self.size, self.impl = (
             dim,
             num_heads,
@@ -748,6 +799,7 @@ class MultiHeadSelfAttention2d(nn.Module):
         """``x``: (B, dim, H, W) → (B, dim, H, W); with ``return_attention`` also (B, heads, HW, HW) weights."""
         where = "MultiHeadSelfAttention2d"
         check_image_batch(x, self.dim, where, like=self)
+        return_attention = check_bool(where, "return_attention", return_attention)
         height, width = x.shape[-2:]
         if self.size is not None and (height, width) != self.size:
             raise ValueError(

@@ -53,10 +53,15 @@ from torch.utils.flop_counter import (
 
 from nlbook.checks import (
     check_batchnorm_batch,
+    check_bool,
+    check_device,
     check_float,
     check_image_batch,
     check_int,
+    check_ints,
+    check_module,
     dry_run,
+    is_int,
 )
 from nlbook.runtime import device_name, pick_device
 
@@ -146,6 +151,7 @@ def count_flops(model: nn.Module, x: torch.Tensor, *, backward: bool = False) ->
         raise TypeError(f"count_flops expects an nn.Module, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"count_flops expects a tensor batch, got {type(x).__name__}")
+    backward = check_bool("count_flops", "backward", backward)
     counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
     if not backward:
         was_training = model.training
@@ -224,7 +230,11 @@ def peak_step_memory(step: Callable[[], Any], device: torch.device) -> int | Non
             f"peak_step_memory expects a callable step (no arguments), got "
             f"{type(step).__name__}"
         )
-    device = torch.device(device)
+    device = check_device("peak_step_memory", "device", device)
+    if device is None:
+        raise TypeError(
+            "peak_step_memory: device must be a torch.device or a device name, got None"
+        )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         start = torch.cuda.memory_allocated(device)
@@ -324,13 +334,16 @@ def _sample_batch(
                 f"measure: a sample batch must be a float tensor (B, C, H, W), got {sample.dtype} {tuple(sample.shape)}"
             )
         return sample.to(device)
-    shape = tuple(sample)
-    if len(shape) != 4 or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
-    ):
+    shape = (
+        tuple(sample)
+        if isinstance(sample, Sequence) and not isinstance(sample, str)
+        else ()
+    )
+    if len(shape) != 4 or any(not is_int(s) or s < 1 for s in shape):
         raise ValueError(
-            f"measure: input_shape must be four positive ints (B, C, H, W), got {sample!r}"
+            f"measure: sample must be a float batch or its shape, four positive ints (B, C, H, W), got {sample!r}"
         )
+    shape = tuple(int(s) for s in shape)
     # Random numbers from a seeded CPU generator, then moved: the same batch on every device.
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=torch.float32).to(device)
@@ -366,10 +379,12 @@ def measure(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"measure expects an nn.Module, got {type(model).__name__}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+    if not is_int(warmup) or warmup < 0:
         raise ValueError(f"measure: warmup must be an int >= 0, got {warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if not is_int(repeats) or repeats < 1:
         raise ValueError(f"measure: repeats must be an int >= 1, got {repeats!r}")
+    warmup, repeats = int(warmup), int(repeats)
+    seed = check_int("measure", "seed", seed, low=0)
     for flag, value in (("train", train), ("memory", memory)):
         if not isinstance(value, bool):
             raise TypeError(f"measure: {flag} must be True or False, got {value!r}")
@@ -393,7 +408,9 @@ def measure(
             "measure: cannot time a model on the meta device; pass device='cpu' or 'cuda'"
         )
     device = (
-        home if device is None else pick_device(device)
+        home
+        if device is None
+        else pick_device(check_device("measure", "device", device))
     )  # a device that does not exist fails here
     # Before anything moves or is timed: one dry run on (at most) two images, where the model is now.
     x = _sample_batch(sample, torch.device("cpu"), seed)
@@ -528,10 +545,22 @@ def estimate_training_seconds(
         high=1.0,
         low_open=True,
     )
-    if not isinstance(image_shape, Sequence) or len(image_shape) != 3:
+    check_module("estimate_training_seconds", "model", model)
+    if (
+        isinstance(image_shape, str)
+        or not isinstance(image_shape, Sequence)
+        or len(image_shape) != 3
+    ):
         raise ValueError(
             f"estimate_training_seconds: image_shape must be (C, H, W), got {image_shape!r}"
         )
+    image_shape = check_ints(
+        "estimate_training_seconds",
+        "image_shape",
+        image_shape,
+        length=3,
+        what="(C, H, W)",
+    )
     device = next(iter(model.parameters()), torch.empty(0)).device
     x = torch.empty(1, *image_shape, device=device)
     train = count_flops(model, x, backward=True)

@@ -21,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlbook.checks import check_image_batch, check_int
+from nlbook.checks import (
+    check_bool,
+    check_image_batch,
+    check_int,
+    check_like_model,
+    is_int,
+)
 
 __all__ = [
     "BasicBlock",
@@ -56,10 +62,13 @@ def conv_output_size(
         ("padding", padding, 0),
         ("dilation", dilation, 1),
     ):
-        if not isinstance(value, int) or value < low:
+        if not is_int(value) or value < low:
             raise ValueError(
                 f"conv_output_size: {name} must be an int >= {low}, got {value!r}"
             )
+    size, kernel_size, stride, padding, dilation = map(
+        int, (size, kernel_size, stride, padding, dilation)
+    )
     effective = dilation * (kernel_size - 1) + 1
     if size + 2 * padding < effective:
         raise ValueError(
@@ -92,6 +101,7 @@ def conv2d_sliding(
             f"kh, kw), got {got}"
         )
     check_image_batch(x, weight.shape[1], "conv2d_sliding")
+    _check_kernel(x, weight, bias, "conv2d_sliding")
     stride = check_int("conv2d_sliding", "stride", stride, low=1)
     padding = check_int("conv2d_sliding", "padding", padding, low=0)
     out_c, in_c, kh, kw = weight.shape
@@ -116,6 +126,33 @@ def conv2d_sliding(
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
+
+
+def _check_kernel(
+    x: torch.Tensor, weight: torch.Tensor, bias: object, where: str
+) -> None:
+    """A floating kernel of the batch's dtype and device, and a bias of one value per output channel (an int or
+    float64 kernel, or a bias of the wrong length, would fail inside einsum or broadcast silently)."""
+    if not weight.is_floating_point():
+        raise TypeError(
+            f"{where}: weight must be a floating-point kernel, got {weight.dtype}"
+        )
+    check_like_model(x, weight, where)
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (weight.shape[0],):
+        got = (
+            tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+        )
+        raise ValueError(
+            f"{where}: bias must be a ({weight.shape[0]},) tensor, one value per output channel, or None, "
+            f"got {got}"
+        )
+    if bias.dtype != weight.dtype or bias.device != weight.device:
+        raise TypeError(
+            f"{where}: bias must have the weight's dtype and device ({weight.dtype}, {weight.device}), "
+            f"got {bias.dtype} on {bias.device}"
+        )
 
 
 @dataclass(frozen=True)
@@ -148,7 +185,7 @@ def receptive_field(layers: Sequence[tuple[str, int, int]]) -> list[ReceptiveFie
                 f"triple, got {layer!r}"
             )
         name, k, s = layer
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (k, s)):
+        if not (is_int(k) and is_int(s)):
             raise ValueError(
                 f"receptive_field: layer {name!r} needs int kernel_size and stride, "
                 f"got {k!r}, {s!r}"
@@ -158,8 +195,8 @@ def receptive_field(layers: Sequence[tuple[str, int, int]]) -> list[ReceptiveFie
                 f"receptive_field: layer {name!r} needs kernel_size >= 1 and stride "
                 f">= 1, got {k}, {s}"
             )
-        r = r + (k - 1) * j
-        j = j * s
+        r = r + (int(k) - 1) * j
+        j = j * int(s)
         out.append(ReceptiveField(name, r, j))
     return out
 
@@ -179,11 +216,21 @@ class BasicBlock(nn.Module):
         attention: nn.Module | None = None,
     ):
         super().__init__()
-        if in_channels < 1 or out_channels < 1 or stride < 1:
+        if not all(is_int(v) and v >= 1 for v in (in_channels, out_channels, stride)):
             raise ValueError(
-                f"BasicBlock: in_channels, out_channels and stride must be >= 1, got {in_channels}, {out_channels}, "
-                f"{stride}"
+                f"BasicBlock: in_channels, out_channels and stride must be ints >= 1, got {in_channels!r}, "
+                f"{out_channels!r}, {stride!r}"
             )
+        if attention is not None and not isinstance(attention, nn.Module):
+            raise TypeError(
+                f"BasicBlock: attention must be an nn.Module (e.g. SqueezeExcitation(C)) or None, "
+                f"got {type(attention).__name__}"
+            )
+        in_channels, out_channels, stride = (
+            int(in_channels),
+            int(out_channels),
+            int(stride),
+        )
         self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -250,25 +297,36 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
     ):
         super().__init__()
+        for name, value in (("widths", widths), ("depths", depths)):
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise TypeError(
+                    f"ResNet: {name} must be a tuple of ints, one per stage (e.g. (64, 128, 256, 512)), "
+                    f"got {value!r}"
+                )
+        for name, value in (
+            ("block_factory", block_factory),
+            ("insert_after", insert_after),
+        ):
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"ResNet: {name} must be a function (see its type alias) or None, got {type(value).__name__}"
+                )
+        check_bool("ResNet", "zero_init_residual", zero_init_residual)
         widths, depths = tuple(widths), tuple(depths)
         if len(widths) == 0 or len(widths) != len(depths):
             raise ValueError(
                 f"ResNet: widths and depths need the same non-zero length, got {widths} and {depths}"
             )
-        if any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1
-            for v in (*widths, *depths)
-        ):
+        if any(not is_int(v) or v < 1 for v in (*widths, *depths)):
             raise ValueError(
                 f"ResNet: widths and depths must be positive ints, got {widths} and {depths}"
             )
-        if any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1
-            for v in (num_classes, in_channels)
-        ):
+        if any(not is_int(v) or v < 1 for v in (num_classes, in_channels)):
             raise ValueError(
                 f"ResNet: num_classes and in_channels must be >= 1 (ints), got {num_classes}, {in_channels}"
             )
+        widths, depths = tuple(map(int, widths)), tuple(map(int, depths))
+        num_classes, in_channels = int(num_classes), int(in_channels)
         self.in_channels = in_channels
         self.widths, self.depths = widths, depths
         block_factory = block_factory or _basic_block

@@ -9,6 +9,7 @@ whose attention, from :mod:`nlbook.attention`, carries a learned 2-D relative po
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -17,9 +18,12 @@ from torch import nn
 
 from nlbook.attention import MultiHeadAttention
 from nlbook.checks import (
+    check_bool,
     check_grid_input,
     check_image_batch,
+    check_ints,
     check_positive_int,
+    is_real,
     to_pair,
 )
 from nlbook.hybrid import SqueezeExcitation
@@ -77,10 +81,17 @@ class MBConv(nn.Module):
             out_channels=out_channels,
             expand_ratio=expand_ratio,
         )
-        if stride not in (1, 2):
+        if stride not in (1, 2) or isinstance(stride, bool):
             raise ValueError(f"MBConv: stride must be 1 or 2, got {stride!r}")
-        if not 0 < se_ratio <= 1:
+        if not is_real(se_ratio) or not 0 < se_ratio <= 1:
             raise ValueError(f"MBConv: se_ratio must be in (0, 1], got {se_ratio!r}")
+        check_bool("MBConv", "zero_init_last", zero_init_last)
+        in_channels, out_channels, stride = (
+            int(in_channels),
+            int(out_channels),
+            int(stride),
+        )
+        expand_ratio = int(expand_ratio)
         self.in_channels, self.out_channels, self.stride = (
             in_channels,
             out_channels,
@@ -291,12 +302,15 @@ class CoAtNet(nn.Module):
         mlp_ratio: int = 4,
     ) -> None:
         super().__init__()
-        widths, depths, kinds, strides = (
-            tuple(widths),
-            tuple(depths),
-            tuple(kinds),
-            tuple(strides),
-        )
+        if not isinstance(kinds, str | Sequence):
+            raise TypeError(
+                f"CoAtNet: kinds must be a string like 'CCTT' (or a sequence of 'C'/'T'), one per stage, "
+                f"got {kinds!r}"
+            )
+        widths = check_ints("CoAtNet", "widths", widths, what="channel counts")
+        depths = check_ints("CoAtNet", "depths", depths, what="block counts")
+        strides = check_ints("CoAtNet", "strides", strides, what="strides (1 or 2)")
+        kinds = tuple(kinds)
         if not (len(widths) == len(depths) == len(kinds) == len(strides) >= 1):
             raise ValueError(
                 f"CoAtNet: widths, depths, kinds and strides need the same non-zero length, got {widths}, {depths}, "
@@ -328,7 +342,9 @@ class CoAtNet(nn.Module):
             raise ValueError(
                 f"CoAtNet: image_size {image_size} must be divisible by the total stride {total}"
             )
-        stem_width = stem_width or widths[0]
+        if stem_width is not None:
+            check_positive_int("CoAtNet", stem_width=stem_width)
+        stem_width = int(stem_width) if stem_width is not None else widths[0]
         self.in_channels, self.image_size = in_channels, image_size
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False),
@@ -395,8 +411,22 @@ def coatnet(
     other keyword arguments go to :class:`CoAtNet`.
     """
     check_positive_int("coatnet", width=width)
+    width = int(width)
+    # the other arguments go to CoAtNet: name a misspelt one here, not in CoAtNet.__init__'s own error
+    known = set(inspect.signature(CoAtNet).parameters) - {
+        "num_classes",
+        "in_channels",
+        "image_size",
+        "widths",
+        "depths",
+    }
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(
+            f"coatnet: unknown argument(s) {unknown}; CoAtNet also takes {sorted(known)}"
+        )
     widths = (
-        tuple(widths)
+        check_ints("coatnet", "widths", widths, what="channel counts")
         if widths is not None
         else (width, 2 * width, 4 * width, 8 * width)
     )

@@ -9,14 +9,24 @@ How each cost number is measured is :mod:`nlbook.bench`'s business.
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 import torch
 
 from nlbook.bench import BenchResult, measure
+from nlbook.checks import (
+    check_bool,
+    check_device,
+    check_float,
+    check_int,
+    check_sequence,
+    check_str,
+    is_real,
+)
 from nlbook.data import ImageDataset, load_dataset
 from nlbook.runtime import (
     Profile,
@@ -25,7 +35,7 @@ from nlbook.runtime import (
     resolve_profile,
     seed_everything,
 )
-from nlbook.train import fit
+from nlbook.train import TrainConfig, fit
 from nlbook.zoo import build_model, model_spec, recipe
 
 __all__ = [
@@ -71,14 +81,14 @@ def time_to_accuracy(history: Sequence[Any], threshold: float) -> float | None:
     :attr:`ModelRun.history`). The time is the sum of the epochs' training seconds (evaluation excluded) up to
     and including the first epoch whose test accuracy is at least ``threshold``; ``None`` if none reaches it.
     """
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not 0.0 < threshold <= 1.0
-    ):
+    where = "time_to_accuracy"
+    if not is_real(threshold) or not 0.0 < threshold <= 1.0:
         raise ValueError(
-            f"time_to_accuracy: threshold must be an accuracy in (0, 1], got {threshold!r}"
+            f"{where}: threshold must be an accuracy in (0, 1], got {threshold!r}"
         )
+    history = check_sequence(
+        where, "history", history, what="epochs (EpochStats or their dicts)"
+    )
     elapsed = 0.0
     for i, epoch in enumerate(history):
         stats = (
@@ -93,10 +103,57 @@ def time_to_accuracy(history: Sequence[Any], threshold: float) -> float | None:
                 f"time_to_accuracy: epoch {i} of the history has no 'seconds' and 'test_acc' "
                 f"(expected nlbook.train.EpochStats or its dict), got {epoch!r}"
             )
-        elapsed += stats["seconds"]
-        if stats["test_acc"] >= threshold:
+        seconds, acc = stats["seconds"], stats["test_acc"]
+        # a fraction, like the threshold: an accuracy in per cent would pass any threshold at once
+        if not is_real(acc) or not 0.0 <= acc <= 1.0:
+            raise ValueError(
+                f"{where}: epoch {i}'s test_acc must be an accuracy fraction in [0, 1], got {acc!r}"
+            )
+        if not is_real(seconds) or not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(
+                f"{where}: epoch {i}'s seconds must be a finite number >= 0, got {seconds!r}"
+            )
+        elapsed += seconds
+        if acc >= threshold:
             return elapsed
     return None
+
+
+def _check_benchmark_args(
+    seed: Any,
+    cost: Any,
+    progress: Any,
+    warmup: Any,
+    repeats: Any,
+    overrides: dict[str, Any],
+) -> None:
+    where = "benchmark_model"
+    check_int(where, "seed", seed, low=0)
+    check_bool(where, "cost", cost)
+    if progress is not None:
+        check_bool(where, "progress", progress)
+    check_int(where, "warmup", warmup, low=0)
+    check_int(where, "repeats", repeats, low=1)
+    unknown = sorted(set(overrides) - set(TrainConfig.__dataclass_fields__))
+    if unknown:  # found now, not by TrainConfig after the data has loaded
+        raise TypeError(
+            f"{where}: unknown TrainConfig field(s) {unknown} in the overrides; fields are "
+            f"{sorted(TrainConfig.__dataclass_fields__)}"
+        )
+
+
+def _training_device(device: Any) -> torch.device:
+    """``device`` checked (a name torch cannot read, hardware this machine lacks), or the best one here."""
+    dev = (
+        check_device("benchmark_model", "device", device)
+        if device is not None
+        else pick_device()
+    )
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"benchmark_model: cannot train on device {str(dev)!r}; use 'cpu', 'cuda' or 'mps'"
+        )
+    return dev
 
 
 def benchmark_model(
@@ -132,16 +189,19 @@ def benchmark_model(
         ``epochs=1``).
     """
     spec = model_spec(name)
+    # every argument is checked before the data loads: a bad warmup found only when
+    # the trained model is measured would throw the training away
+    _check_benchmark_args(seed, cost, progress, warmup, repeats, overrides)
     prof = resolve_profile(profile)
-    dev = torch.device(device) if device is not None else pick_device()
-    if data is None or isinstance(data, str):
-        data = load_dataset(data)
-    if not isinstance(data, ImageDataset):
+    dev = _training_device(device)
+    if not (data is None or isinstance(data, str | ImageDataset)):
         raise TypeError(
             f"benchmark_model: data must be an ImageDataset, a dataset name or None, "
             f"got {type(data)}"
         )
     config = recipe(name, prof, seed=seed, **overrides)
+    if data is None or isinstance(data, str):
+        data = load_dataset(data)
 
     seed_everything(seed)  # the initial weights depend on the seed
     model = build_model(
@@ -197,6 +257,9 @@ def summarize(items: Sequence[BenchResult | ModelRun]) -> list[dict[str, Any]]:
     one (cost does not depend on the seed). ``acc_std`` is the sample standard deviation (``None`` for
     a single seed).
     """
+    items = check_sequence(
+        "summarize", "items", items, what="BenchResult or ModelRun items"
+    )
     rows: dict[str, dict[str, Any]] = {}
     accs: dict[str, list[float]] = {}
     walls: dict[str, list[float]] = {}
@@ -205,6 +268,15 @@ def summarize(items: Sequence[BenchResult | ModelRun]) -> list[dict[str, Any]]:
             name, result = item.name, item
         elif isinstance(item, ModelRun):
             name, result = item.name, item.cost
+            # a fraction as everywhere in nlbook: a percentage would be shown as 8500 %
+            if not is_real(item.test_acc) or not 0.0 <= item.test_acc <= 1.0:
+                raise ValueError(
+                    f"summarize: {item.name!r} has test_acc {item.test_acc!r}; expected an accuracy fraction "
+                    "in [0, 1]"
+                )
+            check_float(
+                "summarize", f"{item.name!r}'s train_wall_s", item.train_wall_s, low=0.0
+            )
             accs.setdefault(name, []).append(item.test_acc)
             walls.setdefault(name, []).append(item.train_wall_s)
         else:
@@ -258,7 +330,21 @@ def format_table(
     Ratios are value / baseline for every column: above 1 means more parameters, FLOPs or memory — and
     *faster* for the images/s columns. Accuracy, when present, is ``mean ± std`` in per cent over seeds.
     """
-    rows = list(rows)
+    where = "format_table"
+    rows = check_sequence(where, "rows", rows, what="row dicts (from summarize)")
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise TypeError(
+                f"{where}: rows[{i}] must be a dict (a row of summarize), got {type(r).__name__}"
+            )
+        for key in (*(c[0] for c in _COLUMNS), "acc_mean", "acc_std", "train_wall_s"):
+            value = r.get(key)
+            if value is not None and not is_real(value):
+                raise TypeError(
+                    f"{where}: rows[{i}][{key!r}] must be a number or None, got {value!r}"
+                )
+    check_str(where, "baseline", baseline, optional=True)
+    check_str(where, "title", title, optional=True, empty=True)
     base = (
         next((r for r in rows if r.get("model") == baseline), None)
         if baseline

@@ -25,7 +25,9 @@ from typing import Any
 
 __all__ = ["MAX_DOUBLINGS", "MIN_GAIN", "RULE", "mean_val_acc", "train_until_converged"]
 
-MIN_GAIN = 0.005  # half a point of validation accuracy: 25 of the 5,000 validation images
+MIN_GAIN = (
+    0.005  # half a point of validation accuracy: 25 of the 5,000 validation images
+)
 MAX_DOUBLINGS = 2  # budgets E, 2E and 4E: at most four times an arm's base budget
 RULE = {
     "criterion": (
@@ -49,14 +51,26 @@ def _int(where: str, name: str, value: Any, least: int) -> int:
     return int(value)
 
 
-def mean_val_acc(runs: Sequence[Mapping[str, Any]], where: str = "mean_val_acc") -> float:
+def mean_val_acc(
+    runs: Sequence[Mapping[str, Any]], where: str = "mean_val_acc"
+) -> float:
     """Mean over seeds of each run's ``final_val_acc`` (a fraction in [0, 1])."""
-    if isinstance(runs, (str, bytes, Mapping)) or not isinstance(runs, Sequence) or not runs:
-        raise ValueError(f"{where}: runs must be a non-empty list of runs, got {runs!r:.80}")
+    if (
+        isinstance(runs, (str, bytes, Mapping))
+        or not isinstance(runs, Sequence)
+        or not runs
+    ):
+        raise ValueError(
+            f"{where}: runs must be a non-empty list of runs, got {runs!r:.80}"
+        )
     values = []
     for run in runs:
         value = run.get("final_val_acc") if isinstance(run, Mapping) else None
-        if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or not 0 <= value <= 1
+        ):
             raise ValueError(
                 f"{where}: every run needs final_val_acc, a fraction in [0, 1] (not percent), got {value!r}"
             )
@@ -80,7 +94,11 @@ def train_until_converged(
     """
     base_epochs = _int("train_until_converged", "base_epochs", base_epochs, 1)
     max_doublings = _int("train_until_converged", "max_doublings", max_doublings, 1)
-    if isinstance(min_gain, bool) or not isinstance(min_gain, Real) or not 0 < min_gain < 1:
+    if (
+        isinstance(min_gain, bool)
+        or not isinstance(min_gain, Real)
+        or not 0 < min_gain < 1
+    ):
         raise ValueError(
             f"train_until_converged: min_gain must be a fraction of accuracy in (0, 1), got {min_gain!r}"
         )
@@ -90,7 +108,9 @@ def train_until_converged(
         runs = train_seeds(epochs)
         mean = mean_val_acc(runs, "train_until_converged (what train_seeds returned)")
         gain = None if not budgets else mean - budgets[-1]["mean_val_acc"]
-        budgets.append({"epochs": epochs, "mean_val_acc": mean, "gain": gain, "runs": runs})
+        budgets.append(
+            {"epochs": epochs, "mean_val_acc": mean, "gain": gain, "runs": runs}
+        )
         if gain is not None and gain < min_gain:
             converged = True
             break

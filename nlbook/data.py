@@ -89,12 +89,16 @@ class ImageDataset:
     std: tuple[float, ...]
     hflip: bool = True  # is a horizontal flip label-preserving? (not for digits: a flipped 2 is no 2)
     crop: bool = True  # is a padded random crop label-preserving? (not where a crop can cut off what decides it)
-    val_images: torch.Tensor | None = None  # held out from the training images (None: no validation split)
+    val_images: torch.Tensor | None = (
+        None  # held out from the training images (None: no validation split)
+    )
     val_labels: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if (self.val_images is None) != (self.val_labels is None):
-            raise ValueError("ImageDataset: give val_images and val_labels together, or neither")
+            raise ValueError(
+                "ImageDataset: give val_images and val_labels together, or neither"
+            )
 
     @property
     def has_validation(self) -> bool:
@@ -126,7 +130,8 @@ class ImageDataset:
     def subset(self, max_train: int | None, max_test: int | None) -> ImageDataset:
         """The first ``max_train`` / ``max_test`` examples (the splits are stored shuffled; ``None``: all).
 
-        The validation split is kept whole: every subset is chosen on the same images. A negative count is an error, not Python's "all but the last n"."""
+        The validation split is kept whole: every subset is chosen on the same images. A negative count is an
+        error, not Python's "all but the last n"."""
         for name, value in (("max_train", max_train), ("max_test", max_test)):
             if value is not None:
                 check_int("ImageDataset.subset", name, value, low=0)
@@ -146,7 +151,11 @@ class ImageDataset:
         return (
             f"ImageDataset({self.name!r}, train={tuple(self.train_images.shape)}, "
             f"test={tuple(self.test_images.shape)},"
-            + (f" val={tuple(self.val_images.shape)}," if self.val_images is not None else "")
+            + (
+                f" val={tuple(self.val_images.shape)},"
+                if self.val_images is not None
+                else ""
+            )
             + "\n"
             f"             classes={self.num_classes}, device={self.train_images.device})"
         )
@@ -220,7 +229,9 @@ def _load_cifar10(root: Path, download: bool) -> ImageDataset:
     return _with_validation("cifar10", CIFAR10_CLASSES, tr_x, tr_y, te_x, te_y)
 
 
-VAL_PER_CLASS = 500  # Fashion-MNIST and CIFAR-10: 5,000 validation images, 500 of each class
+VAL_PER_CLASS = (
+    500  # Fashion-MNIST and CIFAR-10: 5,000 validation images, 500 of each class
+)
 SPLIT_SEED = 0  # the one fixed draw of the validation split and of the stored order
 
 
@@ -232,8 +243,14 @@ def stratified_split(
     The training indices are *interleaved by class* (one image of each class, then the next of each, ...) so
     every prefix — the first ``max_train`` images a smaller run uses — holds the classes in equal shares.
     """
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
-        raise ValueError(f"stratified_split: labels must be a 1-D integer tensor, got {labels!r:.60}")
+    if (
+        not isinstance(labels, torch.Tensor)
+        or labels.dim() != 1
+        or labels.is_floating_point()
+    ):
+        raise ValueError(
+            f"stratified_split: labels must be a 1-D integer tensor, got {labels!r:.60}"
+        )
     check_int("stratified_split", "per_class", per_class, low=1)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=g)
@@ -268,7 +285,9 @@ def _with_validation(
     statistics come from the training images only."""
     val, train = stratified_split(tr_y, VAL_PER_CLASS)
     g = torch.Generator().manual_seed(SPLIT_SEED)
-    p_te = torch.randperm(len(te_y), generator=g)  # shuffled once, so a test subset is balanced too
+    p_te = torch.randperm(
+        len(te_y), generator=g
+    )  # shuffled once, so a test subset is balanced too
     mean, std = _channel_stats(tr_x[train])
     return ImageDataset(
         name,
@@ -323,7 +342,8 @@ def _stage_fashion_mnist(root: Path) -> None:
 
     def staged() -> bool:
         return all(
-            (raw / f).is_file() and (raw / f).stat().st_size == n for f, n in _FASHION_MNIST_BYTES.items()
+            (raw / f).is_file() and (raw / f).stat().st_size == n
+            for f, n in _FASHION_MNIST_BYTES.items()
         )
 
     if staged():
@@ -332,12 +352,16 @@ def _stage_fashion_mnist(root: Path) -> None:
         if all((folder / f"{f}.gz").is_file() for f in _FASHION_MNIST_BYTES):
             raw.mkdir(parents=True, exist_ok=True)
             for f in _FASHION_MNIST_BYTES:
-                tmp = raw / f"{f}.part"  # never leave half a file where the reader looks
+                tmp = (
+                    raw / f"{f}.part"
+                )  # never leave half a file where the reader looks
                 with gzip.open(folder / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
                     dst.write(src.read())
                 tmp.replace(raw / f)
             if not staged():
-                raise OSError(f"the Fashion-MNIST files in {folder} do not have the original sizes")
+                raise OSError(
+                    f"the Fashion-MNIST files in {folder} do not have the original sizes"
+                )
             return
 
 
@@ -346,9 +370,16 @@ def _load_fashion_mnist(root: Path, download: bool) -> ImageDataset:
 
     try:
         _stage_fashion_mnist(root)
-        train = torchvision.datasets.FashionMNIST(str(root), train=True, download=download)
-        test = torchvision.datasets.FashionMNIST(str(root), train=False, download=download)
-    except (RuntimeError, OSError) as err:  # not found / no network / checksum mismatch / read-only root
+        train = torchvision.datasets.FashionMNIST(
+            str(root), train=True, download=download
+        )
+        test = torchvision.datasets.FashionMNIST(
+            str(root), train=False, download=download
+        )
+    except (
+        RuntimeError,
+        OSError,
+    ) as err:  # not found / no network / checksum mismatch / read-only root
         raise DatasetUnavailableError(
             f"Fashion-MNIST is neither in {root} nor in {FASHION_MNIST_SYSTEM_DIR}, and could not be "
             f"downloaded ({type(err).__name__}: {err}).\n"
@@ -369,7 +400,9 @@ def _load_fashion_mnist(root: Path, download: bool) -> ImageDataset:
     tr_x, tr_y = to_tensors(train)
     te_x, te_y = to_tensors(test)
     # a mirrored garment is the same garment: flips and padded crops both preserve the label
-    return _with_validation("fashion_mnist", FASHION_MNIST_CLASSES, tr_x, tr_y, te_x, te_y)
+    return _with_validation(
+        "fashion_mnist", FASHION_MNIST_CLASSES, tr_x, tr_y, te_x, te_y
+    )
 
 
 def _load_digits(test_fraction: float = 0.2) -> ImageDataset:

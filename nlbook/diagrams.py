@@ -39,6 +39,8 @@ Shapes are strings of dimensions joined by ``×``; a dimension is a small expres
 from __future__ import annotations
 
 import ast
+import inspect
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +56,8 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Circle, FancyBboxPatch
 from matplotlib.textpath import TextPath
 from torch import nn
+
+from nlbook.checks import check_bool, check_module, check_str, is_int, is_real
 
 __all__ = [
     "DIAGRAMS",
@@ -168,9 +172,21 @@ def _to_python(expr: str) -> str:
 
 
 def _eval_dim(
-    expr: str, sizes: Mapping[str, int], definitions: Mapping[str, str], where: str
+    expr: str,
+    sizes: Mapping[str, int],
+    definitions: Mapping[str, str],
+    where: str,
+    _expanding: frozenset[str] = frozenset(),
 ) -> Fraction:
-    tree = ast.parse(_to_python(expr), mode="eval")
+    try:
+        tree = ast.parse(_to_python(expr), mode="eval")
+    except (
+        SyntaxError
+    ):  # Python's message would point into the translated text, not the dimension
+        raise ValueError(
+            f"{where}: cannot read dimension {expr!r}; a dimension is a symbol, a number or an expression of them "
+            "like 'C/r', 'H·W' or '2C'"
+        ) from None
     names = {_to_python(k): v for k, v in sizes.items()}
     defs = {_to_python(k): v for k, v in definitions.items()}
 
@@ -183,12 +199,23 @@ def _eval_dim(
             if node.id in names:
                 return Fraction(names[node.id])
             if node.id in defs:
-                return _eval_dim(defs[node.id], sizes, definitions, where)
+                if node.id in _expanding:
+                    raise ValueError(
+                        f"{where}: the definition of {node.id.replace('_p', '′')!r} refers to itself"
+                    )
+                return _eval_dim(
+                    defs[node.id], sizes, definitions, where, _expanding | {node.id}
+                )
             raise ValueError(
                 f"{where}: no size given for symbol {node.id.replace('_p', '′')!r} in {expr!r}"
             )
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return Fraction(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
+            try:
+                return Fraction(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
+            except ZeroDivisionError:
+                raise ValueError(
+                    f"{where}: dimension {expr!r} divides by zero at these sizes"
+                ) from None
         raise ValueError(f"{where}: cannot read dimension {expr!r}")
 
     return ev(tree)
@@ -202,6 +229,19 @@ def eval_shape(
     ``definitions`` names derived symbols (``{"N": "H·W/p²"}``). A dimension that is not a whole number is an
     error: the diagram would promise a shape no tensor can have.
     """
+    where = "eval_shape"
+    check_str(where, "shape", shape)
+    _check_sizes(where, sizes)
+    if definitions is not None and (
+        not isinstance(definitions, Mapping)
+        or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in definitions.items()
+        )
+    ):
+        raise TypeError(
+            f"{where}: definitions must be a dict of symbol -> shape expression (both str) or None, "
+            f"got {definitions!r}"
+        )
     out = []
     for dim in shape.split("×"):
         value = _eval_dim(dim.strip(), sizes, definitions or {}, "eval_shape")
@@ -211,6 +251,21 @@ def eval_shape(
             )
         out.append(int(value))
     return tuple(out)
+
+
+def _check_sizes(where: str, sizes: Any) -> None:
+    """Sizes are whole numbers per symbol: a float or a string would be read as a size silently (``"2"`` too)."""
+    if not isinstance(sizes, Mapping):
+        raise TypeError(
+            f"{where}: sizes must be a dict of symbol -> int (e.g. dict(B=2, C=8)), got {type(sizes).__name__}"
+        )
+    for key, value in sizes.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: size symbols must be str, got {key!r}")
+        if not is_int(value) or value < 0:
+            raise (ValueError if is_int(value) else TypeError)(
+                f"{where}: the size of {key!r} must be an int >= 0, got {value!r} ({type(value).__name__})"
+            )
 
 
 def _scaled(symbol: str, num: int = 1, den: int = 1) -> str:
@@ -236,9 +291,10 @@ def shapes_from(
     more than once reports its first call. This is how a diagram is labelled with — or checked against — the
     real sizes.
     """
-    if not isinstance(model, nn.Module):
+    check_module("shapes_from", "model", model)
+    if not inputs and not kwargs:
         raise TypeError(
-            f"shapes_from: model must be a torch.nn.Module, got {type(model).__name__}"
+            "shapes_from: pass the inputs to run the model on, e.g. shapes_from(block, torch.randn(2, 8, 16, 16))"
         )
     shapes: dict[str, tuple[int, ...]] = {}
 
@@ -254,6 +310,12 @@ def shapes_from(
     try:
         with torch.no_grad():
             model(*inputs, **kwargs)
+    except RuntimeError as err:  # torch's shape/dtype errors; nlbook's own checks raise TypeError/ValueError
+        shapes_in = [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]
+        raise ValueError(
+            f"shapes_from: {type(model).__name__} fails on inputs of shapes {shapes_in} "
+            f"({type(err).__name__}: {err})"
+        ) from err
     finally:
         for h in handles:
             h.remove()
@@ -283,8 +345,28 @@ class Node:
     params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_str("Node", "key", self.key)
+        check_str(f"Node {self.key!r}", "label", self.label, empty=True)
+        for name in (
+            "x",
+            "y",
+        ):  # grid positions: a string or NaN would fail (or vanish) only when drawn
+            value = getattr(self, name)
+            if not is_real(value) or not math.isfinite(value):
+                raise TypeError(
+                    f"Node {self.key!r}: {name} must be a finite number (grid units), got {value!r}"
+                )
+        check_str(
+            f"Node {self.key!r}", "module", self.module, optional=True, empty=True
+        )
+        if not isinstance(self.params, tuple) or not all(
+            isinstance(p, str) for p in self.params
+        ):
+            raise TypeError(
+                f"Node {self.key!r}: params must be a tuple of parameter names (str), got {self.params!r}"
+            )
         # a misspelt kind would surface only when drawn, as a KeyError in KIND_STYLE
-        if self.kind not in KIND_STYLE:
+        if not isinstance(self.kind, str) or self.kind not in KIND_STYLE:
             raise ValueError(
                 f"Node {self.key!r}: kind must be one of {sorted(KIND_STYLE)}, got {self.kind!r}"
             )
@@ -310,6 +392,31 @@ class Edge:
     dashed: bool = False
 
     def __post_init__(self) -> None:
+        check_str("Edge", "src", self.src)
+        check_str("Edge", "dst", self.dst)
+        where = f"Edge {self.src!r}->{self.dst!r}"
+        check_str(where, "shape", self.shape, optional=True)
+        check_str(where, "name", self.name, optional=True)
+        if not isinstance(self.via, tuple | list) or not all(
+            isinstance(p, tuple | list)
+            and len(p) == 2
+            and all(is_real(v) and math.isfinite(v) for v in p)
+            for p in self.via
+        ):
+            raise TypeError(
+                f"{where}: via must be a tuple of (x, y) points in grid units, e.g. ((1, 0.5),), got {self.via!r}"
+            )
+        if self.seg is not None and not is_int(self.seg):
+            raise TypeError(
+                f"{where}: seg must be an int (a segment index) or None, got {self.seg!r}"
+            )
+        for name in ("src_dx", "dst_dx"):
+            value = getattr(self, name)
+            if not is_real(value) or not math.isfinite(value):
+                raise TypeError(
+                    f"{where}: {name} must be a finite number (inches), got {value!r}"
+                )
+        check_bool(where, "dashed", self.dashed)
         if self.side not in ("left", "right"):
             raise ValueError(
                 f"Edge {self.src!r}->{self.dst!r}: side must be 'left' or 'right', got {self.side!r}"
@@ -337,6 +444,32 @@ class Diagram:
             raise TypeError(
                 f"Diagram: title must be a str or None, got {self.title!r} ({type(self.title).__name__})"
             )
+        # the containers are filled by box/edge/group; a wrong one given here would fail only when drawn
+        if not isinstance(self.nodes, dict) or not all(
+            isinstance(n, Node) for n in self.nodes.values()
+        ):
+            raise TypeError(
+                f"Diagram: nodes must be a dict key -> Node, got {self.nodes!r}"
+            )
+        if not isinstance(self.edges, list) or not all(
+            isinstance(e, Edge) for e in self.edges
+        ):
+            raise TypeError(
+                f"Diagram: edges must be a list of Edge, got {self.edges!r}"
+            )
+        if not isinstance(self.groups, list) or not all(
+            isinstance(g, tuple) and len(g) == 2 for g in self.groups
+        ):
+            raise TypeError(
+                f"Diagram: groups must be a list of (keys, label) pairs, got {self.groups!r}"
+            )
+        if not isinstance(self.definitions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str)
+            for k, v in self.definitions.items()
+        ):
+            raise TypeError(
+                f"Diagram: definitions must be a dict symbol -> shape expression (str), got {self.definitions!r}"
+            )
 
     # -- building ------------------------------------------------------------------------------------------
     def _add(self, node: Node) -> str:
@@ -354,35 +487,64 @@ class Diagram:
         module: str | None = None,
         params: tuple[str, ...] = (),
     ) -> str:
-        return self._add(Node(key, label, kind, *at, module=module, params=params))
+        return self._add(
+            Node(
+                key, label, kind, *_at("Diagram.box", at), module=module, params=params
+            )
+        )
 
     def io(
         self, key: str, label: str, at: tuple[float, float], module: str | None = None
     ) -> str:
-        return self._add(Node(key, label, "input", *at, module=module))
+        return self._add(
+            Node(key, label, "input", *_at("Diagram.io", at), module=module)
+        )
 
     def op(self, key: str, symbol: Literal["+", "×"], at: tuple[float, float]) -> str:
-        return self._add(Node(key, symbol, "op", *at))
+        if symbol not in ("+", "×"):
+            raise ValueError(f"Diagram.op: symbol must be '+' or '×', got {symbol!r}")
+        return self._add(Node(key, symbol, "op", *_at("Diagram.op", at)))
 
     def dot(self, key: str, at: tuple[float, float]) -> str:
-        return self._add(Node(key, "", "junction", *at))
+        return self._add(Node(key, "", "junction", *_at("Diagram.dot", at)))
 
     def edge(
         self, src: str, dst: str, shape: str | None = None, **options: Any
     ) -> None:
         for k in (src, dst):
-            if k not in self.nodes:
+            if not isinstance(k, str) or k not in self.nodes:
                 raise ValueError(f"Diagram.edge: unknown node {k!r}")
+        unknown = sorted(
+            set(options) - set(Edge.__dataclass_fields__) - {"src", "dst", "shape"}
+        )
+        if unknown:
+            raise TypeError(
+                f"Diagram.edge: unknown option(s) {unknown}; options are "
+                f"{sorted(set(Edge.__dataclass_fields__) - {'src', 'dst', 'shape'})}"
+            )
         self.edges.append(Edge(src, dst, shape, **options))
 
     def chain(self, keys: str, shapes: Mapping[str, str] | None = None) -> None:
         """Straight arrows through the space-separated ``keys``; ``shapes[k]`` labels the arrow leaving ``k``."""
+        check_str("Diagram.chain", "keys (space-separated node keys)", keys)
+        if shapes is not None and not isinstance(shapes, Mapping):
+            raise TypeError(
+                f"Diagram.chain: shapes must be a dict node key -> shape, got {shapes!r}"
+            )
         names = keys.split()
         for a, b in zip(names, names[1:], strict=False):
             self.edge(a, b, (shapes or {}).get(a))
 
     def group(self, keys: Sequence[str], label: str) -> None:
         """A dashed frame around ``keys`` (e.g. the MLP of a Transformer block), labelled at its top right."""
+        if isinstance(keys, str) or not isinstance(keys, Sequence) or not keys:
+            raise TypeError(
+                f"Diagram.group: keys must be a non-empty list of node keys, got {keys!r}"
+            )
+        unknown = [k for k in keys if k not in self.nodes]
+        if unknown:
+            raise ValueError(f"Diagram.group: unknown node(s) {unknown}")
+        check_str("Diagram.group", "label", label, empty=True)
         self.groups.append((tuple(keys), label))
 
     # -- shapes --------------------------------------------------------------------------------------------
@@ -409,6 +571,12 @@ class Diagram:
 
         Returns readable lines, empty when every named module's output has the diagram's shape at ``sizes``.
         """
+        if not isinstance(shapes, Mapping):
+            raise TypeError(
+                f"Diagram.check: shapes must be the dict module name -> shape from shapes_from, got "
+                f"{type(shapes).__name__}"
+            )
+        _check_sizes("Diagram.check", sizes)
         problems = []
         symbolic = self.tensor_shapes()
         for node in self.nodes.values():
@@ -495,6 +663,10 @@ class Diagram:
         if ax is not None and not isinstance(ax, plt.Axes):
             raise TypeError(
                 f"draw: ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}"
+            )
+        if not self.nodes:
+            raise ValueError(
+                "Diagram.draw: the diagram has no nodes to draw; add some with box, io, op or dot"
             )
         extents: list[
             tuple[float, float, float, float]
@@ -721,8 +893,44 @@ def _text_size(text: str, size: float, bold: bool = False) -> tuple[float, float
     return width / 72, size * (1 + 1.15 * (len(lines) - 1)) * 1.25 / 72
 
 
+def _at(where: str, at: Any) -> tuple[Any, Any]:
+    """A node's ``at``: an (x, y) pair in grid units (checked further by :class:`Node`)."""
+    if not isinstance(at, tuple | list) or len(at) != 2:
+        raise TypeError(f"{where}: at must be an (x, y) pair in grid units, got {at!r}")
+    return at[0], at[1]
+
+
+def _check_flags(where: str, **flags: Any) -> None:
+    """Options that switch a part of a diagram on: ``"no"`` would be truthy and draw it."""
+    for name, value in flags.items():
+        check_bool(where, name, value)
+
+
+def _draw(
+    where: str, build: Callable[..., Diagram], ax: Any, options: dict[str, Any]
+) -> Figure:
+    """``build(**options).draw(ax)`` for a ``draw_*`` function, with its own name in every error: ``ax`` a
+    matplotlib Axes or None, and only the options its diagram function takes."""
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise TypeError(
+            f"{where}: ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}; "
+            "pass the diagram's options by keyword"
+        )
+    known = list(inspect.signature(build).parameters)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{where}: unknown option(s) {unknown}; {build.__name__} takes {', '.join(known)}"
+        )
+    return build(**options).draw(ax)
+
+
 def draw_legend(ax: plt.Axes | None = None) -> Figure:
     """The colour of each kind of operation, as used by every diagram of the book."""
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise TypeError(
+            f"draw_legend: ax must be a matplotlib Axes or None (a new figure), got {type(ax).__name__}"
+        )
     d = Diagram()
     names = {
         "conv": "convolution",
@@ -750,6 +958,15 @@ def _check_symbols(where: str, **symbols: Any) -> None:
             raise TypeError(
                 f"{where}: {name} must be a size symbol as a string, like 'C' or '64', got {value!r}"
             )
+        # the symbol becomes part of every shape label, which Diagram.check evaluates: it must parse there
+        for dim in value.split("×"):
+            try:
+                ast.parse(_to_python(dim.strip()), mode="eval")
+            except SyntaxError:
+                raise ValueError(
+                    f"{where}: {name} {value!r} is not a size expression; use a symbol, a number or an "
+                    "expression of them like 'C', '64', '2C' or 'H/2'"
+                ) from None
 
 
 def _skip(d: Diagram, src: str, dst: str, side: float, **options: Any) -> None:
@@ -774,6 +991,7 @@ def basic_block_diagram(
 
     ``downsample=True`` draws the first block of a stage: stride 2, twice the channels, projection shortcut.
     """
+    _check_flags("basic_block_diagram", downsample=downsample)
     if not isinstance(size, tuple | list) or len(size) != 2:
         raise TypeError(
             f"basic_block_diagram: size must be a pair of size symbols like ('H', 'W'), got {size!r}"
@@ -835,6 +1053,7 @@ def attention_diagram(
 
     ``lead`` are the leading (batch, head) dimensions; ``bias=True`` adds the additive logits (relative positions).
     """
+    _check_flags("attention_diagram", bias=bias)
     _check_symbols("attention_diagram", lead=lead, queries=queries, keys=keys, dim=dim)
     d = Diagram(title if title is not None else "Scaled dot-product attention")
     d.io("q", "Q", (0, 0))
@@ -958,6 +1177,7 @@ def nonlocal_block_diagram(
 
     ``sub_sample=True`` adds the paper's 2×2 max-pool on φ and g (M = N/4 keys).
     """
+    _check_flags("nonlocal_block_diagram", sub_sample=sub_sample)
     d = Diagram(title if title is not None else "Non-local block (embedded Gaussian)")
     d.definitions["N"] = "H·W"
     d.definitions["M"] = "H·W/4" if sub_sample else "H·W"
@@ -1128,6 +1348,7 @@ def se_diagram(*, title: str | None = None) -> Diagram:
 
 def cbam_diagram(*, spatial_norm: bool = False, title: str | None = None) -> Diagram:
     """CBAM (Woo et al., 2018): a channel gate from average- and max-pooled features, then a spatial gate."""
+    _check_flags("cbam_diagram", spatial_norm=spatial_norm)
     d = Diagram(title if title is not None else "CBAM: channel gate, then spatial gate")
     d.io("x", "x", (0.5, 0))
     d.dot("j1", (0.5, 0.7))
@@ -1186,6 +1407,7 @@ def bot_block_diagram(
 
     ``downsample=True`` draws a strided block (C → 2C channels): attention at the input size, then 2×2 pooling.
     """
+    _check_flags("bot_block_diagram", downsample=downsample)
     _check_symbols("bot_block_diagram", heads=heads)
     d = Diagram(title if title is not None else "Bottleneck Transformer (BoT) block")
     c_out, hw_out = ("2C", "H/2×W/2") if downsample else ("C", "H×W")
@@ -1232,6 +1454,7 @@ def mbconv_diagram(*, downsample: bool = False, title: str | None = None) -> Dia
     ``downsample=True`` draws a strided block (C → 2C channels): the depthwise conv strides, and the shortcut
     pools and projects.
     """
+    _check_flags("mbconv_diagram", downsample=downsample)
     d = Diagram(title if title is not None else "MBConv (inverted residual with SE)")
     c_out = "2C" if downsample else "C"
     mid = "8C" if downsample else "4C"  # expand ratio 4 on the output width
@@ -1281,6 +1504,7 @@ def transformer_block_2d_diagram(
 
     ``downsample=True`` draws a strided block (C → 2C): pool 2×2 first, attend on the smaller grid.
     """
+    _check_flags("transformer_block_2d_diagram", downsample=downsample)
     _check_symbols("transformer_block_2d_diagram", heads=heads)
     d = Diagram(title if title is not None else "CoAtNet Transformer block")
     c_out = "2C" if downsample else "C"
@@ -1360,6 +1584,7 @@ def window_attention_diagram(
     ``shifted=True`` draws the shifted-window form: roll by −s, attend (with a mask keeping wrapped regions
     apart), roll back.
     """
+    _check_flags("window_attention_diagram", shifted=shifted)
     _check_symbols("window_attention_diagram", heads=heads)
     d = Diagram(
         title
@@ -1474,69 +1699,69 @@ DIAGRAMS: dict[str, tuple[int, Callable[..., Diagram]]] = {
 
 def draw_basic_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 1: :func:`basic_block_diagram` drawn (options: ``downsample``, ``channels``, ``size``, ``title``)."""
-    return basic_block_diagram(**options).draw(ax)
+    return _draw("draw_basic_block", basic_block_diagram, ax, options)
 
 
 def draw_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 2: :func:`attention_diagram` drawn (options: ``lead``, ``queries``, ``keys``, ``dim``, ``bias``)."""
-    return attention_diagram(**options).draw(ax)
+    return _draw("draw_attention", attention_diagram, ax, options)
 
 
 def draw_multi_head_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 2: :func:`multi_head_attention_diagram` drawn (options: ``form="tokens"|"2d"``, ``heads``)."""
-    return multi_head_attention_diagram(**options).draw(ax)
+    return _draw("draw_multi_head_attention", multi_head_attention_diagram, ax, options)
 
 
 def draw_nonlocal_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 3: :func:`nonlocal_block_diagram` drawn (option: ``sub_sample``)."""
-    return nonlocal_block_diagram(**options).draw(ax)
+    return _draw("draw_nonlocal_block", nonlocal_block_diagram, ax, options)
 
 
 def draw_patch_embedding(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 4: :func:`patch_embedding_diagram` drawn."""
-    return patch_embedding_diagram(**options).draw(ax)
+    return _draw("draw_patch_embedding", patch_embedding_diagram, ax, options)
 
 
 def draw_encoder_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 4: :func:`encoder_block_diagram` drawn (option: ``heads``)."""
-    return encoder_block_diagram(**options).draw(ax)
+    return _draw("draw_encoder_block", encoder_block_diagram, ax, options)
 
 
 def draw_vit(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 4: :func:`vit_diagram` drawn."""
-    return vit_diagram(**options).draw(ax)
+    return _draw("draw_vit", vit_diagram, ax, options)
 
 
 def draw_se(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`se_diagram` drawn."""
-    return se_diagram(**options).draw(ax)
+    return _draw("draw_se", se_diagram, ax, options)
 
 
 def draw_cbam(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`cbam_diagram` drawn (option: ``spatial_norm``)."""
-    return cbam_diagram(**options).draw(ax)
+    return _draw("draw_cbam", cbam_diagram, ax, options)
 
 
 def draw_bot_block(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`bot_block_diagram` drawn (options: ``downsample``, ``heads``)."""
-    return bot_block_diagram(**options).draw(ax)
+    return _draw("draw_bot_block", bot_block_diagram, ax, options)
 
 
 def draw_mbconv(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`mbconv_diagram` drawn (option: ``downsample``)."""
-    return mbconv_diagram(**options).draw(ax)
+    return _draw("draw_mbconv", mbconv_diagram, ax, options)
 
 
 def draw_transformer_block_2d(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`transformer_block_2d_diagram` drawn (options: ``downsample``, ``heads``)."""
-    return transformer_block_2d_diagram(**options).draw(ax)
+    return _draw("draw_transformer_block_2d", transformer_block_2d_diagram, ax, options)
 
 
 def draw_window_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`window_attention_diagram` drawn (options: ``shifted``, ``heads``)."""
-    return window_attention_diagram(**options).draw(ax)
+    return _draw("draw_window_attention", window_attention_diagram, ax, options)
 
 
 def draw_local_attention(ax: plt.Axes | None = None, **options: Any) -> Figure:
     """Chapter 5: :func:`local_attention_diagram` drawn (option: ``heads``)."""
-    return local_attention_diagram(**options).draw(ax)
+    return _draw("draw_local_attention", local_attention_diagram, ax, options)

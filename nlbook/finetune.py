@@ -39,6 +39,7 @@ missing download raises :class:`WeightsUnavailableError`, never a silent switch 
 
 from __future__ import annotations
 
+import inspect
 import socket
 import urllib.error
 from collections.abc import Iterator, Mapping
@@ -53,7 +54,15 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, ViT_B_16_Weights
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from nlbook.checks import check_choice, check_float, check_int
+from nlbook.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_image_batch,
+    check_int,
+    check_module,
+    check_str,
+)
 from nlbook.data import ImageDataset
 from nlbook.train import TrainConfig
 from nlbook.vit_torchvision import from_torchvision
@@ -117,6 +126,14 @@ class InputResize(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"InputResize expects a (B, C, H, W) batch, got {shape}")
+        # bilinear resizing needs floats, and the network after it wants normalised images, not uint8
+        check_image_batch(x, None, "InputResize")
+        if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            # a channels-last batch would be resized across its colours: a wrong picture, no error
+            raise ValueError(
+                f"InputResize expects a (B, C, H, W) batch, got {tuple(x.shape)}, which looks channels-last "
+                "(B, H, W, C); pass x.permute(0, 3, 1, 2)"
+            )
         if tuple(x.shape[-2:]) == (self.size, self.size):
             return x
         # antialias only matters when shrinking; it keeps a downscale from aliasing like a strided pick would
@@ -155,6 +172,8 @@ class PretrainedClassifier(nn.Module):
         head_init: HeadInit = "zeros",
     ):
         super().__init__()
+        check_module("PretrainedClassifier", "backbone", backbone)
+        check_str("PretrainedClassifier", "head_name", head_name)
         if not isinstance(getattr(backbone, head_name, None), nn.Linear):
             raise ValueError(
                 f"PretrainedClassifier: backbone.{head_name} must be an nn.Linear classification layer"
@@ -254,13 +273,27 @@ def _build_with_weights(
 
 
 def _check_common(
-    where: str, num_classes: Any, image_size: Any, tv_kwargs: Any, weights: Any
+    where: str,
+    num_classes: Any,
+    image_size: Any,
+    tv_kwargs: Any,
+    weights: Any,
+    progress: Any,
+    build: Any,
 ) -> None:
     check_int(where, "num_classes", num_classes)
     check_int(where, "image_size", image_size)
+    check_bool(where, "progress", progress)
     if tv_kwargs is not None and not isinstance(tv_kwargs, Mapping):
         raise TypeError(
             f"{where}: tv_kwargs must be a dict of torchvision constructor arguments or None"
+        )
+    # torchvision's own error would name its class's __init__, not this argument
+    known = set(inspect.signature(build).parameters) - {"self", "block"}
+    unknown = sorted(set(tv_kwargs or {}) - known)
+    if unknown:
+        raise TypeError(
+            f"{where}: tv_kwargs has unknown argument(s) {unknown}; {build.__name__} takes {sorted(known)}"
         )
     if tv_kwargs and weights is not None:
         raise ValueError(
@@ -340,7 +373,15 @@ def pretrained_vit(
     """
     where = "pretrained_vit"
     weights = _resolve_weights(where, weights, ViT_B_16_Weights)
-    _check_common(where, num_classes, image_size, tv_kwargs, weights)
+    _check_common(
+        where,
+        num_classes,
+        image_size,
+        tv_kwargs,
+        weights,
+        progress,
+        torchvision.models.VisionTransformer,
+    )
     if weights is not None:
         tv_model = _build_with_weights(
             where, torchvision.models.vit_b_16, weights, progress
@@ -390,7 +431,7 @@ def pretrained_resnet50(
     """
     where = "pretrained_resnet50"
     weights = _resolve_weights(where, weights, ResNet50_Weights)
-    _check_common(where, num_classes, image_size, tv_kwargs, weights)
+    _check_common(where, num_classes, image_size, tv_kwargs, weights, progress, ResNet)
     if weights is not None:
         tv_model = _build_with_weights(
             where, torchvision.models.resnet50, weights, progress

@@ -26,9 +26,12 @@ from torch import nn
 
 from nlbook.attention import MultiHeadSelfAttention2d
 from nlbook.checks import (
+    check_bool,
     check_choice,
     check_grid_input,
     check_image_batch,
+    check_indices,
+    check_ints,
     check_positive_int,
     to_pair,
 )
@@ -58,10 +61,12 @@ OPEN_GATE_LOGIT = 3.0
 def _reduced_channels(
     where: str, channels: int, reduction: int, rd_channels: int | None, floor: int
 ) -> int:
-    check_positive_int(where, channels=channels, reduction=reduction)
+    check_positive_int(
+        where, channels=channels, reduction=reduction, min_rd_channels=floor
+    )
     if rd_channels is not None:
         check_positive_int(where, rd_channels=rd_channels)
-        return rd_channels
+        return int(rd_channels)
     # The paper's C/r, floored so that the narrow layers of the quick profile (16 channels) keep a usable
     # bottleneck instead of a single hidden unit (timm rounds to multiples of 8 for the same reason).
     return max(floor, channels // reduction)
@@ -190,6 +195,10 @@ class CBAM(nn.Module):
             "CBAM", channels, reduction, rd_channels, min_rd_channels
         )
         check_positive_int("CBAM", spatial_kernel=spatial_kernel)
+        check_bool(
+            "CBAM", "spatial_norm", spatial_norm
+        )  # "no" would be truthy: a BatchNorm nobody asked for
+        spatial_kernel = int(spatial_kernel)
         if spatial_kernel % 2 == 0:
             raise ValueError(
                 f"CBAM: spatial_kernel must be odd so the spatial map keeps its size, "
@@ -335,7 +344,9 @@ class BoTBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        self.zero_init_residual = zero_init_residual
+        self.zero_init_residual = check_bool(
+            "BoTBlock", "zero_init_residual", zero_init_residual
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -429,16 +440,18 @@ def hybrid_resnet(
     if width is not None:
         check_positive_int("hybrid_resnet", width=width)
         widths = (width, 2 * width, 4 * width, 8 * width)
-    widths, depths = tuple(widths), tuple(depths)
+    widths = check_ints("hybrid_resnet", "widths", widths, what="channel counts")
+    depths = check_ints("hybrid_resnet", "depths", depths, what="block counts")
     check_positive_int("hybrid_resnet", image_size=image_size)
+    image_size = int(image_size)
+    check_bool("hybrid_resnet", "zero_init_residual", zero_init_residual)
     num_stages = len(widths)
-    bot = tuple(botnet_stages) if botnet_stages is not None else (num_stages - 1,)
+    bot = (
+        check_indices("hybrid_resnet", "botnet_stages", botnet_stages, num_stages)
+        if botnet_stages is not None
+        else (num_stages - 1,)
+    )
     if kind == "botnet":
-        if any(not isinstance(s, int) or not 0 <= s < num_stages for s in bot):
-            raise ValueError(
-                f"hybrid_resnet: botnet_stages must index the {num_stages} stages, "
-                f"got {bot}"
-            )
         if image_size % 2 ** (num_stages - 1):
             raise ValueError(
                 f"hybrid_resnet: image_size {image_size} must be divisible by "

@@ -34,6 +34,15 @@ from dataclasses import dataclass, field
 import torch
 from einops import rearrange
 
+from nlbook.checks import (
+    check_bool,
+    check_device,
+    check_int,
+    check_tensor,
+    is_int,
+    is_real,
+)
+
 __all__ = [
     "CLASSES",
     "PALETTE",
@@ -75,11 +84,11 @@ def critical_distance(receptive_field: int, glyph_size: int = 3) -> int:
         ("receptive_field", receptive_field),
         ("glyph_size", glyph_size),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(
                 f"critical_distance: {name} must be an int >= 1, got {value!r}"
             )
-    return receptive_field + glyph_size - 1
+    return int(receptive_field) + int(glyph_size) - 1
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,9 @@ class LongRangeBatch:
 
 
 def _check_int(where: str, name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{where}: {name} must be an int >= {low}, got {value!r}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -137,25 +146,28 @@ class LongRangeTask:
 
     def __post_init__(self) -> None:
         where = "LongRangeTask"
-        _check_int(where, "image_size", self.image_size, 2)
-        _check_int(where, "glyph_size", self.glyph_size, 1)
-        if (
-            isinstance(self.num_glyphs, bool)
-            or not isinstance(self.num_glyphs, int)
-            or self.num_glyphs < 2
-        ):
+        # plain Python values in the (frozen) fields: numpy numbers pass, but would leak into reprs and records
+        object.__setattr__(
+            self, "image_size", _check_int(where, "image_size", self.image_size, 2)
+        )
+        object.__setattr__(
+            self, "glyph_size", _check_int(where, "glyph_size", self.glyph_size, 1)
+        )
+        check_bool(
+            where, "colored", self.colored
+        )  # "no" would be truthy: coloured glyphs nobody asked for
+        if not is_int(self.num_glyphs) or self.num_glyphs < 2:
             raise ValueError(
                 f"{where}: num_glyphs must be an int >= 2 (a 'different' pair needs two distinct glyphs), "
                 f"got {self.num_glyphs!r}"
             )
-        if (
-            not isinstance(self.noise, (int, float))
-            or isinstance(self.noise, bool)
-            or not 0.0 <= self.noise < 1.0
-        ):
+        if not is_real(self.noise) or not 0.0 <= self.noise < 1.0:
             raise ValueError(
                 f"{where}: noise must be a fraction in [0, 1), got {self.noise!r}"
             )
+        object.__setattr__(self, "num_glyphs", int(self.num_glyphs))
+        object.__setattr__(self, "noise", float(self.noise))
+        object.__setattr__(self, "colored", bool(self.colored))
         self.distance_range  # noqa: B018 - validates distance against image_size and glyph_size
         object.__setattr__(
             self,
@@ -185,17 +197,12 @@ class LongRangeTask:
         d = self.distance
         if d is None:
             return lo_ok, hi_ok
-        if isinstance(d, bool) or not isinstance(d, (int, tuple, list)):
+        if not is_int(d) and not isinstance(d, (tuple, list)):
             raise ValueError(
                 f"LongRangeTask: distance must be an int, a (low, high) pair or None, got {d!r}"
             )
-        lo, hi = (
-            (d, d) if isinstance(d, int) else tuple(d) if len(d) == 2 else (None, None)
-        )
-        if (
-            not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
-            or lo > hi
-        ):
+        lo, hi = (d, d) if is_int(d) else tuple(d) if len(d) == 2 else (None, None)
+        if not all(is_int(v) for v in (lo, hi)) or lo > hi:
             raise ValueError(
                 f"LongRangeTask: distance must be an int or a (low, high) pair with low <= high, got {d!r}"
             )
@@ -205,10 +212,11 @@ class LongRangeTask:
                 f"{self.glyph_size}×{self.glyph_size} glyphs can have in a {self.image_size}×{self.image_size} "
                 f"image without touching (glyph_size + 1 to image_size - glyph_size)"
             )
-        return lo, hi
+        return int(lo), int(hi)
 
     def alphabet(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The glyphs as uint8 RGB tiles, (num_glyphs, 3, glyph_size, glyph_size)."""
+        device = check_device("LongRangeTask.alphabet", "device", device)
         return (
             self._alphabet.to(device) if device is not None else self._alphabet.clone()
         )
@@ -232,13 +240,11 @@ class LongRangeTask:
         required), so a seed gives the same batch on every device. The images are built
         on ``device``.
         """
-        _check_int("LongRangeTask.sample", "n", n, 1)
-        if (seed is None) == (generator is None):
-            raise ValueError(
-                "LongRangeTask.sample: pass exactly one of seed= and generator="
-            )
-        g = generator if generator is not None else torch.Generator().manual_seed(seed)
-        device = torch.device(device) if device is not None else torch.device("cpu")
+        n = _check_int("LongRangeTask.sample", "n", n, 1)
+        g = _generator(seed, generator)
+        device = check_device("LongRangeTask.sample", "device", device) or torch.device(
+            "cpu"
+        )
         ids, labels = _sample_glyph_ids(n, self.num_glyphs, g)
         positions, distances = _sample_positions(
             n, self.image_size, self.glyph_size, self.distance_range, g
@@ -278,6 +284,29 @@ class LongRangeTask:
         )
 
 
+def _generator(seed: object, generator: object) -> torch.Generator:
+    """``generator``, or a CPU generator seeded with ``seed`` — exactly one of them. A CPU generator, so that
+    a seed gives the same batch on every device; a seed >= 0 (torch takes a negative one modulo 2**64: another
+    seed than the one shown)."""
+    where = "LongRangeTask.sample"
+    if (seed is None) == (generator is None):
+        raise ValueError(
+            "LongRangeTask.sample: pass exactly one of seed= and generator="
+        )
+    if generator is None:
+        return torch.Generator().manual_seed(check_int(where, "seed", seed, low=0))
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{where}: generator must be a torch.Generator, got {type(generator).__name__}"
+        )
+    if generator.device.type != "cpu":
+        raise ValueError(
+            f"{where}: generator must be a CPU generator (the same batch on every device), "
+            f"got one on {generator.device}"
+        )
+    return generator
+
+
 def render(
     alphabet: torch.Tensor,
     glyph_ids: torch.Tensor,
@@ -295,6 +324,11 @@ def render(
 
     Returns uint8 (N, C, image_size, image_size) on the alphabet's device.
     """
+    check_tensor("render", "alphabet", alphabet, shape="(K, C, g, g)")
+    check_tensor("render", "glyph_ids", glyph_ids, kind="integer", shape="(N, J)")
+    check_tensor("render", "positions", positions, kind="integer", shape="(N, J, 2)")
+    if background is not None:
+        check_tensor("render", "background", background, shape="(N, C, H, W)")
     if (
         alphabet.dim() != 4
         or alphabet.dtype != torch.uint8
@@ -309,6 +343,7 @@ def render(
             f"{tuple(positions.shape)}"
         )
     k, c, gs, _ = alphabet.shape
+    image_size = check_int("render", "image_size", image_size, low=gs)
     n = glyph_ids.shape[0]
     dev = alphabet.device
     if glyph_ids.numel() and (int(glyph_ids.min()) < 0 or int(glyph_ids.max()) >= k):
@@ -360,8 +395,14 @@ def glyph_cells(
 
     Returns bool (N, J, grid, grid).
     """
-    if not isinstance(grid, int) or grid < 1:
+    if not is_int(grid) or grid < 1:
         raise ValueError(f"glyph_cells: grid must be a positive int, got {grid!r}")
+    check_tensor(
+        "glyph_cells", "positions", positions, kind="integer", shape="(N, J, 2)"
+    )
+    glyph_size = check_int("glyph_cells", "glyph_size", glyph_size, low=1)
+    image_size = check_int("glyph_cells", "image_size", image_size, low=1)
+    grid = int(grid)
     if image_size % grid:
         raise ValueError(
             f"glyph_cells: image_size {image_size} is not a multiple of grid {grid}"

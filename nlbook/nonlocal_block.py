@@ -47,7 +47,14 @@ from nlbook.attention import (
     check_impl,
     scaled_dot_product_attention,
 )
-from nlbook.checks import check_image_batch
+from nlbook.checks import (
+    check_bool,
+    check_image_batch,
+    check_indices,
+    check_ints,
+    check_module,
+    is_int,
+)
 from nlbook.cnn import ResNet
 
 __all__ = [
@@ -96,24 +103,21 @@ class NonLocalBlock2d(nn.Module):
         impl: AttentionImpl = "fused",
     ):
         super().__init__()
-        if (
-            not isinstance(in_channels, int)
-            or isinstance(in_channels, bool)
-            or in_channels < 1
-        ):
+        if not is_int(in_channels) or in_channels < 1:
             raise ValueError(
                 f"NonLocalBlock2d: in_channels must be an int >= 1, got {in_channels!r}"
             )
+        in_channels = int(in_channels)
         if inter_channels is None:
             inter_channels = max(in_channels // 2, 1)
-        if (
-            not isinstance(inter_channels, int)
-            or isinstance(inter_channels, bool)
-            or inter_channels < 1
-        ):
+        if not is_int(inter_channels) or inter_channels < 1:
             raise ValueError(
                 f"NonLocalBlock2d: inter_channels must be an int >= 1 or None, got {inter_channels!r}"
             )
+        inter_channels = int(inter_channels)
+        # "no" would be truthy and switch the option on
+        check_bool("NonLocalBlock2d", "sub_sample", sub_sample)
+        check_bool("NonLocalBlock2d", "bn_layer", bn_layer)
         if mode not in MODES:
             raise ValueError(
                 f"NonLocalBlock2d: mode must be one of {MODES}, got {mode!r}"
@@ -294,6 +298,9 @@ class NonLocalBlock2d(nn.Module):
         ``sub_sample``.
         """
         check_image_batch(x, self.in_channels, type(self).__name__, like=self)
+        return_attention = check_bool(
+            type(self).__name__, "return_attention", return_attention
+        )
         height, width = x.shape[-2:]
         theta, phi, g = self.embed(x)
         weights: torch.Tensor | None = None
@@ -362,17 +369,14 @@ class NonLocalResNet(ResNet):
         impl: AttentionImpl = "fused",
         **resnet_kwargs: Any,
     ):
-        widths, depths = tuple(widths), tuple(depths)
+        widths = check_ints("NonLocalResNet", "widths", widths, what="channel counts")
+        depths = check_ints("NonLocalResNet", "depths", depths, what="block counts")
         if "insert_after" in resnet_kwargs:
             raise TypeError(
                 "NonLocalResNet: insert_after is set by NonLocalResNet itself; use "
                 "ResNet for your own"
             )
-        if (
-            isinstance(nonlocal_every, bool)
-            or not isinstance(nonlocal_every, int)
-            or nonlocal_every < 1
-        ):
+        if not is_int(nonlocal_every) or nonlocal_every < 1:
             raise ValueError(
                 f"NonLocalResNet: nonlocal_every must be an int >= 1, got "
                 f"{nonlocal_every!r}"
@@ -389,12 +393,13 @@ class NonLocalResNet(ResNet):
                     "res3); pass nonlocal_stages=(0,)"
                 )
         else:
-            stages = tuple(nonlocal_stages)
-        if not all(isinstance(s, int) and 0 <= s < len(widths) for s in stages):
-            raise ValueError(
-                f"NonLocalResNet: nonlocal_stages must be stage indices in "
-                f"0..{len(widths) - 1}, got {stages}"
+            stages = check_indices(
+                "NonLocalResNet", "nonlocal_stages", nonlocal_stages, len(widths)
             )
+        nonlocal_every = int(nonlocal_every)
+        check_bool(
+            "NonLocalResNet", "sub_sample", sub_sample
+        )  # checked even where no block is inserted
 
         def insert_after(stage: int, index: int, channels: int) -> nn.Module | None:
             if stage not in stages or (depths[stage] - 1 - index) % nonlocal_every:
@@ -431,6 +436,7 @@ def nonlocal_attention_maps(
     pass used, at whatever ``impl``). Does not change the model's train/eval mode; use ``model.eval()`` first
     for inference statistics in BatchNorm.
     """
+    check_module("nonlocal_attention_maps", "model", model)
     blocks = [
         (n, m) for n, m in model.named_modules() if isinstance(m, NonLocalBlock2d)
     ]

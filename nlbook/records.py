@@ -447,11 +447,23 @@ _RUN_KEYS_V2 = (
     "train_seconds",
     "history",
 )
-_EPOCH_KEYS_V2 = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+_EPOCH_KEYS_V2 = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "seconds",
+)
 
 
 def _finite(value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+    ):
         raise RecordError(f"{where}: expected a finite number, got {value!r}")
 
 
@@ -461,7 +473,10 @@ def validate_run_v2(run: Any, where: str = "run") -> dict[str, Any]:
     _need(run, _RUN_KEYS_V2, where)
     history = run["history"]
     if not isinstance(history, list) or not history or len(history) != run["epochs"]:
-        raise RecordError(f"{where}.history: expected one entry per epoch ({run['epochs']!r}), got {len(history) if isinstance(history, list) else history!r}")
+        raise RecordError(
+            f"{where}.history: expected one entry per epoch ({run['epochs']!r}), "
+            f"got {len(history) if isinstance(history, list) else history!r}"
+        )
     for k, epoch in enumerate(history):
         at = f"{where}.history[{k}]"
         _need(epoch, _EPOCH_KEYS_V2, at)
@@ -472,9 +487,15 @@ def validate_run_v2(run: Any, where: str = "run") -> dict[str, Any]:
         for key in ("lr", "train_loss", "val_loss", "seconds"):
             _finite(epoch[key], f"{at}.{key}")
     vals = [e["val_acc"] for e in history]
-    for key, want in (("final_val_acc", vals[-1]), ("best_val_acc", max(vals)), ("best_val_epoch", 1 + vals.index(max(vals)))):
+    for key, want in (
+        ("final_val_acc", vals[-1]),
+        ("best_val_acc", max(vals)),
+        ("best_val_epoch", 1 + vals.index(max(vals))),
+    ):
         if run[key] != want:
-            raise RecordError(f"{where}.{key} is {run[key]!r} but the history says {want!r}")
+            raise RecordError(
+                f"{where}.{key} is {run[key]!r} but the history says {want!r}"
+            )
     _fraction(run["test_acc"], f"{where}.test_acc")
     _finite(run["test_loss"], f"{where}.test_loss")
     return run
@@ -482,7 +503,11 @@ def validate_run_v2(run: Any, where: str = "run") -> dict[str, Any]:
 
 def _validate_v2(record: Mapping[str, Any], where: str) -> dict[str, Any]:
     _need(record["provenance"], _PROVENANCE_KEYS, f"{where}.provenance")
-    _need(record["dataset"], ("name", "train_size", "val_size", "test_size"), f"{where}.dataset")
+    _need(
+        record["dataset"],
+        ("name", "train_size", "val_size", "test_size"),
+        f"{where}.dataset",
+    )
     if not isinstance(record["arms"], list) or not record["arms"]:
         raise RecordError(f"{where}.arms: expected a non-empty list of arms")
     seen: set[tuple[str, Any]] = set()
@@ -491,18 +516,30 @@ def _validate_v2(record: Mapping[str, Any], where: str) -> dict[str, Any]:
         _need(arm, (*_ARM_KEYS, "budget"), at)
         key = (arm["name"], json.dumps(arm["x"]))
         if key in seen:
-            raise RecordError(f"{at}: arm {arm['name']!r} with x={arm['x']!r} appears twice")
+            raise RecordError(
+                f"{at}: arm {arm['name']!r} with x={arm['x']!r} appears twice"
+            )
         seen.add(key)
-        _need(arm["budget"], ("base_epochs", "max_epochs", "epochs", "converged", "budgets"), f"{at}.budget")
+        _need(
+            arm["budget"],
+            ("base_epochs", "max_epochs", "epochs", "converged", "budgets"),
+            f"{at}.budget",
+        )
         if not isinstance(arm["runs"], list) or not arm["runs"]:
-            raise RecordError(f"{at}.runs: expected a non-empty list of runs (one per seed)")
-        seeds = [run.get("seed") if isinstance(run, Mapping) else None for run in arm["runs"]]
+            raise RecordError(
+                f"{at}.runs: expected a non-empty list of runs (one per seed)"
+            )
+        seeds = [
+            run.get("seed") if isinstance(run, Mapping) else None for run in arm["runs"]
+        ]
         if len(set(map(repr, seeds))) != len(seeds):
             raise RecordError(f"{at}.runs: repeated seeds {seeds}")
         for j, run in enumerate(arm["runs"]):
             validate_run_v2(run, f"{at}.runs[{j}]")
             if run["epochs"] != arm["budget"]["epochs"]:
-                raise RecordError(f"{at}.runs[{j}].epochs: {run['epochs']} but the arm shows the budget {arm['budget']['epochs']}")
+                raise RecordError(
+                    f"{at}.runs[{j}].epochs: {run['epochs']} but the arm shows the budget {arm['budget']['epochs']}"
+                )
     return dict(record)
 
 

@@ -70,19 +70,27 @@ class Comparison:
 
 def _sample(values: Any, name: str) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"compare: {name} must be a list of per-seed accuracies, got {type(values).__name__}")
+        raise TypeError(
+            f"compare: {name} must be a list of per-seed accuracies, got {type(values).__name__}"
+        )
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v):
             raise ValueError(f"compare: {name} must hold finite numbers, got {v!r}")
         out.append(float(v))
     if len(out) < 2:
-        raise ValueError(f"compare: {name} needs at least 2 seeds to have a spread, got {len(out)}")
+        raise ValueError(
+            f"compare: {name} needs at least 2 seeds to have a spread, got {len(out)}"
+        )
     return out
 
 
 def compare(
-    a: Sequence[float], b: Sequence[float], *, alpha: float = ALPHA, test_size: int | None = None
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    alpha: float = ALPHA,
+    test_size: int | None = None,
 ) -> Comparison:
     """Welch's two-sided t-test of mean(a) against mean(b) at level ``alpha`` (module docstring).
 
@@ -92,8 +100,14 @@ def compare(
     a, b = _sample(a, "a"), _sample(b, "b")
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < 0.5:
         raise ValueError(f"compare: alpha must be a level in (0, 0.5), got {alpha!r}")
-    if test_size is not None and (isinstance(test_size, bool) or not isinstance(test_size, Integral) or test_size < 1):
-        raise ValueError(f"compare: test_size must be a positive int (images) or None, got {test_size!r}")
+    if test_size is not None and (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, Integral)
+        or test_size < 1
+    ):
+        raise ValueError(
+            f"compare: test_size must be a positive int (images) or None, got {test_size!r}"
+        )
     na, nb = len(a), len(b)
     ma, mb = math.fsum(a) / na, math.fsum(b) / nb
     va = math.fsum((v - ma) ** 2 for v in a) / (na - 1)
@@ -104,11 +118,29 @@ def compare(
         df, p, detectable = float(na + nb - 2), (1.0 if difference == 0 else 0.0), 0.0
     else:
         # Welch–Satterthwaite; scipy's ttest_ind(equal_var=False) computes the same p
-        df = (va / na + vb / nb) ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+        df = (va / na + vb / nb) ** 2 / (
+            (va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1)
+        )
         p = float(2 * _scipy_stats.t.sf(abs(difference) / se, df))
         detectable = float(_scipy_stats.t.ppf(1 - alpha / 2, df)) * se
-    word = "no detectable difference" if p >= alpha else ("better" if difference > 0 else "worse")
+    word = (
+        "no detectable difference"
+        if p >= alpha
+        else ("better" if difference > 0 else "worse")
+    )
     return Comparison(
-        word, ma, mb, math.sqrt(va), math.sqrt(vb), na, nb, difference, se, df, p, float(alpha), detectable,
+        word,
+        ma,
+        mb,
+        math.sqrt(va),
+        math.sqrt(vb),
+        na,
+        nb,
+        difference,
+        se,
+        df,
+        p,
+        float(alpha),
+        detectable,
         None if test_size is None else int(test_size),
     )

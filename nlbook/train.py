@@ -219,11 +219,15 @@ class EpochStats:
     lr: float
     train_loss: float
     train_acc: float
-    test_loss: float | None  # None where the dataset has a validation split: the test split is scored once
+    test_loss: (
+        float | None
+    )  # None where the dataset has a validation split: the test split is scored once
     test_acc: float | None
     seconds: float  # training time of this epoch (evaluation excluded)
     images_per_s: float
-    val_loss: float | None = None  # the validation split's, where the dataset has one (else None)
+    val_loss: float | None = (
+        None  # the validation split's, where the dataset has one (else None)
+    )
     val_acc: float | None = None
 
 
@@ -400,10 +404,18 @@ def _evaluate_sums(
     model.eval()
     sums = torch.zeros(3, dtype=_sum_dtype(device), device=device)
     images, labels = (
-        (data.val_images, data.val_labels) if split == "val" else (data.test_images, data.test_labels)
+        (data.val_images, data.val_labels)
+        if split == "val"
+        else (data.test_images, data.test_labels)
     )
     for x, y in DeviceLoader(
-        images, labels, batch_size, mean=data.mean, std=data.std, rank=info.rank, world_size=info.world_size
+        images,
+        labels,
+        batch_size,
+        mean=data.mean,
+        std=data.std,
+        rank=info.rank,
+        world_size=info.world_size,
     ):
         if y.numel() == 0:  # the last partial batch may leave a rank without images
             continue
@@ -563,7 +575,9 @@ def fit(
     :func:`nlbook.distributed.wrap_model`.
     """
     # The run in four named steps: check, set up, then per epoch train and score; finally the test split.
-    config, info, device = _check_fit(model, data, config, device, name, progress, distributed, sync_batchnorm)
+    config, info, device = _check_fit(
+        model, data, config, device, name, progress, distributed, sync_batchnorm
+    )
     run = _start_run(model, data, config, device, info, name, progress, sync_batchnorm)
     was_training = model.training
     start = time.perf_counter()
@@ -571,12 +585,16 @@ def fit(
         for epoch in range(config.epochs):
             train_sums, seconds = _train_epoch(run)
             run.record.history.append(_score_epoch(run, epoch, train_sums, seconds))
-        if run.data.has_validation:  # the test split, once, for the model training ended with
+        if (
+            run.data.has_validation
+        ):  # the test split, once, for the model training ended with
             run.record.final_test_loss, run.record.final_test_acc = _score(run, "test")
     except BaseException as err:
         # Nothing lost: whatever stops the run, every finished epoch leaves with the exception.
         run.record.wall_time_s = time.perf_counter() - start
-        if isinstance(err, KeyboardInterrupt) and not isinstance(err, TrainingInterrupted):
+        if isinstance(err, KeyboardInterrupt) and not isinstance(
+            err, TrainingInterrupted
+        ):
             raise TrainingInterrupted(run.record) from err
         _attach_record(err, run.record)
         raise
@@ -592,7 +610,9 @@ class _Run:
     """Everything one call of :func:`fit` holds while it trains."""
 
     model: nn.Module  # the module itself (its parameters, its mode)
-    step_model: nn.Module  # what a step calls: the model, its DDP wrapper, or their compiled form
+    step_model: (
+        nn.Module
+    )  # what a step calls: the model, its DDP wrapper, or their compiled form
     data: ImageDataset
     config: TrainConfig
     device: torch.device
@@ -606,15 +626,21 @@ class _Run:
     bar: Any
 
 
-def _check_fit(model, data, config, device, name, progress, distributed, sync_batchnorm):
+def _check_fit(
+    model, data, config, device, name, progress, distributed, sync_batchnorm
+):
     """Step 1: every check before anything moves — a bad device, model, dataset or batch fails now, not after
     the copy. Returns the config, the distributed set-up and the device."""
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}")
+        raise TypeError(
+            f"fit expects a TrainConfig (or None) as config, got {type(config).__name__}"
+        )
     info = _resolve_distributed(distributed)
     if name is not None and not isinstance(name, str):
-        raise TypeError(f"fit: name must be a str (the record's label) or None, got {type(name).__name__}")
+        raise TypeError(
+            f"fit: name must be a str (the record's label) or None, got {type(name).__name__}"
+        )
     for flag, value in (("progress", progress), ("sync_batchnorm", sync_batchnorm)):
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"fit: {flag} must be True, False or None, got {value!r}")
@@ -626,25 +652,37 @@ def _check_fit(model, data, config, device, name, progress, distributed, sync_ba
             f"fit: the global batch_size {config.batch_size} must be divisible by the {info.world_size} processes"
         )
     per_process = config.batch_size // info.world_size
-    what = f"batch_size {config.batch_size}" + (f" over {info.world_size} processes" if info.enabled else "")
+    what = f"batch_size {config.batch_size}" + (
+        f" over {info.world_size} processes" if info.enabled else ""
+    )
     amp_dtype = autocast_dtype(device, config.amp, config.amp_dtype)
-    _preflight("fit", model, data, amp_dtype=amp_dtype, train_batch=per_process, what=what)
+    _preflight(
+        "fit", model, data, amp_dtype=amp_dtype, train_batch=per_process, what=what
+    )
     n_train = (
-        data.train_images.shape[0] if config.max_train is None else min(config.max_train, len(data.train_images))
+        data.train_images.shape[0]
+        if config.max_train is None
+        else min(config.max_train, len(data.train_images))
     )
     if n_train < config.batch_size:
-        raise ValueError(f"fit: batch_size {config.batch_size} is larger than the {n_train} training images")
+        raise ValueError(
+            f"fit: batch_size {config.batch_size} is larger than the {n_train} training images"
+        )
     return config, info, device
 
 
-def _start_run(model, data, config, device, info, name, progress, sync_batchnorm) -> _Run:
+def _start_run(
+    model, data, config, device, info, name, progress, sync_batchnorm
+) -> _Run:
     """Step 2: data and model on the device, the (DDP-wrapped, compiled) step model, the seeded loader, the
     optimiser and its schedule, mixed precision, and an empty record."""
     data = data.subset(config.max_train, config.max_test).to(device)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ddp_model = wrap_model(model, info, sync_batchnorm=sync_batchnorm)  # `model` itself when one process
+    ddp_model = wrap_model(
+        model, info, sync_batchnorm=sync_batchnorm
+    )  # `model` itself when one process
     step_model = torch.compile(ddp_model) if config.compile else ddp_model
     torch.manual_seed(config.seed)  # dropout / stochastic depth draws
     loader = DeviceLoader.train(
@@ -667,15 +705,41 @@ def _start_run(model, data, config, device, info, name, progress, sync_batchnorm
         name=name or type(model).__name__,
         params=count_parameters(model),
         device=str(device),
-        hardware=device_name(device) if not info.enabled else f"{info.world_size} processes × {device_name(device)}",
+        hardware=device_name(device)
+        if not info.enabled
+        else f"{info.world_size} processes × {device_name(device)}",
         dataset=data.name,
-        config={k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in asdict(config).items()},
+        config={
+            k: (str(v) if isinstance(v, torch.dtype) else v)
+            for k, v in asdict(config).items()
+        },
         world_size=info.world_size,
     )
-    show = (progress if progress is not None else not os.environ.get("TQDM_DISABLE")) and info.is_main
-    bar = tqdm(total=config.epochs * len(loader), desc=record.name, disable=not show, leave=False)
+    show = (
+        progress if progress is not None else not os.environ.get("TQDM_DISABLE")
+    ) and info.is_main
+    bar = tqdm(
+        total=config.epochs * len(loader),
+        desc=record.name,
+        disable=not show,
+        leave=False,
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
-    return _Run(model, step_model, data, config, device, info, loader, opt, sched, autocast, scaler, record, bar)
+    return _Run(
+        model,
+        step_model,
+        data,
+        config,
+        device,
+        info,
+        loader,
+        opt,
+        sched,
+        autocast,
+        scaler,
+        record,
+        bar,
+    )
 
 
 def _train_epoch(run: _Run) -> tuple[torch.Tensor, float]:
@@ -690,7 +754,9 @@ def _train_epoch(run: _Run) -> tuple[torch.Tensor, float]:
     for x, y in run.loader:
         with run.autocast:
             logits = run.step_model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(
+                logits.float(), y, label_smoothing=config.label_smoothing
+            )
         run.opt.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         if config.grad_clip is not None:
@@ -709,19 +775,29 @@ def _train_epoch(run: _Run) -> tuple[torch.Tensor, float]:
     seconds = time.perf_counter() - t0
     # sums over all ranks, then divide: the global batch's loss/accuracy, the same on every rank
     acc = _sum_dtype(device)
-    sums = torch.stack([loss_sum.to(acc), correct.to(acc), torch.tensor(seen, dtype=acc, device=device)])
+    sums = torch.stack(
+        [
+            loss_sum.to(acc),
+            correct.to(acc),
+            torch.tensor(seen, dtype=acc, device=device),
+        ]
+    )
     return all_reduce_sum(sums, run.info), seconds
 
 
 def _score(run: _Run, split: str) -> tuple[float, float]:
     """Mean loss and accuracy of the model on ``split`` ("val" or "test"), over all ranks."""
-    eval_batch = -(-max(run.config.batch_size, 256) // run.info.world_size) * run.info.world_size
+    eval_batch = (
+        -(-max(run.config.batch_size, 256) // run.info.world_size) * run.info.world_size
+    )
     sums = _evaluate_sums(run.model, run.data, eval_batch, run.device, run.info, split)
     loss_sum, correct, n = all_reduce_sum(sums, run.info).tolist()
     return loss_sum / max(n, 1), correct / max(n, 1)
 
 
-def _score_epoch(run: _Run, epoch: int, train_sums: torch.Tensor, seconds: float) -> EpochStats:
+def _score_epoch(
+    run: _Run, epoch: int, train_sums: torch.Tensor, seconds: float
+) -> EpochStats:
     """Step 4: stop a diverged run; score the model on the validation split (else the test split)."""
     train_loss, train_correct, train_seen = train_sums.tolist()
     if not math.isfinite(train_loss):
@@ -733,7 +809,9 @@ def _score_epoch(run: _Run, epoch: int, train_sums: torch.Tensor, seconds: float
     has_val = run.data.has_validation
     split = "val" if has_val else "test"
     eval_loss, eval_acc = _score(run, split)
-    run.bar.set_postfix(loss=f"{train_loss / train_seen:.3f}", **{f"{split}_acc": f"{eval_acc:.3f}"})
+    run.bar.set_postfix(
+        loss=f"{train_loss / train_seen:.3f}", **{f"{split}_acc": f"{eval_acc:.3f}"}
+    )
     return EpochStats(
         epoch=epoch + 1,
         lr=run.opt.param_groups[0]["lr"],

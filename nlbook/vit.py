@@ -18,6 +18,7 @@ position embeddings for another input size (:func:`interpolate_pos_embed`) and a
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -28,7 +29,17 @@ from einops import rearrange
 from torch import nn
 
 from nlbook.attention import AttentionImpl, MultiHeadAttention
-from nlbook.checks import check_image_batch, check_positive_int, check_probability
+from nlbook.checks import (
+    check_bool,
+    check_image_batch,
+    check_int,
+    check_ints,
+    check_positive_int,
+    check_probability,
+    check_sequence,
+    check_tensor,
+    is_real,
+)
 
 __all__ = [
     "VIT_PRESETS",
@@ -56,9 +67,15 @@ def _check_patchable(x: torch.Tensor, patch_size: int, where: str) -> tuple[int,
     """The (rows, cols) patch grid of ``x``; a clear error if H or W is not a multiple of the patch size."""
     h, w = x.shape[-2:]
     if h % patch_size or w % patch_size:
+        # (B, H, W, C) images put the colours where the width should be
+        layout = (
+            f"; the shape {tuple(x.shape)} looks channels-last (B, H, W, C): pass x.permute(0, 3, 1, 2)"
+            if w in (1, 3) and x.shape[1] not in (1, 3)
+            else ""
+        )
         raise ValueError(
             f"{where}: image size {h}×{w} is not divisible by the patch size {patch_size}; "
-            f"use images whose height and width are multiples of {patch_size} (e.g. resize or crop)"
+            f"use images whose height and width are multiples of {patch_size} (e.g. resize or crop){layout}"
         )
     return h // patch_size, w // patch_size
 
@@ -124,6 +141,10 @@ class PatchEmbedding(nn.Module):
             in_channels=in_channels,
             embed_dim=embed_dim,
         )
+        # plain ints (numpy's pass the check): kernel sizes, reprs, configs
+        image_size, patch_size, in_channels, embed_dim = map(
+            int, (image_size, patch_size, in_channels, embed_dim)
+        )
         if image_size % patch_size:
             raise ValueError(
                 f"PatchEmbedding: image_size {image_size} is not divisible by "
@@ -137,7 +158,7 @@ class PatchEmbedding(nn.Module):
             in_channels,
             embed_dim,
         )
-        self.strict_size = strict_size
+        self.strict_size = check_bool("PatchEmbedding", "strict_size", strict_size)
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(
@@ -199,7 +220,10 @@ def stochastic_depth(
     evaluation time the
     branch is always kept (identity).
     """
+    check_tensor("stochastic_depth", "x", x, kind="float", shape="(B, ...)")
     check_probability("stochastic_depth", p=p)
+    # a string such as "no" would be truthy and drop branches at evaluation time
+    training = check_bool("stochastic_depth", "training", training)
     if p == 0.0 or not training:
         return x
     keep = 1.0 - p
@@ -233,6 +257,8 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0):
         super().__init__()
         check_positive_int("Mlp", dim=dim, hidden_dim=hidden_dim)
+        check_probability("Mlp", dropout=dropout)
+        dim, hidden_dim = int(dim), int(hidden_dim)
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(dropout)
@@ -278,6 +304,7 @@ class EncoderBlock(nn.Module):
     ):
         super().__init__()
         check_positive_int("EncoderBlock", dim=dim, num_heads=num_heads)
+        dim, num_heads = int(dim), int(num_heads)
         check_probability(
             "EncoderBlock",
             dropout=dropout,
@@ -285,7 +312,7 @@ class EncoderBlock(nn.Module):
             drop_path=drop_path,
         )
         if mlp_dim is None:
-            if not mlp_ratio > 0:
+            if not is_real(mlp_ratio) or not 0 < mlp_ratio < float("inf"):
                 raise ValueError(
                     f"EncoderBlock: mlp_ratio must be > 0, got {mlp_ratio!r}"
                 )
@@ -308,6 +335,9 @@ class EncoderBlock(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, N, dim) → (B, N, dim); with ``return_attention`` also the (B, heads, N,
         N) attention weights."""
+        return_attention = check_bool(
+            "EncoderBlock", "return_attention", return_attention
+        )
         dim = self.norm1.normalized_shape[0]
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -342,10 +372,20 @@ def interpolate_pos_embed(
     when it fine-tunes at a
     higher resolution. At the same grid it returns ``pos_embed`` unchanged.
     """
+    where = "interpolate_pos_embed"
+    check_tensor(where, "pos_embed", pos_embed, kind="float", shape="(1, N, D)")
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
         raise ValueError(
             f"interpolate_pos_embed expects (1, N, D) embeddings, got shape "
             f"{tuple(pos_embed.shape)}"
+        )
+    num_prefix_tokens = check_int(
+        where, "num_prefix_tokens", num_prefix_tokens, low=0, high=pos_embed.shape[1]
+    )
+    new_grid = check_ints(where, "new_grid", new_grid, length=2, what="(rows, cols)")
+    if old_grid is not None:
+        old_grid = check_ints(
+            where, "old_grid", old_grid, length=2, what="(rows, cols)"
         )
     n_grid = pos_embed.shape[1] - num_prefix_tokens
     if old_grid is None:
@@ -450,6 +490,9 @@ class VisionTransformer(nn.Module):
         )
         check_probability(
             name, dropout=dropout, attn_dropout=attn_dropout, drop_path=drop_path
+        )
+        num_classes, depth, embed_dim, num_heads = map(
+            int, (num_classes, depth, embed_dim, num_heads)
         )
         if pool not in ("cls", "gap"):
             raise ValueError(
@@ -610,6 +653,9 @@ class VisionTransformer(nn.Module):
         self, x: torch.Tensor, return_attention: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Normalised output tokens (B, prefix + N, D); optionally each block's (B, heads, T, T) attention."""
+        return_attention = check_bool(
+            type(self).__name__, "return_attention", return_attention
+        )
         tokens = self.embed(x)
         attentions: list[torch.Tensor] = []
         for block in self.blocks:
@@ -634,7 +680,7 @@ class VisionTransformer(nn.Module):
         Returning attention runs the explicit attention path (the fused kernel never forms the weights);
         the result is the same up to rounding.
         """
-        if return_attention:
+        if check_bool(type(self).__name__, "return_attention", return_attention):
             tokens, attentions = self.forward_features(x, return_attention=True)
             return self.forward_head(tokens), attentions
         return self.forward_head(self.forward_features(x))
@@ -654,6 +700,34 @@ class VisionTransformer(nn.Module):
         patch_part = patch_part / patch_part.sum(dim=-1, keepdim=True)
         gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         return rearrange(patch_part, "b (gh gw) -> b gh gw", gh=gh, gw=gw)
+
+
+def _check_rollout_layers(attentions: object) -> list[torch.Tensor]:
+    """A list with one float (B, heads, T, T) or (B, T, T) tensor per layer, all of one batch and token count.
+    A list, not one stacked tensor: that would be iterated over its first axis (the batch) as if it were layers."""
+    where = "attention_rollout"
+    layers = check_sequence(
+        where, "attentions", attentions, what="per-layer attention tensors"
+    )
+    if len(layers) == 0:
+        raise ValueError(
+            "attention_rollout needs at least one layer's attention weights"
+        )
+    for i, a in enumerate(layers):
+        check_tensor(
+            where,
+            f"attentions[{i}]",
+            a,
+            dims=(3, 4),
+            kind="float",
+            shape="(B, heads, T, T) or (B, T, T)",
+        )
+        if a.shape[-2:] != layers[0].shape[-2:] or a.shape[0] != layers[0].shape[0]:
+            raise ValueError(
+                f"{where}: every layer must have the same batch and tokens, got {tuple(layers[0].shape)} "
+                f"(layer 0) and {tuple(a.shape)} (layer {i})"
+            )
+    return layers
 
 
 def attention_rollout(
@@ -679,16 +753,13 @@ def attention_rollout(
     Returns:
         (B, T, T) rollout; row ``i`` sums to 1.
     """
-    if len(attentions) == 0:
-        raise ValueError(
-            "attention_rollout needs at least one layer's attention weights"
-        )
-    if head_fusion not in ("mean", "max", "min"):
+    attentions = _check_rollout_layers(attentions)
+    if not isinstance(head_fusion, str) or head_fusion not in ("mean", "max", "min"):
         raise ValueError(
             f"attention_rollout: head_fusion must be 'mean', 'max' or 'min', got "
             f"{head_fusion!r}"
         )
-    if not 0.0 <= residual_weight <= 1.0:
+    if not is_real(residual_weight) or not 0.0 <= residual_weight <= 1.0:
         raise ValueError(
             f"attention_rollout: residual_weight must be in [0, 1], got "
             f"{residual_weight!r}"
@@ -742,8 +813,14 @@ VIT_PRESETS: dict[str, dict[str, Any]] = {
 
 def vit_preset(name: str, **overrides: Any) -> VisionTransformer:
     """Build the preset ``name`` from :data:`VIT_PRESETS`; keyword arguments override its settings."""
-    if name not in VIT_PRESETS:
+    if not isinstance(name, str) or name not in VIT_PRESETS:
         raise ValueError(
             f"vit_preset: unknown preset {name!r}; expected one of {sorted(VIT_PRESETS)}"
+        )
+    known = set(inspect.signature(VisionTransformer).parameters)
+    unknown = sorted(set(overrides) - known)
+    if unknown:  # Python's own error would name VisionTransformer.__init__, not the preset's override
+        raise TypeError(
+            f"vit_preset: unknown override(s) {unknown}; VisionTransformer takes {sorted(known)}"
         )
     return VisionTransformer(**{**VIT_PRESETS[name], **overrides})

@@ -99,6 +99,13 @@ def load_torchvision_state_dict(
     torchvision model with a ``representation_size`` pre-logits layer, which ours does not have).
     """
     _check_torchvision_compatible(model, "load_torchvision_state_dict")
+    if not isinstance(
+        state_dict, Mapping
+    ):  # e.g. a file name: "missing keys" would hide what went wrong
+        raise TypeError(
+            "load_torchvision_state_dict: state_dict must be a dict of tensors (tv_model.state_dict() or "
+            f"torch.load(path)), got {type(state_dict).__name__}"
+        )
     pairs = _torchvision_name_map(model.depth)
     expected = {tv for _, tv in pairs}
     missing = sorted(expected - set(state_dict))
@@ -143,7 +150,13 @@ def from_torchvision(tv_model: nn.Module, **kwargs: Any) -> VisionTransformer:
     """Build our :class:`VisionTransformer` with the shape of a torchvision one and copy its weights.
 
     ``kwargs`` (e.g. ``impl="explicit"``) go to our constructor; dropout rates are taken from ``tv_model``.
+    The result has ``tv_model``'s dtype and device — a float64 or CUDA source gives a float64 or CUDA copy, not
+    one in the default dtype on the CPU.
     """
+    if not isinstance(tv_model, nn.Module):
+        raise TypeError(
+            f"from_torchvision: tv_model must be a torchvision.models.VisionTransformer, got {type(tv_model).__name__}"
+        )
     for attr in (
         "image_size",
         "patch_size",
@@ -156,7 +169,25 @@ def from_torchvision(tv_model: nn.Module, **kwargs: Any) -> VisionTransformer:
             raise TypeError(
                 f"from_torchvision expects a torchvision.models.VisionTransformer, got {type(tv_model)}"
             )
-    model = VisionTransformer(
+    # The first floating parameter stands for the whole source model (torchvision builds it in one dtype, on one
+    # device); build ours on that device directly (no detour through CPU memory for a large CUDA model).
+    ref = next((p for p in tv_model.parameters() if p.is_floating_point()), None)
+    if ref is None:
+        raise TypeError(
+            "from_torchvision: tv_model has no floating-point parameters; expected a "
+            "torchvision.models.VisionTransformer"
+        )
+    with torch.device(ref.device):
+        model = _build_like_torchvision(tv_model, kwargs)
+    model.to(dtype=ref.dtype)
+    load_torchvision_state_dict(model, tv_model.state_dict())
+    return model
+
+
+def _build_like_torchvision(
+    tv_model: nn.Module, kwargs: dict[str, Any]
+) -> VisionTransformer:
+    return VisionTransformer(
         image_size=tv_model.image_size,
         patch_size=tv_model.patch_size,
         num_classes=tv_model.num_classes,
@@ -168,5 +199,3 @@ def from_torchvision(tv_model: nn.Module, **kwargs: Any) -> VisionTransformer:
         attn_dropout=tv_model.attention_dropout,
         **kwargs,
     )
-    load_torchvision_state_dict(model, tv_model.state_dict())
-    return model

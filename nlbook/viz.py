@@ -6,6 +6,7 @@ the call and the figure is shown once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -13,7 +14,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from nlbook.records import summarize
+from nlbook.checks import (
+    check_bool,
+    check_image,
+    check_int,
+    check_sequence,
+    check_str,
+    check_tensor,
+    is_int,
+    is_real,
+)
+from nlbook.records import summarize, validate_record
 from nlbook.train import TrainRecord
 
 __all__ = [
@@ -29,11 +40,13 @@ __all__ = [
 
 
 def to_display(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) uint8 or float tensor → (H, W, C) or (H, W) array in [0, 1] for ``imshow``."""
-    if image.dim() != 3:
-        raise ValueError(
-            f"to_display expects one (C, H, W) image, got shape {tuple(image.shape)}"
-        )
+    """(C, H, W) tensor with 1 (grey) or 3 (RGB) channels, uint8 or real → (H, W, 3) or (H, W) array in [0, 1]
+    for ``imshow``.
+
+    Only PyTorch's (C, H, W) layout is accepted: an (H, W, C) image (numpy's, PIL's) is refused with the permute
+    that fixes it — read as (C, H, W) it would come back as a wrong picture.
+    """
+    check_image(image, "to_display", channels=(1, 3))
     x = image.detach().float().cpu()
     x = (
         x / 255.0
@@ -52,14 +65,48 @@ def show_images(
     title: str | None = None,
     size: float = 1.2,
 ) -> Figure:
-    """A grid of images (N, C, H, W), optionally captioned with class names."""
-    if images.dim() != 4:
-        raise ValueError(
-            f"show_images expects (N, C, H, W), got shape {tuple(images.shape)}"
-        )
+    """A grid of images (N, C, H, W) with 1 or 3 channels, optionally captioned with their labels — or with the
+    class names ``classes[label]``."""
+    where = "show_images"
+    check_tensor(where, "images", images, dims=4, kind="real", shape="(N, C, H, W)")
     n = images.shape[0]
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"show_images: got {len(labels)} labels for {n} images")
+    if n == 0:
+        raise ValueError(
+            f"{where}: images is an empty batch, shape {tuple(images.shape)}"
+        )
+    if images.shape[1] not in (1, 3):
+        hint = (
+            "; it looks like a channels-last (N, H, W, C) batch: pass images.permute(0, 3, 1, 2)"
+            if images.shape[-1] in (1, 3)
+            else ""
+        )
+        raise ValueError(
+            f"{where}: images must be (N, C, H, W) with C = 1 or 3, got shape {tuple(images.shape)}{hint}"
+        )
+    ncols = check_int(where, "ncols", ncols, low=1)
+    if not is_real(size) or not 0 < size < 100:
+        raise ValueError(
+            f"{where}: size (inches per image) must be a number in (0, 100), got {size!r}"
+        )
+    check_str(where, "title", title, optional=True, empty=True)
+    if labels is not None:
+        if isinstance(labels, torch.Tensor):
+            check_tensor(where, "labels", labels, dims=1, kind="integer", shape="(N,)")
+            labels = labels.tolist()
+        labels = check_sequence(where, "labels", labels, what="integer labels")
+        if len(labels) != n:
+            raise ValueError(f"{where}: got {len(labels)} labels for {n} images")
+        if not all(is_int(lab) for lab in labels):
+            raise TypeError(f"{where}: labels must be integers, got {labels[:8]!r}")
+    if classes is not None:
+        classes = check_sequence(where, "classes", classes, what="class names")
+        if labels is None:
+            raise ValueError(f"{where}: classes name the labels; pass labels too")
+        bad = [lab for lab in labels if not 0 <= lab < len(classes)]
+        if bad:
+            raise ValueError(
+                f"{where}: label {bad[0]} has no name among the {len(classes)} classes (labels index classes)"
+            )
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False
@@ -81,14 +128,27 @@ def show_images(
 def plot_history(
     records: Mapping[str, TrainRecord] | Sequence[TrainRecord], title: str | None = None
 ) -> Figure:
-    """Training loss and test accuracy per epoch for one or more runs."""
-    if not isinstance(records, Mapping):
-        records = list(records)
+    """Training loss and test accuracy per epoch for one or more runs (one :class:`~nlbook.train.TrainRecord`,
+    a list of them, or a dict name → record)."""
+    where = "plot_history"
+    expected = "TrainRecords (one, a list, or a dict name -> TrainRecord)"
+    if isinstance(records, TrainRecord):
+        records = [records]
+    if isinstance(records, Mapping):
+        records = dict(records)
+    else:
+        records = check_sequence(where, "records", records, what="TrainRecords")
         if not all(isinstance(r, TrainRecord) for r in records):
-            raise TypeError(
-                "plot_history expects TrainRecords (a list, or a dict name -> TrainRecord)"
-            )
+            raise TypeError(f"{where} expects {expected}")
         records = {r.name: r for r in records}
+    if not records:
+        raise ValueError(f"{where}: no records to plot; pass {expected}")
+    for name, rec in records.items():
+        if not isinstance(rec, TrainRecord):
+            raise TypeError(
+                f"{where}: records[{name!r}] must be a TrainRecord, got {type(rec).__name__}"
+            )
+    check_str(where, "title", title, optional=True, empty=True)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
     for name, rec in records.items():
         epochs = [e.epoch for e in rec.history]
@@ -114,11 +174,10 @@ def plot_feature_maps(
     fmap: torch.Tensor, n: int = 8, title: str | None = None
 ) -> Figure:
     """The first ``n`` channels of one (C, H, W) feature map."""
-    if fmap.dim() != 3:
-        raise ValueError(
-            f"plot_feature_maps expects one (C, H, W) map, got shape {tuple(fmap.shape)}"
-        )
-    n = min(n, fmap.shape[0])
+    where = "plot_feature_maps"
+    check_image(fmap, where, "fmap", what="map")
+    n = min(check_int(where, "n", n, low=1), fmap.shape[0])
+    check_str(where, "title", title, optional=True, empty=True)
     fig, axes = plt.subplots(1, n, figsize=(1.3 * n, 1.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.imshow(fmap[i].detach().float().cpu().numpy(), cmap="viridis")
@@ -132,11 +191,19 @@ def plot_feature_maps(
 
 def plot_filters(weight: torch.Tensor, n: int = 16, title: str | None = None) -> Figure:
     """First-layer filters (O, C, k, k) shown as small RGB (C=3) or grey images."""
-    if weight.dim() != 4:
-        raise ValueError(
-            f"plot_filters expects conv weights (O, C, k, k), got shape {tuple(weight.shape)}"
-        )
-    n = min(n, weight.shape[0])
+    where = "plot_filters"
+    check_tensor(
+        where,
+        "weight",
+        weight,
+        dims=4,
+        kind="real",
+        shape="of conv weights (O, C, k, k)",
+    )
+    if weight.numel() == 0:
+        raise ValueError(f"{where}: weight is empty, shape {tuple(weight.shape)}")
+    n = min(check_int(where, "n", n, low=1), weight.shape[0])
+    check_str(where, "title", title, optional=True, empty=True)
     ncols = min(n, 8)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
@@ -168,11 +235,33 @@ def plot_attention_maps(
         queries: (row, col) grid positions to show.
         grid: (gh, gw) size of the token grid (the image is split into gh×gw cells).
     """
-    gh, gw = grid
-    if weights.dim() != 2 or weights.shape != (gh * gw, gh * gw):
+    where = "plot_attention_maps"
+    if (
+        not isinstance(grid, Sequence)
+        or isinstance(grid, str)
+        or len(grid) != 2
+        or not all(is_int(g) and g >= 1 for g in grid)
+    ):
+        raise ValueError(
+            f"{where}: grid must be a (rows, cols) pair of positive ints, got {grid!r}"
+        )
+    gh, gw = int(grid[0]), int(grid[1])
+    check_tensor(where, "weights", weights, dims=2, kind="float", shape="(N, N)")
+    if weights.shape != (gh * gw, gh * gw):
         raise ValueError(
             f"plot_attention_maps expects ({gh * gw}, {gh * gw}) weights, got {tuple(weights.shape)}"
         )
+    queries = check_sequence(where, "queries", queries, what="(row, col) pairs")
+    for query in queries:
+        if (
+            not isinstance(query, Sequence)
+            or len(query) != 2
+            or not all(is_int(v) for v in query)
+        ):
+            raise ValueError(
+                f"{where}: queries must be (row, col) pairs of ints, e.g. [(0, 0), (3, 5)], got {query!r}"
+            )
+    check_str(where, "title", title, optional=True, empty=True)
     img = to_display(image)
     h, w = img.shape[:2]
     fig, axes = plt.subplots(
@@ -182,6 +271,7 @@ def plot_attention_maps(
     axes[0].imshow(img, cmap="gray")
     axes[0].set_title("image", fontsize=8)
     for ax, (r, c) in zip(axes[1:], queries):
+        r, c = int(r), int(c)
         if not (0 <= r < gh and 0 <= c < gw):
             raise ValueError(
                 f"plot_attention_maps: query {(r, c)} is outside the {gh}×{gw} grid"
@@ -208,6 +298,22 @@ def plot_attention_maps(
 
 
 # ---------------------------------------------------------------------------------------------- experiment records
+
+
+def _check_record(record: object, where: str) -> None:
+    """A loaded record (not its name or path) that follows the record format — checked before anything is drawn,
+    so that a missing field is named instead of failing as a KeyError half-way through a figure."""
+    if not isinstance(record, Mapping) or not isinstance(record.get("arms"), list):
+        got = (
+            repr(record)
+            if isinstance(record, str | os.PathLike)
+            else type(record).__name__
+        )
+        raise TypeError(
+            f"{where}: record must be a loaded record (a dict with 'arms', from nlbook.records.load_record), "
+            f"got {got}"
+        )
+    validate_record(record, f"{where}: record")
 
 
 def _record_arms(record: Mapping, arms: Sequence[str] | None) -> list[Mapping]:
@@ -241,9 +347,19 @@ def plot_record_curves(
     ``metric`` is a history field (``test_acc``, ``train_loss``, ...). In a sweep each arm is drawn at its
     largest ``x`` (e.g. the full training set). Accuracies are shown in per cent.
     """
+    where = "plot_record_curves"
+    _check_record(record, where)
+    if arms is not None:
+        arms = check_sequence(where, "arms", arms, what="arm names")
+    check_str(where, "metric", metric)
+    check_str(where, "title", title, optional=True, empty=True)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for arm in _record_arms(record, arms):
         runs = arm["runs"]
+        if any(not r["history"] for r in runs):
+            raise ValueError(
+                f"{where}: arm {arm['name']!r} has a run with no epochs in its history; nothing to draw"
+            )
         if metric not in runs[0]["history"][0]:
             raise ValueError(
                 f"plot_record_curves: history has no field {metric!r}; fields: {list(runs[0]['history'][0])}"
@@ -288,10 +404,15 @@ def plot_record_sweep(
 
     ``metric`` is ``final_test_acc`` or ``best_test_acc`` (shown in per cent).
     """
-    if metric not in ("final_test_acc", "best_test_acc"):
+    where = "plot_record_sweep"
+    _check_record(record, where)
+    if not isinstance(metric, str) or metric not in ("final_test_acc", "best_test_acc"):
         raise ValueError(
             f"plot_record_sweep: metric must be 'final_test_acc' or 'best_test_acc', got {metric!r}"
         )
+    check_str(where, "xlabel", xlabel, empty=True)
+    logx = check_bool(where, "logx", logx)
+    check_str(where, "title", title, optional=True, empty=True)
     swept = [s for s in summarize(record) if s.x is not None]
     if not swept:
         raise ValueError(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -56,6 +57,8 @@ MODULES = [
     "diagrams",
     "finetune",
     "records",
+    "convergence",
+    "stats",
 ]
 NAN = math.nan
 MEAN3 = (0.5, 0.5, 0.5)
@@ -1866,6 +1869,836 @@ ISSUE_17_CASES |= {
         lambda: dist.wrap_model("resnet", dist.DistInfo()), TypeError, r"wrap_model expects an nn\.Module"
     ),
 }
+# ---- issue 24: every public helper and model guards its entry ------------------------------------------------------
+# Wrong types, shapes, dtypes, devices, layouts and ranges, each named with what was expected; (H, W, C) images
+# refused with the permute that fixes them; flags that are not True/False refused (a string such as "no" is truthy).
+HWC_IMAGE = img(8, 8, 3)  # an image in numpy/PIL/matplotlib layout where (C, H, W) is expected
+
+
+def hard_conv_attention() -> nn.Module:
+    """conv_as_attention at alpha = inf (hard attention): exact for integer centres."""
+    return la.conv_as_attention(nn.Conv2d(2, 3, 3, padding=1), alpha=math.inf)
+
+
+def off_grid(layer: nn.Module, head: int = 4) -> nn.Module:
+    with torch.no_grad():
+        layer.centers[head] += 0.5  # between pixels: no key at distance 0
+    return layer
+
+
+def plt_figure() -> object:
+    import matplotlib.pyplot as plt
+
+    return plt.figure()
+
+
+def a_model_run(**kw: object) -> object:
+    base = dict(
+        name="resnet",
+        strategy="cnn",
+        seed=0,
+        dataset="digits",
+        profile="quick",
+        test_acc=0.5,
+        train_wall_s=1.0,
+        epochs=1,
+        train_images=10,
+        test_images=5,
+        config={},
+        history=[],
+    )
+    return cmp.ModelRun(**(base | kw))
+
+
+def a_diagram() -> object:
+    d = dg.Diagram()
+    d.io("a", "a", (0, 0))
+    d.io("b", "b", (0, 1))
+    return d
+
+
+HELPER_CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
+    # -- checks: the new helpers, and the old ones fed the wrong kind of object
+    "checks.check_bool/string": Case(
+        lambda: chk.check_bool("f", "flag", "no"), TypeError, r"f: flag must be True or False, got 'no' \(str\)"
+    ),
+    "checks.check_bool/int": Case(lambda: chk.check_bool("f", "flag", 1), TypeError, r"flag must be True or False"),
+    "checks.check_str/int": Case(lambda: chk.check_str("f", "title", 3), TypeError, r"f: title must be a str, got 3"),
+    "checks.check_str/empty": Case(lambda: chk.check_str("f", "name", ""), ValueError, r"name must be a non-empty str"),
+    "checks.check_sequence/bare-string": Case(
+        lambda: chk.check_sequence("f", "arms", "cnn", what="arm names"),
+        TypeError,
+        r"f: arms must be a list \(or tuple\) of arm names, got 'cnn' \(str\)",
+    ),
+    "checks.check_sequence/too-short": Case(
+        lambda: chk.check_sequence("f", "xs", [], min_len=1), ValueError, r"xs must hold at least 1 items, got 0"
+    ),
+    "checks.check_module/string": Case(
+        lambda: chk.check_module("f", "model", "resnet"), TypeError, r"f: model must be a torch\.nn\.Module, got str"
+    ),
+    "checks.check_device/unreadable": Case(
+        lambda: chk.check_device("f", "device", "gpu"), ValueError, r"f: device 'gpu' is not a device name"
+    ),
+    "checks.check_device/number": Case(
+        lambda: chk.check_device("f", "device", 0.5), TypeError, r"device must be a torch\.device, a device name"
+    ),
+    "checks.check_device/cuda-without-cuda": (
+        Case(
+            lambda: chk.check_device("f", "device", "cuda"), RuntimeError, r"f: device 'cuda' .*CUDA is not available"
+        ),
+        NO_CUDA,
+    ),
+    "checks.check_tensor/list": Case(
+        lambda: chk.check_tensor("f", "x", [1.0], shape="(N,)"),
+        TypeError,
+        r"f: x must be a torch\.Tensor \(N,\), got list; convert it with torch\.as_tensor",
+    ),
+    "checks.check_tensor/rank": Case(
+        lambda: chk.check_tensor("f", "x", img(2, 3), dims=(3, 4)), ValueError, r"x must be a 3-D or 4-D tensor"
+    ),
+    "checks.check_tensor/integer-for-float": Case(
+        lambda: chk.check_tensor("f", "x", torch.ones(2, dtype=torch.long), kind="float"),
+        TypeError,
+        r"x must be a floating-point tensor, got torch\.int64",
+    ),
+    "checks.check_image/hwc": Case(
+        lambda: chk.check_image(HWC_IMAGE, "f", channels=(1, 3)),
+        ValueError,
+        r"f: image must be \(C, H, W\) with C = 1 or 3 channels, got shape \(8, 8, 3\); it looks like an \(H, W, C\) "
+        r"image: pass image\.permute\(2, 0, 1\)",
+    ),
+    "checks.check_image/batch": Case(
+        lambda: chk.check_image(img(1, 3, 8, 8), "f"), ValueError, r"image must be one \(C, H, W\) image, got a batch"
+    ),
+    "checks.check_ints/bare-int": Case(
+        lambda: chk.check_ints("f", "widths", 8), TypeError, r"f: widths must be positive ints: a tuple of ints, got 8"
+    ),
+    "checks.check_ints/bool": Case(lambda: chk.check_ints("f", "depths", (True, 2)), TypeError, r"depths must be"),
+    "checks.check_ints/length": Case(
+        lambda: chk.check_ints("f", "grid", (2, 2, 2), length=2),
+        ValueError,
+        r"grid must be positive ints: a tuple of 2",
+    ),
+    "checks.check_indices/repeat": Case(
+        lambda: chk.check_indices("f", "stages", (1, 1), 3), ValueError, r"f: stages repeats an index"
+    ),
+    "checks.check_indices/out-of-range": Case(
+        lambda: chk.check_indices("f", "stages", (3,), 3), ValueError, r"stages must index the 3 stages"
+    ),
+    "checks.to_pair/none": Case(
+        lambda: chk.to_pair(None, "f"), ValueError, r"f: size must be a positive int or a pair"
+    ),
+    "checks.to_pair/float": Case(lambda: chk.to_pair(4.0, "f"), ValueError, r"size must be a positive int or a pair"),
+    "checks.check_like_model/not-a-tensor": Case(
+        lambda: chk.check_like_model([1.0], nn.Linear(2, 2), "f"), TypeError, r"f expects a torch\.Tensor, got list"
+    ),
+    "checks.dry_run/not-a-module": Case(
+        lambda: chk.dry_run("resnet", img(2, 3, 8, 8), "f"), TypeError, r"f: model must be a torch\.nn\.Module"
+    ),
+    "checks.dry_run/batch-a-list": Case(
+        lambda: chk.dry_run(nn.Conv2d(3, 3, 1), [1.0], "f"), TypeError, r"f: the batch must be a torch\.Tensor"
+    ),
+    "checks.check_batchnorm_batch/sizes-a-list": Case(
+        lambda: chk.check_batchnorm_batch("f", [1], 2, "x"), TypeError, r"f: sizes must be the dict of BatchNorm sizes"
+    ),
+    "checks.check_batchnorm_batch/batch-a-string": Case(
+        lambda: chk.check_batchnorm_batch("f", {"bn": 4}, "2", "x"), TypeError, r"f: batch must be an int >= 1"
+    ),
+    "checks.autocasting/not-a-string": Case(
+        lambda: chk.autocasting(3), TypeError, r"autocasting: device_type must be a device type such as 'cpu'"
+    ),
+    "checks.check_image_batch/channels-last": Case(
+        lambda: chk.check_image_batch(img(2, 8, 8, 3), 3, "f"),
+        ValueError,
+        r"f expects 3 input channels .*looks like a channels-last \(B, H, W, C\) batch: pass x\.permute\(0, 3, 1, 2\)",
+    ),
+    # -- viz: images in (C, H, W) only, everyday mistakes named
+    "viz.to_display/hwc": Case(
+        lambda: viz.to_display(HWC_IMAGE),
+        ValueError,
+        r"to_display: image must be \(C, H, W\) .*image\.permute\(2, 0, 1\)",
+    ),
+    "viz.to_display/four-channels": Case(
+        lambda: viz.to_display(img(4, 8, 8)), ValueError, r"image must be \(C, H, W\) with C = 1 or 3 channels"
+    ),
+    "viz.to_display/numpy": Case(
+        lambda: viz.to_display(HWC_IMAGE.numpy()), TypeError, r"image must be a torch\.Tensor .*torch\.as_tensor"
+    ),
+    "viz.to_display/bool": Case(
+        lambda: viz.to_display(torch.zeros(3, 8, 8, dtype=torch.bool)), TypeError, r"image must be a real .*torch\.bool"
+    ),
+    "viz.to_display/empty": Case(
+        lambda: viz.to_display(torch.zeros(3, 0, 8)), ValueError, r"to_display: image is empty"
+    ),
+    "viz.show_images/channels-last": Case(
+        lambda: viz.show_images(img(2, 8, 8, 3)), ValueError, r"show_images: .*images\.permute\(0, 3, 1, 2\)"
+    ),
+    "viz.show_images/empty": Case(lambda: viz.show_images(img(0, 3, 8, 8)), ValueError, r"images is an empty batch"),
+    "viz.show_images/ncols-zero": Case(
+        lambda: viz.show_images(img(2, 3, 8, 8), ncols=0), ValueError, r"show_images: ncols must be an int >= 1"
+    ),
+    "viz.show_images/labels-a-string": Case(
+        lambda: viz.show_images(img(2, 3, 8, 8), labels="ab"), TypeError, r"labels must be a list \(or tuple\)"
+    ),
+    "viz.show_images/label-without-name": Case(
+        lambda: viz.show_images(img(2, 3, 8, 8), labels=[0, -1], classes=["a", "b"]),
+        ValueError,
+        r"show_images: label -1 has no name among the 2 classes",
+    ),
+    "viz.show_images/classes-a-string": Case(
+        lambda: viz.show_images(img(2, 3, 8, 8), labels=[0, 1], classes="ab"), TypeError, r"classes must be a list"
+    ),
+    "viz.show_images/float-labels": Case(
+        lambda: viz.show_images(img(2, 3, 8, 8), labels=torch.tensor([0.0, 1.0])),
+        TypeError,
+        r"labels must be an integer tensor",
+    ),
+    "viz.plot_history/empty": Case(lambda: viz.plot_history([]), ValueError, r"plot_history: no records to plot"),
+    "viz.plot_history/dict-of-strings": Case(
+        lambda: viz.plot_history({"a": "b"}), TypeError, r"plot_history: records\['a'\] must be a TrainRecord"
+    ),
+    "viz.plot_feature_maps/n-zero": Case(
+        lambda: viz.plot_feature_maps(img(3, 8, 8), n=0), ValueError, r"plot_feature_maps: n must be an int >= 1"
+    ),
+    "viz.plot_feature_maps/complex": Case(
+        lambda: viz.plot_feature_maps(torch.zeros(3, 8, 8, dtype=torch.complex64)), TypeError, r"fmap must be a real"
+    ),
+    "viz.plot_filters/n-negative": Case(
+        lambda: viz.plot_filters(img(4, 3, 3, 3), n=-1), ValueError, r"plot_filters: n must be an int >= 1"
+    ),
+    "viz.plot_attention_maps/hwc-image": Case(
+        lambda: viz.plot_attention_maps(HWC_IMAGE, torch.rand(4, 4), [(0, 0)], (2, 2)),
+        ValueError,
+        r"image\.permute\(2, 0, 1\)",
+    ),
+    "viz.plot_attention_maps/grid-an-int": Case(
+        lambda: viz.plot_attention_maps(img(3, 8, 8), torch.rand(4, 4), [(0, 0)], 2),
+        ValueError,
+        r"plot_attention_maps: grid must be a \(rows, cols\) pair of positive ints, got 2",
+    ),
+    "viz.plot_attention_maps/query-not-a-pair": Case(
+        lambda: viz.plot_attention_maps(img(3, 8, 8), torch.rand(4, 4), (0, 1), (2, 2)),
+        ValueError,
+        r"queries must be \(row, col\) pairs of ints",
+    ),
+    "viz.plot_record_curves/not-loaded": Case(
+        lambda: viz.plot_record_curves({}), TypeError, r"plot_record_curves: record must be a loaded record"
+    ),
+    "viz.plot_record_curves/incomplete": Case(
+        lambda: viz.plot_record_curves({"arms": []}), ValueError, r"plot_record_curves: record: missing 'format'"
+    ),
+    "viz.plot_record_curves/arms-a-string": Case(
+        lambda: viz.plot_record_curves(a_record(), arms="cnn"), TypeError, r"arms must be a list \(or tuple\)"
+    ),
+    "viz.plot_record_curves/metric-not-a-string": Case(
+        lambda: viz.plot_record_curves(a_record(), metric=3), TypeError, r"plot_record_curves: metric must be a str"
+    ),
+    "viz.plot_record_sweep/logx-a-string": Case(
+        lambda: viz.plot_record_sweep(a_record(x=100), logx="no"), TypeError, r"logx must be True or False"
+    ),
+    # -- diagrams: wrong types named, no SyntaxError or AttributeError from inside
+    "diagrams.eval_shape/not-a-string": Case(
+        lambda: dg.eval_shape(3, {"B": 1}), TypeError, r"eval_shape: shape must be a str"
+    ),
+    "diagrams.eval_shape/unclosed-bracket": Case(
+        lambda: dg.eval_shape("B×(C", {"B": 1, "C": 2}), ValueError, r"eval_shape: cannot read dimension '\(C'"
+    ),
+    "diagrams.eval_shape/size-a-string": Case(
+        lambda: dg.eval_shape("B", {"B": "2"}), TypeError, r"the size of 'B' must be an int >= 0, got '2'"
+    ),
+    "diagrams.eval_shape/sizes-a-list": Case(
+        lambda: dg.eval_shape("B", [1]), TypeError, r"eval_shape: sizes must be a dict of symbol -> int"
+    ),
+    "diagrams.eval_shape/circular-definition": Case(
+        lambda: dg.eval_shape("N", {}, {"N": "N+1"}), ValueError, r"the definition of 'N' refers to itself"
+    ),
+    "diagrams.eval_shape/division-by-zero": Case(
+        lambda: dg.eval_shape("B/C", {"B": 2, "C": 0}), ValueError, r"dimension 'B/C' divides by zero"
+    ),
+    "diagrams.shapes_from/no-inputs": Case(
+        lambda: dg.shapes_from(nn.Conv2d(3, 4, 1)), TypeError, r"shapes_from: pass the inputs to run the model on"
+    ),
+    "diagrams.shapes_from/model-fails": Case(
+        lambda: dg.shapes_from(nn.Conv2d(3, 4, 1), img(1, 5, 8, 8)),
+        ValueError,
+        r"shapes_from: Conv2d fails on inputs of shapes \[\(1, 5, 8, 8\)\]",
+    ),
+    "diagrams.Node/position-a-string": Case(
+        lambda: dg.Node("a", "a", "conv", "0", 0), TypeError, r"Node 'a': x must be a finite number"
+    ),
+    "diagrams.Node/params-a-string": Case(
+        lambda: dg.Node("a", "a", "conv", 0, 0, params="w"), TypeError, r"params must be a tuple of parameter names"
+    ),
+    "diagrams.Edge/via-flat": Case(
+        lambda: dg.Edge("a", "b", via=(1, 2)), TypeError, r"Edge 'a'->'b': via must be a tuple of \(x, y\) points"
+    ),
+    "diagrams.Edge/shape-an-int": Case(lambda: dg.Edge("a", "b", shape=3), TypeError, r"shape must be a str or None"),
+    "diagrams.Diagram/nodes-a-list": Case(lambda: dg.Diagram(nodes=[1]), TypeError, r"Diagram: nodes must be a dict"),
+    "diagrams.Diagram/box-at-an-int": Case(
+        lambda: dg.Diagram().box("a", "a", "conv", 3), TypeError, r"Diagram\.box: at must be an \(x, y\) pair"
+    ),
+    "diagrams.Diagram/op-symbol": Case(
+        lambda: dg.Diagram().op("a", "-", (0, 0)), ValueError, r"Diagram\.op: symbol must be '\+' or '×'"
+    ),
+    "diagrams.Diagram/edge-unknown-option": Case(
+        lambda: a_diagram().edge("a", "b", colour="red"), TypeError, r"Diagram\.edge: unknown option\(s\) \['colour'\]"
+    ),
+    "diagrams.Diagram/chain-a-list": Case(
+        lambda: a_diagram().chain(["a", "b"]), TypeError, r"Diagram\.chain: keys .* must be a str"
+    ),
+    "diagrams.Diagram/group-unknown-node": Case(
+        lambda: a_diagram().group(["zz"], "x"), ValueError, r"Diagram\.group: unknown node\(s\) \['zz'\]"
+    ),
+    "diagrams.Diagram/check-shapes-a-list": Case(
+        lambda: dg.se_diagram().check([1, 2], B=1), TypeError, r"Diagram\.check: shapes must be the dict"
+    ),
+    "diagrams.Diagram/draw-empty": Case(
+        lambda: dg.Diagram().draw(), ValueError, r"Diagram\.draw: the diagram has no nodes to draw"
+    ),
+    "diagrams.draw_legend/ax-a-figure": Case(
+        lambda: dg.draw_legend(plt_figure()), TypeError, r"draw_legend: ax must be a matplotlib Axes or None"
+    ),
+    "diagrams.basic_block_diagram/downsample-a-string": Case(
+        lambda: dg.basic_block_diagram(downsample="yes"), TypeError, r"downsample must be True or False, got 'yes'"
+    ),
+    "diagrams.basic_block_diagram/channels-unreadable": Case(
+        lambda: dg.basic_block_diagram(channels="C)"), ValueError, r"channels 'C\)' is not a size expression"
+    ),
+    "diagrams.attention_diagram/bias-a-string": Case(
+        lambda: dg.attention_diagram(bias="no"), TypeError, r"attention_diagram: bias must be True or False"
+    ),
+    "diagrams.nonlocal_block_diagram/sub-sample-a-string": Case(
+        lambda: dg.nonlocal_block_diagram(sub_sample="False"), TypeError, r"sub_sample must be True or False"
+    ),
+    "diagrams.cbam_diagram/spatial-norm-a-string": Case(
+        lambda: dg.cbam_diagram(spatial_norm="yes"), TypeError, r"cbam_diagram: spatial_norm must be True or False"
+    ),
+    "diagrams.bot_block_diagram/downsample-an-int": Case(
+        lambda: dg.bot_block_diagram(downsample=2), TypeError, r"bot_block_diagram: downsample must be True or False"
+    ),
+    "diagrams.mbconv_diagram/downsample-a-string": Case(
+        lambda: dg.mbconv_diagram(downsample="x"), TypeError, r"mbconv_diagram: downsample must be True or False"
+    ),
+    "diagrams.transformer_block_2d_diagram/downsample-a-string": Case(
+        lambda: dg.transformer_block_2d_diagram(downsample="x"), TypeError, r"downsample must be True or False"
+    ),
+    "diagrams.window_attention_diagram/shifted-an-int": Case(
+        lambda: dg.window_attention_diagram(shifted=1), TypeError, r"shifted must be True or False, got 1"
+    ),
+    "diagrams.draw_se/unknown-option": Case(
+        lambda: dg.draw_se(reduction=4), TypeError, r"draw_se: unknown option\(s\) \['reduction'\]; se_diagram takes"
+    ),
+    "diagrams.draw_vit/ax-a-list": Case(lambda: dg.draw_vit([1]), TypeError, r"draw_vit: ax must be a matplotlib Axes"),
+    "diagrams.draw_patch_embedding/unknown-option": Case(
+        lambda: dg.draw_patch_embedding(patch=4), TypeError, r"draw_patch_embedding: unknown option\(s\) \['patch'\]"
+    ),
+    # -- comparison
+    "comparison.time_to_accuracy/history-a-string": Case(
+        lambda: cmp.time_to_accuracy("history", 0.5), TypeError, r"time_to_accuracy: history must be a list"
+    ),
+    "comparison.time_to_accuracy/accuracy-in-percent": Case(
+        lambda: cmp.time_to_accuracy([{"seconds": 1.0, "test_acc": 90.0}], 0.5),
+        ValueError,
+        r"epoch 0's test_acc must be an accuracy fraction in \[0, 1\], got 90\.0",
+    ),
+    "comparison.time_to_accuracy/negative-seconds": Case(
+        lambda: cmp.time_to_accuracy([{"seconds": -1.0, "test_acc": 0.9}], 0.5),
+        ValueError,
+        r"epoch 0's seconds must be a finite number >= 0",
+    ),
+    "comparison.summarize/one-run": Case(
+        lambda: cmp.summarize(a_model_run()), TypeError, r"summarize: items must be a list \(or tuple\)"
+    ),
+    "comparison.summarize/accuracy-in-percent": Case(
+        lambda: cmp.summarize([a_model_run(test_acc=85.0)]),
+        ValueError,
+        r"'resnet' has test_acc 85\.0; expected an accuracy",
+    ),
+    "comparison.format_table/one-row": Case(
+        lambda: cmp.format_table({"model": "a"}, baseline=None), TypeError, r"format_table: rows must be a list"
+    ),
+    "comparison.format_table/strings": Case(
+        lambda: cmp.format_table(["a"], baseline=None), TypeError, r"format_table: rows\[0\] must be a dict"
+    ),
+    "comparison.format_table/value-a-string": Case(
+        lambda: cmp.format_table([{"model": "a", "params": "1M"}], baseline=None),
+        TypeError,
+        r"rows\[0\]\['params'\] must be a number or None, got '1M'",
+    ),
+    "comparison.format_table/title-an-int": Case(
+        lambda: cmp.format_table([{"model": "a"}], baseline=None, title=3), TypeError, r"title must be a str or None"
+    ),
+    # benchmark_model checks everything before the data loads and the model trains
+    "comparison.benchmark_model/warmup-negative": Case(
+        lambda: cmp.benchmark_model("resnet", "digits", warmup=-1, device="cpu"),
+        ValueError,
+        r"benchmark_model: warmup must be an int >= 0",
+    ),
+    "comparison.benchmark_model/cost-a-string": Case(
+        lambda: cmp.benchmark_model("resnet", "digits", cost="no", device="cpu"),
+        TypeError,
+        r"cost must be True or False",
+    ),
+    "comparison.benchmark_model/seed-negative": Case(
+        lambda: cmp.benchmark_model("resnet", "digits", seed=-1, device="cpu"), ValueError, r"seed must be an int >= 0"
+    ),
+    "comparison.benchmark_model/unknown-override": Case(
+        lambda: cmp.benchmark_model("resnet", "digits", device="cpu", epoch=1),
+        TypeError,
+        r"benchmark_model: unknown TrainConfig field\(s\) \['epoch'\]",
+    ),
+    "comparison.benchmark_model/device-unreadable": Case(
+        lambda: cmp.benchmark_model("resnet", "digits", device="gpu0"),
+        ValueError,
+        r"device 'gpu0' is not a device name",
+    ),
+    # -- attention
+    "attention.attention_weights/scale-negative": Case(
+        lambda: att.attention_weights(img(2, 4, 8), img(2, 4, 8), scale=-1.0),
+        ValueError,
+        r"attention_weights: scale \(None: 1/sqrt\(d\)\) must be a finite real number > 0",
+    ),
+    "attention.scaled_dot_product_attention/return-weights-a-string": Case(
+        lambda: att.scaled_dot_product_attention(img(2, 4, 8), img(2, 4, 8), img(2, 4, 8), return_weights="no"),
+        TypeError,
+        r"return_weights must be True or False",
+    ),
+    "attention.sdpa_backend/integer-inputs": Case(
+        lambda: att.sdpa_backend(*(torch.ones(2, 4, 8, dtype=torch.long),) * 3),
+        TypeError,
+        r"sdpa_backend expects q, k, v of one floating-point dtype",
+    ),
+    "attention.sdpa_backend/bias-a-string": Case(
+        lambda: att.sdpa_backend(img(2, 4, 8), img(2, 4, 8), img(2, 4, 8), bias="causal"),
+        TypeError,
+        r"sdpa_backend: bias must be a float tensor of logits or a boolean mask",
+    ),
+    "attention.sincos_position_encoding_2d/device-unreadable": Case(
+        lambda: att.sincos_position_encoding_2d(4, 4, 8, device="gpu"), ValueError, r"device 'gpu' is not a device name"
+    ),
+    "attention.LearnedPositionEncoding2d/dim-bool": Case(
+        lambda: att.LearnedPositionEncoding2d(True, 4, 4), ValueError, r"dim must be a positive int, got True"
+    ),
+    "attention.LearnedPositionEncoding2d/std-negative": Case(
+        lambda: att.LearnedPositionEncoding2d(8, 4, 4, std=-1.0), ValueError, r"std must be a finite real number >= 0"
+    ),
+    "attention.relative_position_logits_2d/integer-queries": Case(
+        lambda: att.relative_position_logits_2d(torch.ones(1, 1, 4, 4, dtype=torch.long), img(3, 4), img(3, 4), 2, 2),
+        TypeError,
+        r"q, rel_height and rel_width of one floating-point dtype",
+    ),
+    "attention.relative_position_logits_2d_reference/table-shape": Case(
+        lambda: att.relative_position_logits_2d_reference(img(1, 1, 4, 4), img(2, 4), img(3, 4), 2, 2),
+        ValueError,
+        r"expects rel_height \(3, 4\) and rel_width \(3, 4\), got \(2, 4\)",
+    ),
+    "attention.MultiHeadAttention/qkv-bias-a-string": Case(
+        lambda: att.MultiHeadAttention(8, 2, qkv_bias="no"), TypeError, r"MultiHeadAttention: qkv_bias must be True"
+    ),
+    "attention.MultiHeadSelfAttention2d/proj-a-string": Case(
+        lambda: att.MultiHeadSelfAttention2d(8, 2, proj="no"), TypeError, r"proj must be True or False"
+    ),
+    "attention.MultiHeadSelfAttention2d/channels-last": Case(
+        lambda: att.MultiHeadSelfAttention2d(3, 1)(img(2, 8, 8, 3)), ValueError, r"x\.permute\(0, 3, 1, 2\)"
+    ),
+    # -- local attention
+    "local_attention.shifted_window_mask/device-unreadable": Case(
+        lambda: la.shifted_window_mask(8, 8, 4, 2, device="gpu"), ValueError, r"shifted_window_mask: device 'gpu'"
+    ),
+    "local_attention.attention_by_offset/integer-weights": Case(
+        lambda: la.attention_by_offset(torch.ones(1, 2, 4, 4, dtype=torch.long), (2, 2)),
+        TypeError,
+        r"attention_by_offset: weights must be a floating-point tensor",
+    ),
+    "local_attention.RelativeOffsetAttention2d/hard-head-off-the-grid": Case(
+        lambda: off_grid(hard_conv_attention())(img(1, 2, 5, 5)),
+        ValueError,
+        r"alpha\[4\] is inf \(hard attention\) but centers\[4\] = \(0\.5, 0\.5\) is not an integer offset",
+    ),
+    "local_attention.RelativeOffsetAttention2d/alpha-nan": Case(
+        lambda: (lambda layer: (layer.alpha.data.fill_(NAN), layer(img(1, 3, 4, 4))))(
+            la.RelativeOffsetAttention2d(3, 3)
+        ),
+        ValueError,
+        r"head 0 has alpha\[0\] = nan .*not NaN or -inf",
+    ),
+    "local_attention.WindowAttention/return-attention-a-string": Case(
+        lambda: la.WindowAttention(8, 4, 2)(img(1, 8, 8, 8), return_attention="no"),
+        TypeError,
+        r"WindowAttention: return_attention must be True or False",
+    ),
+    "local_attention.SwinTransformer/widths-an-int": Case(
+        lambda: la.SwinTransformer(widths=8, depths=2), TypeError, r"SwinTransformer: widths must be a tuple of ints"
+    ),
+    "local_attention.sasa_resnet/stages-an-int": Case(
+        lambda: la.sasa_resnet(widths=(8, 16), depths=(1, 1), attention_stages=1, num_heads=2),
+        TypeError,
+        r"sasa_resnet: attention_stages must index the 2 stages",
+    ),
+    # -- non-local blocks
+    "nonlocal_block.NonLocalBlock2d/sub-sample-a-string": Case(
+        lambda: nl.NonLocalBlock2d(8, sub_sample="yes"), TypeError, r"NonLocalBlock2d: sub_sample must be True or False"
+    ),
+    "nonlocal_block.NonLocalBlock2d/return-attention-a-string": Case(
+        lambda: nl.NonLocalBlock2d(4)(img(1, 4, 4, 4), return_attention="no"),
+        TypeError,
+        r"return_attention must be True or False",
+    ),
+    "nonlocal_block.NonLocalResNet/stages-bool": Case(
+        lambda: nl.NonLocalResNet(widths=(8, 16), depths=(1, 1), nonlocal_stages=(True,)),
+        ValueError,
+        r"nonlocal_stages must index the 2 stages",
+    ),
+    "nonlocal_block.nonlocal_attention_maps/not-a-module": Case(
+        lambda: nl.nonlocal_attention_maps("model", img(1, 3, 8, 8)), TypeError, r"model must be a torch\.nn\.Module"
+    ),
+    # -- ViT
+    "vit.stochastic_depth/training-a-string": Case(
+        lambda: vit.stochastic_depth(img(4, 3), 0.5, "no"),
+        TypeError,
+        r"stochastic_depth: training must be True or False",
+    ),
+    "vit.stochastic_depth/integer-input": Case(
+        lambda: vit.stochastic_depth(torch.ones(4, 3, dtype=torch.long), 0.5, True),
+        TypeError,
+        r"stochastic_depth: x must be a floating-point tensor",
+    ),
+    "vit.Mlp/dropout-above-one": Case(
+        lambda: vit.Mlp(4, 8, dropout=1.5), ValueError, r"Mlp: dropout must be a probability"
+    ),
+    "vit.interpolate_pos_embed/grid-an-int": Case(
+        lambda: vit.interpolate_pos_embed(img(1, 5, 8), 2),
+        TypeError,
+        r"interpolate_pos_embed: new_grid must be positive ints: a tuple of 2",
+    ),
+    "vit.interpolate_pos_embed/prefix-negative": Case(
+        lambda: vit.interpolate_pos_embed(img(1, 5, 8), (3, 3), num_prefix_tokens=-1),
+        ValueError,
+        r"num_prefix_tokens must be an int in \[0, 5\]",
+    ),
+    "vit.interpolate_pos_embed/integer-embeddings": Case(
+        lambda: vit.interpolate_pos_embed(torch.ones(1, 5, 8, dtype=torch.long), (3, 3)),
+        TypeError,
+        r"pos_embed must be a floating-point tensor",
+    ),
+    "vit.attention_rollout/one-stacked-tensor": Case(
+        lambda: vit.attention_rollout(img(1, 2, 4, 4)), TypeError, r"attentions must be a list \(or tuple\)"
+    ),
+    "vit.attention_rollout/layers-disagree": Case(
+        lambda: vit.attention_rollout([img(1, 2, 4, 4), img(1, 2, 5, 5)]),
+        ValueError,
+        r"every layer must have the same batch and tokens",
+    ),
+    "vit.vit_preset/unknown-override": Case(
+        lambda: vit.vit_preset("vit_tiny_p4_32", depthh=2), TypeError, r"vit_preset: unknown override\(s\) \['depthh'\]"
+    ),
+    "vit.PatchEmbedding/strict-size-a-string": Case(
+        lambda: vit.PatchEmbedding(8, 4, 3, 8, strict_size="no"), TypeError, r"strict_size must be True or False"
+    ),
+    "vit.VisionTransformer/return-attention-a-string": Case(
+        lambda: tiny_vit()(img(1, 3, 8, 8), return_attention="no"), TypeError, r"return_attention must be True or False"
+    ),
+    "vit.patchify/channels-last": Case(
+        lambda: vit.patchify(img(1, 8, 8, 3), 4), ValueError, r"looks channels-last \(B, H, W, C\)"
+    ),
+    # -- hybrid, CoAtNet, CNN
+    "hybrid.CBAM/spatial-norm-a-string": Case(
+        lambda: hy.CBAM(16, spatial_norm="yes"), TypeError, r"CBAM: spatial_norm must be True or False"
+    ),
+    "hybrid.SqueezeExcitation/min-rd-channels-zero": Case(
+        lambda: hy.SqueezeExcitation(16, min_rd_channels=0), ValueError, r"min_rd_channels must be a positive int"
+    ),
+    "hybrid.BoTBlock/zero-init-a-string": Case(
+        lambda: hy.BoTBlock(8, 8, 4, num_heads=2, zero_init_residual="no"),
+        TypeError,
+        r"zero_init_residual must be True",
+    ),
+    "hybrid.hybrid_resnet/stages-an-int": Case(
+        lambda: hy.hybrid_resnet("botnet", widths=(8, 16), depths=(1, 1), image_size=8, botnet_stages=1),
+        TypeError,
+        r"hybrid_resnet: botnet_stages must index the 2 stages",
+    ),
+    "coatnet.MBConv/se-ratio-a-string": Case(
+        lambda: coat.MBConv(8, 8, se_ratio="0.25"), ValueError, r"MBConv: se_ratio must be in \(0, 1\]"
+    ),
+    "coatnet.CoAtNet/kinds-an-int": Case(
+        lambda: coat.CoAtNet(kinds=4), TypeError, r"CoAtNet: kinds must be a string like 'CCTT'"
+    ),
+    "coatnet.CoAtNet/stem-width-a-string": Case(
+        lambda: coat.CoAtNet(stem_width="8"), ValueError, r"CoAtNet: stem_width must be a positive int"
+    ),
+    "coatnet.coatnet/unknown-argument": Case(
+        lambda: coat.coatnet(width=8, depthss=(1, 1, 1, 1)), TypeError, r"coatnet: unknown argument\(s\) \['depthss'\]"
+    ),
+    "cnn.conv_output_size/bool": Case(
+        lambda: cnn.conv_output_size(True, 1), ValueError, r"conv_output_size: size must be an int >= 1, got True"
+    ),
+    "cnn.conv2d_sliding/bias-shape": Case(
+        lambda: cnn.conv2d_sliding(img(1, 2, 4, 4), img(3, 2, 3, 3), bias=img(2)),
+        ValueError,
+        r"conv2d_sliding: bias must be a \(3,\) tensor, one value per output channel",
+    ),
+    "cnn.conv2d_sliding/integer-kernel": Case(
+        lambda: cnn.conv2d_sliding(img(1, 2, 4, 4), torch.ones(3, 2, 3, 3, dtype=torch.long)),
+        TypeError,
+        r"conv2d_sliding: weight must be a floating-point kernel",
+    ),
+    "cnn.conv2d_sliding/float64-kernel": Case(
+        lambda: cnn.conv2d_sliding(img(1, 2, 4, 4), img(3, 2, 3, 3, dtype=torch.float64)),
+        TypeError,
+        r"conv2d_sliding: the batch is torch\.float32 but .*torch\.float64",
+    ),
+    "cnn.BasicBlock/attention-a-string": Case(
+        lambda: cnn.BasicBlock(4, 4, attention="se"), TypeError, r"BasicBlock: attention must be an nn\.Module"
+    ),
+    "cnn.ResNet/widths-an-int": Case(
+        lambda: cnn.ResNet(widths=8, depths=1), TypeError, r"ResNet: widths must be a tuple of ints, one per stage"
+    ),
+    "cnn.ResNet/block-factory-a-string": Case(
+        lambda: cnn.ResNet(widths=(4, 8), depths=(1, 1), block_factory="se"),
+        TypeError,
+        r"ResNet: block_factory must be a function",
+    ),
+    "cnn.ResNet/channels-last-batch": Case(
+        lambda: tiny_resnet()(img(1, 8, 8, 3)),
+        ValueError,
+        r"ResNet expects 3 input channels .*x\.permute\(0, 3, 1, 2\)",
+    ),
+    # -- bench
+    "bench.count_flops/backward-a-string": Case(
+        lambda: bench.count_flops(tiny_resnet(), img(2, 3, 8, 8), backward="no"), TypeError, r"backward must be True"
+    ),
+    "bench.measure/shape-an-int": Case(
+        lambda: bench.measure(tiny_resnet(), 4), ValueError, r"measure: sample must be a float batch or its shape"
+    ),
+    "bench.measure/seed-negative": Case(
+        lambda: bench.measure(tiny_resnet(), (2, 3, 8, 8), seed=-1), ValueError, r"measure: seed must be an int >= 0"
+    ),
+    "bench.estimate_training_seconds/model-a-string": Case(
+        lambda: bench.estimate_training_seconds("resnet", (3, 8, 8), train_images=1, test_images=1, epochs=1),
+        TypeError,
+        r"estimate_training_seconds: model must be a torch\.nn\.Module",
+    ),
+    "bench.estimate_training_seconds/float-shape": Case(
+        lambda: bench.estimate_training_seconds(tiny_resnet(), (3.0, 8, 8), train_images=1, test_images=1, epochs=1),
+        TypeError,
+        r"image_shape must be positive ints: a tuple of 3 \(C, H, W\)",
+    ),
+    "bench.peak_step_memory/device-unreadable": Case(
+        lambda: bench.peak_step_memory(lambda: None, "gpu"), ValueError, r"peak_step_memory: device 'gpu'"
+    ),
+    # -- finetune
+    "finetune.InputResize/channels-last": Case(
+        lambda: ft.InputResize(8)(img(1, 16, 16, 3)), ValueError, r"InputResize .*looks channels-last"
+    ),
+    "finetune.InputResize/uint8": Case(
+        lambda: ft.InputResize(8)(torch.zeros(1, 3, 16, 16, dtype=torch.uint8)),
+        TypeError,
+        r"InputResize expects a real floating-point tensor",
+    ),
+    "finetune.PretrainedClassifier/head-name-an-int": Case(
+        lambda: ft.PretrainedClassifier(nn.Linear(2, 2), 3, 8),
+        TypeError,
+        r"PretrainedClassifier: head_name must be a str",
+    ),
+    "finetune.pretrained_resnet50/progress-a-string": Case(
+        lambda: ft.pretrained_resnet50(None, num_classes=3, progress="no"), TypeError, r"progress must be True or False"
+    ),
+    "finetune.pretrained_resnet50/unknown-torchvision-argument": Case(
+        lambda: ft.pretrained_resnet50(None, num_classes=3, tv_kwargs={"depth": 3}),
+        TypeError,
+        r"pretrained_resnet50: tv_kwargs has unknown argument\(s\) \['depth'\]",
+    ),
+    # -- long-range task
+    "longrange.LongRangeTask/colored-a-string": Case(
+        lambda: lr.LongRangeTask(colored="no"), TypeError, r"LongRangeTask: colored must be True or False"
+    ),
+    "longrange.LongRangeTask/sample-seed-negative": Case(
+        lambda: lr.LongRangeTask(16).sample(4, seed=-1), ValueError, r"LongRangeTask\.sample: seed must be an int >= 0"
+    ),
+    "longrange.LongRangeTask/sample-generator-a-string": Case(
+        lambda: lr.LongRangeTask(16).sample(4, generator="g"), TypeError, r"generator must be a torch\.Generator"
+    ),
+    "longrange.LongRangeTask/alphabet-device-unreadable": Case(
+        lambda: lr.LongRangeTask(16).alphabet("gpu"), ValueError, r"LongRangeTask\.alphabet: device 'gpu'"
+    ),
+    "longrange.render/float-ids": Case(
+        lambda: lr.render(
+            lr.LongRangeTask(16).alphabet(), torch.zeros(1, 2), torch.zeros(1, 2, 2, dtype=torch.long), 16
+        ),
+        TypeError,
+        r"render: glyph_ids must be an integer tensor",
+    ),
+    "longrange.render/image-too-small": Case(
+        lambda: lr.render(
+            lr.LongRangeTask(16).alphabet(),
+            torch.zeros(1, 2, dtype=torch.long),
+            torch.zeros(1, 2, 2, dtype=torch.long),
+            2,
+        ),
+        ValueError,
+        r"render: image_size must be an int >= 3, got 2",
+    ),
+    "longrange.glyph_cells/float-positions": Case(
+        lambda: lr.glyph_cells(torch.full((1, 2, 2), 0.5), 3, 16, 4), TypeError, r"positions must be an integer tensor"
+    ),
+    "longrange.glyph_cells/glyph-size-zero": Case(
+        lambda: lr.glyph_cells(torch.zeros(1, 2, 2, dtype=torch.long), 0, 16, 4),
+        ValueError,
+        r"glyph_size must be an int",
+    ),
+    # -- torchvision interoperability
+    "vit_torchvision.load_torchvision_state_dict/a-path": Case(
+        lambda: vtv.load_torchvision_state_dict(tiny_vit(pool="cls"), "weights.pt"),
+        TypeError,
+        r"load_torchvision_state_dict: state_dict must be a dict of tensors",
+    ),
+    "vit_torchvision.from_torchvision/a-name": Case(
+        lambda: vtv.from_torchvision("vit_b_16"), TypeError, r"from_torchvision: tv_model must be a torchvision"
+    ),
+}
+_clash = sorted(set(HELPER_CASES) & set(CASES))
+assert not _clash, f"duplicate bad-input rows: {_clash}"
+CASES |= HELPER_CASES
+
+
+# Numbers from numpy are numbers: every check that takes an int or a float takes numpy's, and the model built
+# from them is the one built from Python numbers (plain ints inside, so reprs and records stay plain).
+i64, f32 = np.int64, np.float32
+NUMPY_NUMBERS: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+    "conv_output_size": (lambda: cnn.conv_output_size(i64(32), i64(3), padding=i64(1)), lambda: 32),
+    "receptive_field": (lambda: cnn.receptive_field([("c", i64(3), i64(2))])[0].size, lambda: 3),
+    "window_partition": (
+        lambda: la.window_partition(torch.arange(128.0).view(1, 2, 8, 8), i64(4)),
+        lambda: la.window_partition(torch.arange(128.0).view(1, 2, 8, 8), 4),
+    ),
+    "shifted_window_mask": (
+        lambda: la.shifted_window_mask(i64(8), i64(8), i64(4), i64(2)),
+        lambda: la.shifted_window_mask(8, 8, 4, 2),
+    ),
+    "attention_by_offset": (
+        lambda: la.attention_by_offset(torch.full((1, 2, 4, 4), 0.25), (i64(2), i64(2))),
+        lambda: la.attention_by_offset(torch.full((1, 2, 4, 4), 0.25), (2, 2)),
+    ),
+    "sincos_position_encoding_2d": (
+        lambda: att.sincos_position_encoding_2d(i64(4), i64(4), i64(8), temperature=f32(100.0)),
+        lambda: att.sincos_position_encoding_2d(4, 4, 8, temperature=100.0),
+    ),
+    "time_to_accuracy": (lambda: cmp.time_to_accuracy([{"seconds": 2.0, "test_acc": 0.9}], f32(0.5)), lambda: 2.0),
+    "critical_distance": (lambda: lr.critical_distance(i64(7), i64(3)), lambda: 9),
+    "glyph_cells": (
+        lambda: lr.glyph_cells(torch.zeros(1, 2, 2, dtype=torch.long), i64(3), i64(16), i64(4)),
+        lambda: lr.glyph_cells(torch.zeros(1, 2, 2, dtype=torch.long), 3, 16, 4),
+    ),
+    "LongRangeTask.sample": (
+        lambda: lr.LongRangeTask(i64(16), (i64(5), i64(8)), noise=f32(0.1)).sample(i64(4), seed=i64(0)).images,
+        lambda: lr.LongRangeTask(16, (5, 8), noise=float(f32(0.1))).sample(4, seed=0).images,
+    ),
+    "interpolate_pos_embed": (
+        lambda: vit.interpolate_pos_embed(
+            torch.linspace(0, 1, 40).view(1, 5, 8), (i64(3), i64(3)), num_prefix_tokens=i64(1)
+        ),
+        lambda: vit.interpolate_pos_embed(torch.linspace(0, 1, 40).view(1, 5, 8), (3, 3), num_prefix_tokens=1),
+    ),
+    "attention_rollout": (
+        lambda: vit.attention_rollout([torch.full((1, 2, 4, 4), 0.25)], residual_weight=f32(0.25)),
+        lambda: vit.attention_rollout([torch.full((1, 2, 4, 4), 0.25)], residual_weight=0.25),
+    ),
+    "eval_shape": (lambda: dg.eval_shape("B×2C", {"B": i64(2), "C": i64(3)}), lambda: (2, 6)),
+    "to_pair": (lambda: chk.to_pair((i64(4), i64(2)), "f"), lambda: (4, 2)),
+}
+NUMPY_MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]]] = {
+    "ResNet": (
+        lambda: cnn.ResNet(i64(7), i64(3), (i64(4), i64(8)), (i64(1), i64(1))),
+        lambda: cnn.ResNet(7, 3, (4, 8), (1, 1)),
+    ),
+    "SwinTransformer": (
+        lambda: la.SwinTransformer(image_size=i64(16), widths=(i64(8), i64(16)), depths=(2, 2), head_dim=i64(8)),
+        lambda: la.SwinTransformer(image_size=16, widths=(8, 16), depths=(2, 2), head_dim=8),
+    ),
+    "SwinBlock": (
+        lambda: la.SwinBlock(i64(8), i64(2), i64(4), i64(2), f32(2.0)),
+        lambda: la.SwinBlock(8, 2, 4, 2, 2.0),
+    ),
+    "RelativeOffsetAttention2d": (
+        lambda: la.RelativeOffsetAttention2d(i64(2), i64(3), i64(9), padding=i64(1)),
+        lambda: la.RelativeOffsetAttention2d(2, 3, 9, padding=1),
+    ),
+    "MultiHeadSelfAttention2d": (
+        lambda: att.MultiHeadSelfAttention2d(i64(8), i64(2), pos="relative", size=(i64(4), i64(4))),
+        lambda: att.MultiHeadSelfAttention2d(8, 2, pos="relative", size=(4, 4)),
+    ),
+    "NonLocalResNet": (
+        lambda: nl.NonLocalResNet(
+            widths=(i64(8), i64(16)), depths=(1, 1), nonlocal_stages=(i64(1),), nonlocal_every=i64(1)
+        ),
+        lambda: nl.NonLocalResNet(widths=(8, 16), depths=(1, 1), nonlocal_stages=(1,), nonlocal_every=1),
+    ),
+    "hybrid_resnet": (
+        lambda: hy.hybrid_resnet(
+            "botnet", widths=(i64(8), i64(16)), depths=(1, 1), image_size=i64(8), botnet_stages=(i64(1),), num_heads=2
+        ),
+        lambda: hy.hybrid_resnet(
+            "botnet", widths=(8, 16), depths=(1, 1), image_size=8, botnet_stages=(1,), num_heads=2
+        ),
+    ),
+    "BoTBlock": (
+        lambda: hy.BoTBlock(i64(8), i64(8), i64(4), num_heads=i64(2)),
+        lambda: hy.BoTBlock(8, 8, 4, num_heads=2),
+    ),
+    "CoAtNet": (
+        lambda: coat.coatnet(width=i64(8), depths=(1, 1, 1, 1), head_dim=8, stem_width=i64(8)),
+        lambda: coat.coatnet(width=8, depths=(1, 1, 1, 1), head_dim=8, stem_width=8),
+    ),
+    "VisionTransformer": (
+        lambda: vit.VisionTransformer(
+            i64(8), i64(4), embed_dim=i64(8), depth=i64(1), num_heads=i64(2), mlp_ratio=f32(2.0)
+        ),
+        lambda: vit.VisionTransformer(8, 4, embed_dim=8, depth=1, num_heads=2, mlp_ratio=2.0),
+    ),
+    "LearnedPositionEncoding2d": (
+        lambda: att.LearnedPositionEncoding2d(i64(8), i64(4), i64(4), std=f32(0.5)),
+        lambda: att.LearnedPositionEncoding2d(8, 4, 4, std=0.5),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_NUMBERS))
+def test_numpy_numbers_are_numbers(name: str) -> None:
+    with_numpy, with_python = NUMPY_NUMBERS[name]
+    got, expected = with_numpy(), with_python()
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(got, expected)
+    else:
+        assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_MODELS))
+def test_numpy_numbers_build_the_same_model(name: str) -> None:
+    """Same parameters (names, shapes) and the same repr: numpy integers do not leak into the module."""
+    build_numpy, build_python = NUMPY_MODELS[name]
+    a, b = build_numpy(), build_python()
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    assert repr(a) == repr(b) and "np." not in repr(a)
+
+
+def test_from_torchvision_keeps_dtype_and_device() -> None:
+    """A float64 source gives a float64 copy (equal to it in float64), a meta source a meta copy, a CUDA source a
+    CUDA copy -- not a float32 CPU model."""
+    torch.manual_seed(0)
+    tv = tiny_torchvision_vit().double().eval()
+    ours = vtv.from_torchvision(tv).eval()
+    assert {p.dtype for p in ours.parameters()} == {torch.float64}
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), tv(x), rtol=0, atol=1e-12)
+    with torch.device("meta"):
+        tv_meta = tiny_torchvision_vit()
+    assert all(p.is_meta for p in vtv.from_torchvision(tv_meta).parameters())
+    if torch.cuda.is_available():
+        on_gpu = vtv.from_torchvision(tiny_torchvision_vit().cuda())
+        assert {p.device.type for p in on_gpu.parameters()} == {"cuda"}
+
+
 _clash = sorted(set(ISSUE_17_CASES) & set(CASES))
 assert not _clash, f"duplicate bad-input rows: {_clash}"
 CASES |= ISSUE_17_CASES
@@ -1874,6 +2707,8 @@ CASES |= ISSUE_17_CASES
 # Public names with no bad input to try, and why.
 NO_BAD_INPUT = {
     "checks.autocasting": "a query of torch's autocast state for a device type; no input to get wrong",
+    "checks.is_int": "a predicate: any value is a valid question, the answer is True or False",
+    "checks.is_real": "a predicate: any value is a valid question, the answer is True or False",
     "bench.T4_FP16_PEAK_FLOPS": "a constant (the T4 datasheet figure)",
     # type aliases and constants
     **dict.fromkeys(
@@ -2161,3 +2996,156 @@ def test_launcher_keeps_finished_epochs_when_interrupted(tmp_path: Path, monkeyp
     record = json.loads(out.read_text())
     assert record["interrupted"].startswith("TrainingInterrupted") and record["history"] == []
     assert not (tmp_path / "w.pt").exists()  # no weights claimed for a run that did not finish
+
+
+# ---- issue 24: the launcher and distributed set-up -- checked before anything waits or trains ---------------------
+# (The scripts under benchmarks/ are not package functions: their flag, output-path and finished-run checks are in
+# tests/test_scripts.py.) These rows run through test_bad_input's own checks, in a table of their own.
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def _one_file_twice() -> object:
+    path = str(Path(tempfile.mkdtemp()) / "out")
+    return launch.main(["--dataset", "digits", "--save", path, "--json", path])
+
+
+ALONE = {**TWO_PROCESSES, "MASTER_ADDR": "127.0.0.1", "TORCHELASTIC_USE_AGENT_STORE": None}
+
+ISSUE_24_CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
+    "launch.main/save-and-json-one-file": Case(
+        _one_file_twice, ValueError, r"nlbook\.launch: --save and --json name the same file .* give each its own path"
+    ),
+    "distributed.init_distributed/init-timeout-zero": Case(
+        lambda: dist.init_distributed(device="cpu", init_timeout_s=0),
+        ValueError,
+        r"init_distributed: init_timeout_s must be a number of seconds > 0, got 0",
+    ),
+    "distributed.init_distributed/init-timeout-string": Case(
+        lambda: dist.init_distributed(device="cpu", init_timeout_s="30"),
+        TypeError,
+        r"init_distributed: init_timeout_s must be a number of seconds > 0, got '30' \(str\)",
+    ),
+    "distributed.init_distributed/timeout-nan": Case(
+        lambda: dist.init_distributed(device="cpu", timeout_s=NAN),
+        ValueError,
+        r"init_distributed: timeout_s must be a number of seconds > 0, got nan",
+    ),
+    "distributed.init_distributed/init-timeout-env": Case(
+        lambda: with_env({"NLBOOK_DIST_INIT_TIMEOUT": "-3"}, lambda: dist.init_distributed(device="cpu")),
+        ValueError,
+        r"environment variable NLBOOK_DIST_INIT_TIMEOUT must be a number of seconds > 0, got '-3'",
+    ),
+    # WORLD_SIZE=2 in one plain process: a clear error in about a second, not torch's 5-minute store timeout
+    "distributed.init_distributed/rank-0-alone": Case(
+        lambda: with_env(
+            {**ALONE, "MASTER_PORT": _free_port()}, lambda: dist.init_distributed(device="cpu", init_timeout_s=1)
+        ),
+        RuntimeError,
+        r"rank 0 waited 1 s for the other 1 process\(es\) of WORLD_SIZE=2 .* torchrun",
+    ),
+    "distributed.init_distributed/rank-1-alone": Case(
+        lambda: with_env(
+            {**ALONE, "RANK": "1", "MASTER_PORT": _free_port()},
+            lambda: dist.init_distributed(device="cpu", init_timeout_s=1),
+        ),
+        RuntimeError,
+        r"rank 1 of WORLD_SIZE=2 could not reach rank 0 in 1 s .* torchrun",
+    ),
+}
+_clash = sorted(set(ISSUE_24_CASES) & set(CASES))
+assert not _clash, f"duplicate bad-input rows: {_clash}"
+CASES |= ISSUE_24_CASES  # test_every_public_name_has_a_row counts them too
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case_id) for case_id, case in ISSUE_24_CASES.items()])
+def test_bad_input_issue_24(case: Case) -> None:
+    test_bad_input(case)  # the same three checks: type, message, and a deliberate raise inside nlbook/
+
+
+# ---- issue 22: Fashion-MNIST and its validation split, the budget-doubling rule, Welch's verdicts ---------------
+conv = lazy("convergence")
+sts = lazy("stats")
+dat = lazy("data")
+
+
+def _run_v2(**kw: object) -> dict:
+    history = [
+        {"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.6, "val_loss": 0.9, "val_acc": 0.7, "seconds": 1.0},
+        {"epoch": 2, "lr": 0.0, "train_loss": 0.8, "train_acc": 0.7, "val_loss": 0.8, "val_acc": 0.75, "seconds": 1.0},
+    ]
+    run = {
+        "seed": 0,
+        "epochs": 2,
+        "final_val_acc": 0.75,
+        "best_val_acc": 0.75,
+        "best_val_epoch": 2,
+        "test_acc": 0.74,
+        "test_loss": 0.8,
+        "train_seconds": 2.0,
+        "history": history,
+    }
+    return run | kw
+
+
+ISSUE_22_CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
+    "convergence.mean_val_acc/percent": Case(
+        lambda: conv.mean_val_acc([{"final_val_acc": 91.0}]), ValueError, r"fraction in \[0, 1\] \(not percent\)"
+    ),
+    "convergence.train_until_converged/zero-epochs": Case(
+        lambda: conv.train_until_converged(lambda e: [], 0), ValueError, r"base_epochs must be an int >= 1, got 0"
+    ),
+    "convergence.train_until_converged/gain-in-points": Case(
+        lambda: conv.train_until_converged(lambda e: [], 10, min_gain=0.5 * 100),
+        ValueError,
+        r"min_gain must be a fraction of accuracy in \(0, 1\)",
+    ),
+    "stats.compare/one-seed": Case(lambda: sts.compare([0.9], [0.8, 0.7]), ValueError, r"a needs at least 2 seeds"),
+    "stats.compare/string": Case(lambda: sts.compare("0.9", [0.8, 0.7]), TypeError, r"a must be a list of per-seed"),
+    "stats.compare/alpha-percent": Case(
+        lambda: sts.compare([0.9, 0.8], [0.8, 0.7], alpha=5), ValueError, r"alpha must be a level in \(0, 0.5\)"
+    ),
+    "data.stratified_split/float-labels": Case(
+        lambda: dat.stratified_split(torch.zeros(10), 1), ValueError, r"labels must be a 1-D integer tensor"
+    ),
+    "data.stratified_split/too-few": Case(
+        lambda: dat.stratified_split(torch.zeros(3, dtype=torch.long), 3),
+        ValueError,
+        r"class 0 has 3 images, not more than per_class=3",
+    ),
+    "records.validate_run_v2/best-not-in-history": Case(
+        lambda: rec.validate_run_v2(_run_v2(best_val_acc=0.9)),
+        rec.RecordError,
+        r"best_val_acc is 0.9 but the history says 0.75",
+    ),
+    "records.validate_run_v2/loss-string": Case(
+        lambda: rec.validate_run_v2(_run_v2(test_loss="0.8")), rec.RecordError, r"test_loss: expected a finite number"
+    ),
+    "records.validate_run_v2/zero-epochs": Case(
+        lambda: rec.validate_run_v2(_run_v2(epochs=0)), rec.RecordError, r"history: expected one entry per epoch"
+    ),
+}
+_clash = sorted(set(ISSUE_22_CASES) & set(CASES))
+assert not _clash, f"duplicate bad-input rows: {_clash}"
+CASES |= ISSUE_22_CASES
+NO_BAD_INPUT.update(
+    {
+        "convergence.MIN_GAIN": "a constant (the rule's threshold)",
+        "convergence.MAX_DOUBLINGS": "a constant (the rule's cap)",
+        "convergence.RULE": "a constant (the rule in words, stored in every record)",
+        "stats.ALPHA": "a constant (the level of every verdict)",
+        "stats.Comparison": "a result type, built by compare()",
+        "records.FORMAT_V2": "a constant (the format string)",
+    }
+)
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case_id) for case_id, case in ISSUE_22_CASES.items()])
+def test_bad_input_issue_22(case: Case) -> None:
+    test_bad_input(case)

@@ -4,15 +4,14 @@ import pytest
 import torch
 
 import nlbook.data as data_module
-
 from nlbook.data import (
-    stratified_split,
     DATASETS,
     DatasetUnavailableError,
     DeviceLoader,
     load_dataset,
     random_crop_flip,
     resolve_dataset_name,
+    stratified_split,
 )
 
 

@@ -137,7 +137,8 @@ CASES: dict[str, Case] = {
     "local_attention": (
         D.local_attention_diagram,
         {},
-        lambda: LocalSelfAttention2d(8, kernel_size=3, num_heads=2),
+        # the diagram draws the textbook form; the default fused path computes the same (test_local_attention)
+        lambda: LocalSelfAttention2d(8, kernel_size=3, num_heads=2, impl="explicit"),
         (2, 8, 5, 6),
         dict(B=2, C=8, H=5, W=6, k=3, h=2),
     ),

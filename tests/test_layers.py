@@ -19,14 +19,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nlbook"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "foundations: no other nlbook module",
-        frozenset({"version", "checks", "records", "longrange", "distributed", "minimal", "diagrams"}),
+        frozenset({"version", "checks", "records", "distributed", "minimal", "convergence", "stats"}),
     ),
-    ("run settings", frozenset({"runtime"})),
+    # the long-range task and the diagrams check their arguments with nlbook.checks
+    ("run settings, and the long-range task", frozenset({"runtime", "longrange"})),
     ("building blocks and instruments", frozenset({"cnn", "attention", "bench"})),
     ("models built from blocks, and data", frozenset({"nonlocal_block", "vit", "hybrid", "data"})),
     ("models built from models, and the training loop", frozenset({"vit_torchvision", "coatnet", "train"})),
     ("attention with locality (models built on CoAtNet's bias table)", frozenset({"local_attention"})),
-    ("the zoo, figures, fine-tuning", frozenset({"viz", "zoo", "finetune"})),
+    ("the zoo, figures and diagrams, fine-tuning", frozenset({"viz", "zoo", "finetune", "diagrams"})),
     ("chapters' experiments and the launcher", frozenset({"comparison", "longrange_sweep", "launch"})),
 )
 

@@ -482,3 +482,228 @@ def test_networks_train_a_step(build) -> None:
     opt.step()
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()) if p.grad.abs().max() > 0)
     assert torch.isfinite(F.cross_entropy(model(x), y))
+
+
+def _timm_to_nlbook_swin_keys(model: SwinTransformer) -> dict[str, str]:
+    """nlbook name → timm name for every tensor of a whole Swin: stage ``s`` is ``[PatchMerging,] blocks...`` here,
+    ``downsample`` + ``blocks`` in timm."""
+    pairs = {
+        "patch_embed.weight": "patch_embed.proj.weight",
+        "patch_embed.bias": "patch_embed.proj.bias",
+        "patch_norm.weight": "patch_embed.norm.weight",
+        "patch_norm.bias": "patch_embed.norm.bias",
+        "norm.weight": "norm.weight",
+        "norm.bias": "norm.bias",
+        "head.weight": "head.fc.weight",
+        "head.bias": "head.fc.bias",
+    }
+    block = {
+        "attn.mha.qkv": "attn.qkv",
+        "attn.mha.proj": "attn.proj",
+        "norm1": "norm1",
+        "norm2": "norm2",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.fc2",
+    }
+    for s, stage in enumerate(model.stages):
+        first = 1 if s else 0
+        if s:
+            for t in ("norm.weight", "norm.bias", "reduction.weight"):
+                pairs[f"stages.{s}.0.{t}"] = f"layers.{s}.downsample.{t}"
+        for i in range(len(stage) - first):
+            ours, theirs = f"stages.{s}.{i + first}", f"layers.{s}.blocks.{i}"
+            pairs[f"{ours}.attn.rel_bias.table"] = f"{theirs}.attn.relative_position_bias_table"
+            for a, b in block.items():
+                for t in ("weight", "bias"):
+                    pairs[f"{ours}.{a}.{t}"] = f"{theirs}.{b}.{t}"
+    return pairs
+
+
+def test_whole_swin_transformer_matches_timm() -> None:
+    """Patches, shifted windows, patch merging, the one-window last stage and the head — the whole network equals
+    timm's ``SwinTransformer`` with copied weights. The head normalises every token and then pools (Swin's order)."""
+    ref = timm_swin.SwinTransformer(
+        img_size=32,
+        patch_size=2,
+        in_chans=3,
+        num_classes=7,
+        embed_dim=8,
+        depths=(2, 2, 1),
+        num_heads=(1, 2, 4),
+        window_size=4,
+    )
+    ref = _randomize_(ref.double(), seed=5).eval()
+    ours = _tiny_swin(num_classes=7).double().eval()
+    pairs = _timm_to_nlbook_swin_keys(ours)
+    assert sorted(pairs) == sorted(ours.state_dict())  # every nlbook tensor has its timm counterpart
+    theirs = ref.state_dict()
+    ours.load_state_dict({k: theirs[v] for k, v in pairs.items()}, strict=True)
+    x = _randn(2, 3, 32, 32, seed=6)
+    logits = ours(x)
+    torch.testing.assert_close(logits, ref(x), rtol=0, atol=1e-10)
+    # The order is seen at this tolerance: the LayerNorm of the mean (pool, then normalise) is another function,
+    # 1e-4 away here — a million times the tolerance above.
+    pooled_first = ours.head(ours.norm(ours.forward_features(x).mean(dim=(-2, -1))))
+    assert (pooled_first - logits).abs().max() > 1e-6
+
+
+# ------------------------------------------------------------------------------------ SASA: the fused path
+def _sasa_pair(
+    kernel_size: int, *, qkv_bias: bool = False, scale: float | None = None, seed: int = 0
+) -> tuple[LocalSelfAttention2d, LocalSelfAttention2d]:
+    """A 6 → 8 channel, 2-head layer on the fused path and its twin on the explicit path (same random values)."""
+    kw = {"kernel_size": kernel_size, "num_heads": 2, "qkv_bias": qkv_bias, "scale": scale}
+    fused = _randomize_(LocalSelfAttention2d(6, 8, **kw), seed=seed).double()
+    explicit = LocalSelfAttention2d(6, 8, impl="explicit", **kw).double()
+    explicit.load_state_dict(fused.state_dict())
+    return fused, explicit
+
+
+def _sasa_zero_padded(model: LocalSelfAttention2d, x: torch.Tensor) -> torch.Tensor:
+    """SASA *without* the mask: off-image neighbours attend as zero keys and values (plus their offset embedding)."""
+    k, heads, height = model.kernel_size, model.num_heads, x.shape[-2]
+
+    def around(t: torch.Tensor) -> torch.Tensor:
+        t = F.unfold(t, k, padding=k // 2)
+        return t.view(t.shape[0], heads, model.head_dim, k * k, -1).permute(0, 1, 4, 3, 2)  # (B, h, N, k², d)
+
+    q = model.query(x).flatten(2).view(x.shape[0], heads, model.head_dim, -1).transpose(-1, -2)  # (B, h, N, d)
+    keys = around(model.key(x)) + model.offset_embeddings()[None, :, None]
+    logits = torch.einsum("bhnd,bhnkd->bhnk", q, keys) * model.scale
+    out = torch.einsum("bhnk,bhnkd->bhdn", logits.softmax(-1), around(model.value(x)))
+    return out.reshape(x.shape[0], model.out_dim, height, -1)
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "size", "qkv_bias", "scale"),
+    [
+        (3, (5, 4), False, None),
+        (3, (1, 7), True, None),  # one row: every neighbour above or below is off the image
+        (5, (4, 6), True, 1.0),
+        (5, (2, 2), False, None),  # the window is larger than the map
+        (7, (3, 5), False, 0.3),
+        (7, (8, 9), True, None),
+    ],
+)
+def test_sasa_fused_equals_explicit_and_the_equation(
+    kernel_size: int, size: tuple[int, int], qkv_bias: bool, scale: float | None
+) -> None:
+    fused, explicit = _sasa_pair(kernel_size, qkv_bias=qkv_bias, scale=scale, seed=kernel_size)
+    x = _randn(2, 6, *size, seed=kernel_size + 1)
+    out = fused(x)
+    assert out.shape == (2, 8, *size) and out.dtype == torch.float64
+    torch.testing.assert_close(out, explicit(x), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out, _sasa_loop(fused, x), rtol=1e-10, atol=1e-10)
+    # the layout of the input does not matter (the fused path reorders it anyway)
+    torch.testing.assert_close(fused(x.contiguous(memory_format=torch.channels_last)), out, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("kernel_size", "size"), [(3, (4, 5)), (5, (3, 3)), (7, (2, 5))])
+def test_sasa_fused_gradients_equal_explicit(kernel_size: int, size: tuple[int, int]) -> None:
+    """∂L/∂x and every parameter's gradient (projections with bias, both offset embeddings), float64."""
+    fused, explicit = _sasa_pair(kernel_size, qkv_bias=True, seed=1)
+    x, grad_out = _randn(3, 6, *size, seed=2), _randn(3, 8, *size, seed=3)
+    grads = []
+    for model in (fused, explicit):
+        xi = x.clone().requires_grad_()
+        model(xi).backward(grad_out)
+        grads.append({"x": xi.grad, **{n: p.grad for n, p in model.named_parameters()}})
+    assert grads[0].keys() == grads[1].keys() and all(g is not None for g in grads[0].values())
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], rtol=1e-10, atol=1e-10, msg=name)
+    assert grads[0]["rel_height"].abs().max() > 0 and grads[0]["rel_width"].abs().max() > 0
+
+
+def test_sasa_fused_gradcheck_inputs_and_parameters() -> None:
+    torch.manual_seed(0)
+    model = LocalSelfAttention2d(3, 4, 5, num_heads=2, qkv_bias=True).double()
+    x = _randn(2, 3, 3, 4).requires_grad_()
+    params = (model.rel_height, model.rel_width, model.query.weight, model.key.bias, model.value.weight)
+    assert torch.autograd.gradcheck(lambda x, *_: model(x), (x, *params), eps=1e-6, atol=1e-5)
+
+
+def test_sasa_fused_masks_the_border_and_only_the_border() -> None:
+    """Attending to zero-padded neighbours instead of masking them changes exactly the border pixels."""
+    fused, _ = _sasa_pair(5)
+    x = _randn(2, 6, 7, 6, seed=4)
+    diff = (fused(x) - _sasa_zero_padded(fused, x)).abs().amax(dim=(0, 1))  # (H, W)
+    interior = diff[2:-2, 2:-2]  # pixels whose 5×5 window lies on the image
+    assert interior.max() <= 1e-10
+    border = diff.clone()
+    border[2:-2, 2:-2] = math.inf
+    assert border.min() > 1e-4
+
+
+def test_sasa_fused_offset_embeddings_enter_the_logits() -> None:
+    """With zero keys only q·r_o and the mask decide the weights; zero embeddings then make them uniform."""
+    fused, _ = _sasa_pair(3, seed=5)
+    with torch.no_grad():
+        fused.key.weight.zero_()
+    x = _randn(1, 6, 4, 4, seed=6)
+    torch.testing.assert_close(fused(x), _sasa_loop(fused, x), rtol=1e-10, atol=1e-10)
+    uniform = LocalSelfAttention2d(6, 8, 3, num_heads=2).double()
+    uniform.load_state_dict(fused.state_dict())
+    with torch.no_grad():
+        uniform.rel_height.zero_()
+        uniform.rel_width.zero_()
+    v = fused.value(x)
+    mean_of_neighbours = F.avg_pool2d(v, 3, stride=1, padding=1, count_include_pad=False)  # uniform weights
+    torch.testing.assert_close(uniform(x), mean_of_neighbours, rtol=1e-10, atol=1e-10)
+    assert (fused(x) - mean_of_neighbours).abs().max() > 1e-3
+
+
+def test_sasa_fused_path_does_not_unfold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default path never builds the unfolded neighbourhoods or calls the generic attention (the slow route)."""
+    import nlbook.local_attention as la
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the fused path must not unfold or call scaled_dot_product_attention")
+
+    monkeypatch.setattr(la, "_neighbourhoods", refuse)
+    monkeypatch.setattr(la, "scaled_dot_product_attention", refuse)
+    layer = LocalSelfAttention2d(4, 4, 3, num_heads=2)
+    layer(torch.randn(2, 4, 5, 5)).square().sum().backward()
+    for call in (
+        lambda: LocalSelfAttention2d(4, 4, 3, num_heads=2, impl="explicit")(torch.randn(2, 4, 5, 5)),
+        lambda: layer(torch.randn(2, 4, 5, 5), return_attention=True),
+    ):
+        with pytest.raises(AssertionError, match="must not unfold"):
+            call()
+
+
+def _saved_numel(layer: nn.Module, x: torch.Tensor) -> int:
+    """Numbers the forward keeps for the backward (every tensor autograd saves, parameters included)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x)
+    return total
+
+
+def test_sasa_fused_saves_no_unfolded_copies() -> None:
+    """For the backward the fused path keeps q, k, v, the input and the (heads, k², H·W) weights — a few maps —
+    where the explicit path keeps k² copies of keys and values."""
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    k, head_dim = 5, 8
+    fused = LocalSelfAttention2d(16, 16, k, num_heads=2)
+    explicit = LocalSelfAttention2d(16, 16, k, num_heads=2, impl="explicit")
+    maps = x.numel()  # one 16-channel map of the batch
+    assert _saved_numel(fused, x) <= (3 + k * k / head_dim + 2) * maps
+    assert _saved_numel(explicit, x) >= 2 * k * k * maps
+
+
+def test_sasa_fused_autocast_bfloat16_is_close_to_float32() -> None:
+    torch.manual_seed(0)
+    layer = LocalSelfAttention2d(8, 8, 3, num_heads=2)
+    x = torch.randn(2, 8, 6, 5, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = layer(x)
+    assert low.dtype == torch.bfloat16
+    low.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and layer.rel_width.grad.dtype == torch.float32
+    torch.testing.assert_close(low.float(), layer(x), rtol=0, atol=5e-2)

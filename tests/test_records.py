@@ -465,8 +465,16 @@ def test_a_run_is_cached_by_what_decides_its_result():
     arm = converge.planned_arms("ch3", setup)[0]
     images, labels = torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)
     data = converge.ImageDataset(
-        "fashion_mnist", ("a", "b"), images, labels, images, labels, (0.5,), (0.2,),
-        val_images=images[:2], val_labels=labels[:2],
+        "fashion_mnist",
+        ("a", "b"),
+        images,
+        labels,
+        images,
+        labels,
+        (0.5,),
+        (0.2,),
+        val_images=images[:2],
+        val_labels=labels[:2],
     )
     key = converge.cache_key(arm, 10, 0, data, setup)
     assert key == converge.cache_key(dict(arm, name="other", label="x"), 10, 0, data, setup)  # names don't matter
