@@ -36,7 +36,6 @@ them is written.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -53,7 +52,7 @@ import torch  # noqa: E402
 
 from nlbook.data import ImageDataset, load_dataset  # noqa: E402
 from nlbook.finetune import build_finetune_model, finetune_recipe, imagenet_normalized  # noqa: E402
-from nlbook.records import FORMAT, RESULTS_DIR, provenance, results_table, write_atomically, write_record  # noqa: E402
+from nlbook.records import FORMAT, RESULTS_DIR, FinishedRuns, provenance, results_table, write_record  # noqa: E402
 from nlbook.train import TrainConfig, count_parameters, fit  # noqa: E402
 
 EXPERIMENT = "ch4_finetune"
@@ -232,60 +231,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class FinishedRuns:
-    """Finished (arm, seed) runs, one JSON file each in ``folder``, written atomically as each finishes; a run
-    is reused only when its *identity* (model spec, recipe, seed, device, torch version) is today's."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.touched: set[Path] = set()
-        self.reused = 0
-
-    def _path(self, arm: str, seed: int) -> Path:
-        return self.folder / f"{arm}__seed{seed}.json"
-
-    def get(self, arm: str, seed: int, identity: dict[str, Any]) -> dict[str, Any] | None:
-        path = self._path(arm, seed)
-        try:
-            saved = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as err:  # unreadable: train again (the new run replaces it)
-            print(f"  ignoring {path}: {err}", file=sys.stderr)
-            return None
-        if (
-            not isinstance(saved, dict)
-            or "run" not in saved
-            or saved.get("identity") != json.loads(json.dumps(identity))
-        ):
-            return None
-        self.touched.add(path)
-        self.reused += 1
-        return saved["run"]
-
-    def put(self, arm: str, seed: int, identity: dict[str, Any], run: dict[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(arm, seed)
-        write_atomically(path, lambda f: json.dump({"identity": identity, "run": run}, f), text=True)
-        self.touched.add(path)
-
-    def count(self) -> int:
-        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
-
-    def report(self) -> str:
-        """Where the finished runs are, for a stopped run's last words."""
-        if not self.count():
-            return "no run had finished, so there is nothing to keep."
-        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
-
-    def discard(self) -> None:
-        """Remove the runs this invocation used (the record now holds them), and the folder once it is empty."""
-        for path in self.touched:
-            path.unlink(missing_ok=True)
-        if self.folder.is_dir() and not any(self.folder.iterdir()):
-            self.folder.rmdir()
-
-
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     device, experiment = args.device, args.experiment
@@ -313,10 +258,10 @@ def main(argv: list[str] | None = None) -> Path:
                     "device": device.type,
                     "torch": torch.__version__,
                 }
-                run = finished.get(arm["name"], seed, identity)
+                run = finished.get(f"{arm['name']}__seed{seed}", identity)
                 if run is None:
                     run = train_run(arm, seed, data, device)
-                    finished.put(arm["name"], seed, identity, run)
+                    finished.put(f"{arm['name']}__seed{seed}", identity, run)
                 else:
                     print(f"  {arm['name']} seed {seed}: reused ({run['final_test_acc']:.4f})", flush=True)
                 runs.append(run)

@@ -64,12 +64,12 @@ from nlbook.records import (  # noqa: E402
     CONVERGENCE,
     FORMAT,
     RESULTS_DIR,
+    FinishedRuns,
     budget_plan,
     converge_arm,
     provenance,
     results_table,
     run_entry,
-    write_atomically,
     write_record,
 )
 from nlbook.train import count_parameters, fit  # noqa: E402
@@ -214,63 +214,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class FinishedRuns:
-    """The runs finished so far, one JSON file each in ``folder``, written atomically as each run finishes.
-
-    A file holds the run and its *identity* (model spec, recipe, seed, epochs, threads, torch version); a run
-    is reused only when today's identity is the same.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.touched: set[Path] = set()
-        self.reused = 0
-
-    def _path(self, key: str, seed: int, epochs: int) -> Path:
-        return self.folder / f"{key}__seed{seed}__{epochs}epochs.json"
-
-    def get(self, key: str, seed: int, epochs: int, identity: dict[str, Any]) -> dict[str, Any] | None:
-        path = self._path(key, seed, epochs)
-        try:
-            saved = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as err:  # unreadable: train again (the new run replaces it)
-            print(f"  ignoring {path.name}: {err}", file=sys.stderr)
-            return None
-        if (
-            not isinstance(saved, dict)
-            or "run" not in saved
-            or saved.get("identity") != json.loads(json.dumps(identity))
-        ):
-            return None  # another recipe, model or thread count: not this run
-        self.touched.add(path)
-        self.reused += 1
-        return saved["run"]
-
-    def put(self, key: str, seed: int, epochs: int, identity: dict[str, Any], run: dict[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(key, seed, epochs)
-        write_atomically(path, lambda f: json.dump({"identity": identity, "run": run}, f), text=True)
-        self.touched.add(path)
-
-    def count(self) -> int:
-        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
-
-    def report(self) -> str:
-        """Where the finished runs are, for a stopped run's last words."""
-        if not self.count():
-            return "no run had finished, so there is nothing to keep."
-        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
-
-    def discard(self) -> None:
-        """Remove the runs this sweep used (the record now holds them), and the folder once it is empty."""
-        for path in self.touched:
-            path.unlink(missing_ok=True)
-        if self.folder.is_dir() and not any(self.folder.iterdir()):
-            self.folder.rmdir()
-
-
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     out = args.out
@@ -335,11 +278,11 @@ def main(argv: list[str] | None = None) -> Path:
                     "threads": args.threads,
                     "torch": torch.__version__,
                 }
-                run = finished.get(key, seed, epochs, identity)
+                run = finished.get(f"{key}__seed{seed}__{epochs}epochs", identity)
                 reused = run is not None
                 if run is None:
                     run = train_run(key, seed, data_for(seed), task, epochs)
-                    finished.put(key, seed, epochs, identity, run)
+                    finished.put(f"{key}__seed{seed}__{epochs}epochs", identity, run)
                 r = run["rule"]
                 print(
                     f"{key:<10} {seed:>4} {epochs:>6} {arms[key]['params']:>8,} "

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -57,7 +56,7 @@ from nlbook.bench import BenchResult  # noqa: E402
 from nlbook.checks import check_path_writable  # noqa: E402
 from nlbook.comparison import ModelRun, benchmark_model, format_table, summarize, time_to_accuracy  # noqa: E402
 from nlbook.data import ImageDataset, load_dataset  # noqa: E402
-from nlbook.records import CONVERGENCE, FORMAT, provenance, run_entry, write_atomically, write_record  # noqa: E402
+from nlbook.records import CONVERGENCE, FORMAT, FinishedRuns, provenance, run_entry, write_atomically, write_record  # noqa: E402
 from nlbook.runtime import DATASETS, PROFILES, device_name, get_profile, pick_device, resolve_dataset_name  # noqa: E402
 from nlbook.zoo import model_names  # noqa: E402
 
@@ -295,58 +294,16 @@ def _run_from_dict(d: dict[str, Any]) -> ModelRun:
     return ModelRun(**{**d, "cost": cost})
 
 
-class FinishedRuns:
-    """Finished (model, seed) runs, one JSON file each in ``folder``, written atomically as each finishes.
-
-    A file holds the run and its *identity* (dataset, profile, overrides, device, timing settings, torch); a run
-    is reused only when today's identity is the same.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.touched: set[Path] = set()
-        self.reused = 0
-
-    def _path(self, name: str, seed: int) -> Path:
-        return self.folder / f"{name}__seed{seed}.json"
-
-    def get(self, name: str, seed: int, identity: dict[str, Any]) -> ModelRun | None:
-        path = self._path(name, seed)
-        try:
-            saved = json.loads(path.read_text())
-            if saved["identity"] != json.loads(json.dumps(identity)):
-                return None  # another budget, device or setting: not this run
-            run = _run_from_dict(saved["run"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable: train again
-            print(f"  ignoring {path}: {err}", file=sys.stderr)
-            return None
-        self.touched.add(path)
-        self.reused += 1
-        return run
-
-    def put(self, name: str, seed: int, identity: dict[str, Any], run: ModelRun) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(name, seed)
-        write_atomically(path, lambda f: json.dump({"identity": identity, "run": run.to_dict()}, f), text=True)
-        self.touched.add(path)
-
-    def count(self) -> int:
-        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
-
-    def report(self) -> str:
-        """Where the finished runs are, for a stopped run's last words."""
-        if not self.count():
-            return "no run had finished, so there is nothing to keep."
-        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
-
-    def discard(self) -> None:
-        """Remove the runs this invocation used (the record now holds them), and the folder once it is empty."""
-        for path in self.touched:
-            path.unlink(missing_ok=True)
-        if self.folder.is_dir() and not any(self.folder.iterdir()):
-            self.folder.rmdir()
+def _reuse(finished: FinishedRuns, name: str, seed: int, identity: dict[str, Any]) -> ModelRun | None:
+    """The finished run of ``name`` and ``seed`` with today's identity, or ``None`` (then it trains)."""
+    saved = finished.get(f"{name}__seed{seed}", identity)
+    if saved is None:
+        return None
+    try:
+        return _run_from_dict(saved)
+    except (ValueError, KeyError, TypeError) as err:  # unreadable: train again
+        print(f"  ignoring the finished run of {name} seed {seed}: {err}", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -396,7 +353,7 @@ def main(argv: list[str] | None = None) -> Path:
                     "repeats": args.repeats,
                     "torch": torch.__version__,
                 }
-                run = finished.get(name, seed, identity)
+                run = _reuse(finished, name, seed, identity)
                 reused = run is not None
                 if run is None:
                     run = benchmark_model(
@@ -410,7 +367,7 @@ def main(argv: list[str] | None = None) -> Path:
                         repeats=args.repeats,
                         **overrides,
                     )
-                    finished.put(name, seed, identity, run)
+                    finished.put(f"{name}__seed{seed}", identity, run.to_dict())
                 runs.append(run)
                 print(
                     f"  {name:16s} seed {seed}: test acc {100 * run.test_acc:5.1f}% after {run.epochs} epochs "

@@ -451,6 +451,12 @@ def normalize(
             else type(images).__name__
         )
         raise ValueError(f"normalize expects a batch of images (B, C, H, W), got {got}")
+    if images.dtype != torch.uint8:
+        # float images may already be in [0, 1]: dividing them by 255 again would silently shrink them
+        raise TypeError(
+            f"normalize expects uint8 images (0-255, as the datasets store them), got {images.dtype}; "
+            "for float images in [0, 1] subtract the mean and divide by the std directly"
+        )
     channels = images.shape[1]
     # a wrong count would broadcast (one value for all channels) or fail inside torch; neither says why
     if len(mean) != channels or len(std) != channels:

@@ -49,6 +49,7 @@ import torch
 __all__ = [
     "FORMAT",
     "FORMAT_V2",
+    "FinishedRuns",
     "RESULTS_DIR",
     "ArmSummary",
     "RecordError",
@@ -152,12 +153,18 @@ def converged(
 ) -> bool:
     """The criterion: the last ``fraction`` of epochs improved the best test accuracy by less than ``min_delta``.
 
+    The "last quarter" of n epochs is ceil(fraction · n) of them (at least one; 10 epochs: the last 3). Accuracies
+    are fractions in [0, 1]: a percentage would make ``min_delta`` a hundred times stricter, so it is refused.
     With fewer than two epochs there is no "before" to compare with: not converged.
     """
     accs = _seed_values(
         test_accs, "test_accs", "converged", minimum=0, what="per-epoch accuracies"
     )
-    k = max(1, round(fraction * len(accs)))
+    if any(not 0.0 <= a <= 1.0 for a in accs):
+        raise ValueError(
+            f"converged: test_accs must be accuracy fractions in [0, 1] (not percent), got {max(accs)!r}"
+        )
+    k = max(1, math.ceil(fraction * len(accs) - 1e-9))
     if len(accs) <= k:
         return False
     return max(accs[-k:]) - max(accs[:-k]) < min_delta
@@ -423,6 +430,15 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
             _need(run, _RUN_KEYS, rat)
             _fraction(run["final_test_acc"], f"{rat}.final_test_acc")
             _fraction(run["best_test_acc"], f"{rat}.best_test_acc")
+            epochs_run = run["epochs_run"]
+            if (
+                isinstance(epochs_run, bool)
+                or not isinstance(epochs_run, int)
+                or epochs_run < 1
+            ):
+                raise RecordError(
+                    f"{rat}.epochs_run: expected an int >= 1, got {epochs_run!r}"
+                )
             if (
                 not isinstance(run["history"], list)
                 or len(run["history"]) != run["epochs_run"]
@@ -433,6 +449,20 @@ def validate_record(record: Any, where: str = "record") -> dict[str, Any]:
             for k, epoch in enumerate(run["history"]):
                 _need(epoch, _EPOCH_KEYS, f"{rat}.history[{k}]")
                 _fraction(epoch["test_acc"], f"{rat}.history[{k}].test_acc")
+                for key in ("train_loss", "test_loss", "seconds"):
+                    # null: a loss that diverged (NaN is not JSON)
+                    if epoch[key] is not None:
+                        _finite(epoch[key], f"{rat}.history[{k}].{key}")
+            accs = [e["test_acc"] for e in run["history"]]
+            # a record that cannot be true: its summary fields must be what its history says
+            for key, want in (
+                ("final_test_acc", accs[-1]),
+                ("best_test_acc", max(accs)),
+            ):
+                if run[key] != want:
+                    raise RecordError(
+                        f"{rat}.{key} is {run[key]!r} but the history says {want!r}"
+                    )
     return record
 
 
@@ -615,6 +645,79 @@ def write_atomically(
     return target
 
 
+class FinishedRuns:
+    """A script's finished runs, one JSON file each in ``folder``, written atomically as each run finishes, so a
+    stopped script loses at most the run in flight and the same command resumes.
+
+    A file holds the run (a JSON-ready dict) and its *identity* (whatever decides its result: model spec,
+    recipe, seed, data, device, threads, torch); :meth:`get` returns a run only when today's identity is the
+    same, and an unreadable file is reported and trained again.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        if isinstance(folder, bool) or not isinstance(folder, str | os.PathLike):
+            raise TypeError(
+                f"FinishedRuns: folder must be a path (str or os.PathLike), got {type(folder).__name__}"
+            )
+        self.folder = Path(folder)
+        self.touched: set[Path] = set()
+        self.reused = 0
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def get(self, name: str, identity: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The finished run ``name`` if its identity is ``identity``, else ``None``."""
+        path = self.path(name)
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (
+            OSError,
+            ValueError,
+        ) as err:  # unreadable: train again (the new run replaces it)
+            print(f"  ignoring {path.name}: {err}", file=sys.stderr)
+            return None
+        if (
+            not isinstance(saved, dict)
+            or "run" not in saved
+            or saved.get("identity") != _clean(identity)
+        ):
+            return None  # another recipe, model, device or thread count: not this run
+        self.touched.add(path)
+        self.reused += 1
+        return saved["run"]
+
+    def put(
+        self, name: str, identity: Mapping[str, Any], run: Mapping[str, Any]
+    ) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(name)
+        write_atomically(
+            path,
+            lambda f: json.dump(_clean({"identity": identity, "run": run}), f),
+            text=True,
+        )
+        self.touched.add(path)
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
+
+    def report(self) -> str:
+        """Where the finished runs are, for a stopped script's last words."""
+        if not self.count():
+            return "no run had finished, so there is nothing to keep."
+        return f"{self.count()} finished run(s) are kept in {self.folder}; the same command resumes from them."
+
+    def discard(self) -> None:
+        """Remove the runs this invocation used (its record now holds them), and the folder once it is empty."""
+        for path in self.touched:
+            path.unlink(missing_ok=True)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
 def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Validate ``record`` and write it to ``path`` atomically (:func:`write_atomically`).
 
@@ -773,6 +876,13 @@ def summarize(record: Mapping[str, Any]) -> list[ArmSummary]:
     return out
 
 
+def _mean_pm(stat: Stat) -> str:
+    """ "mean ± standard deviation %"; one seed has no spread, so none is shown."""
+    if stat.n < 2:
+        return f"{100 * stat.mean:.1f} % (1 seed)"
+    return f"{100 * stat.mean:.1f} ± {100 * stat.std:.1f} %"
+
+
 def results_table(record: Mapping[str, Any]) -> str:
     """A plain-text table of a record: per arm, accuracy mean ± std over seeds, seeds, epochs, convergence, time."""
     _check_loaded(record, "results_table")
@@ -799,8 +909,8 @@ def results_table(record: Mapping[str, Any]) -> str:
                 if isinstance(s.x, (int, float))
                 else str(s.x),
                 f"{s.params:,}",
-                f"{100 * s.final_test_acc.mean:.1f} ± {100 * s.final_test_acc.std:.1f} %",
-                f"{100 * s.best_test_acc.mean:.1f} ± {100 * s.best_test_acc.std:.1f} %",
+                _mean_pm(s.final_test_acc),
+                _mean_pm(s.best_test_acc),
                 str(len(s.seeds)),
                 f"{s.epochs.mean:.0f}"
                 if s.epochs.min == s.epochs.max
@@ -876,8 +986,11 @@ def _seed_values(
 def verdict(a: Sequence[float], b: Sequence[float]) -> Verdict:
     """Is ``a`` better than, worse than, or within the seed spread of ``b`` (higher is better)?
 
-    The one rule the book uses for every comparison: the difference of the means against twice its standard
-    error, ``2 * sqrt(sa**2 / na + sb**2 / nb)`` — "better"/"worse" only when the difference is larger.
+    The rule of the digits-era records: the difference of the means against twice its standard error,
+    ``2 * sqrt(sa**2 / na + sb**2 / nb)`` — "better"/"worse" only when the difference is larger. When both arms
+    have zero spread (every seed identical) the spread is 0, so any difference at all is "better"/"worse" and
+    only equal means are "within the spread". (Records with a validation split use Welch's t-test instead:
+    :func:`nlbook.stats.compare`.)
     """
     a, b = _seed_values(a, "a"), _seed_values(b, "b")
     (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)

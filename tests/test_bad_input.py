@@ -3111,6 +3111,11 @@ ISSUE_22_CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     "stats.compare/alpha-percent": Case(
         lambda: sts.compare([0.9, 0.8], [0.8, 0.7], alpha=5), ValueError, r"alpha must be a level in \(0, 0.5\)"
     ),
+    "data.normalize/float-images": Case(
+        lambda: dat.normalize(torch.rand(2, 1, 4, 4), (0.5,), (0.2,)),
+        TypeError,
+        r"normalize expects uint8 images \(0-255, as the datasets store them\), got torch.float32",
+    ),
     "data.stratified_split/float-labels": Case(
         lambda: dat.stratified_split(torch.zeros(10), 1), ValueError, r"labels must be a 1-D integer tensor"
     ),
@@ -3126,6 +3131,9 @@ ISSUE_22_CASES: dict[str, Case | tuple[Case, pytest.MarkDecorator]] = {
     ),
     "records.validate_run_v2/loss-string": Case(
         lambda: rec.validate_run_v2(_run_v2(test_loss="0.8")), rec.RecordError, r"test_loss: expected a finite number"
+    ),
+    "records.FinishedRuns/not-a-path": Case(
+        lambda: rec.FinishedRuns(3), TypeError, r"FinishedRuns: folder must be a path \(str or os.PathLike\), got int"
     ),
     "records.validate_run_v2/zero-epochs": Case(
         lambda: rec.validate_run_v2(_run_v2(epochs=0)), rec.RecordError, r"history: expected one entry per epoch"

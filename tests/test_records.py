@@ -537,3 +537,39 @@ def test_record_figures():
     fig = plot_record_sweep(sweep)
     assert len(fig.axes[0].collections) >= 2
     assert len(plot_record_curves(sweep).axes[0].lines) == 2  # one curve per name, at its largest x
+
+
+def test_converged_counts_the_last_quarter_rounding_up_and_refuses_percent():
+    # 10 epochs: the last ceil(2.5) = 3 epochs (round() would have taken 2, half to even)
+    accs = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.9, 0.95, 0.9, 0.9]
+    assert records.converged(accs) is False  # 0.95 is in the last three, beating 0.9
+    assert records.converged(accs[:7] + [0.9, 0.9, 0.9]) is True
+    with pytest.raises(ValueError, match=r"fractions in \[0, 1\] \(not percent\)"):
+        records.converged([50.0, 60.0, 70.0])
+
+
+def test_verdict_with_zero_spread_in_both_arms():
+    assert verdict([0.9, 0.9, 0.9], [0.9, 0.9, 0.9]).word == "within the spread"
+    assert verdict([0.9, 0.9, 0.9], [0.8, 0.8, 0.8]).word == "better"  # stated in the docstring
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda run: run.update(best_test_acc=1.0), r"best_test_acc is 1.0 but the history says"),
+        (lambda run: run.update(final_test_acc=run["best_test_acc"] + 0.001), r"final_test_acc is .* but the history"),
+        (lambda run: run["history"][0].update(test_loss="0.5"), r"test_loss: expected a finite number"),
+        (lambda run: run.update(epochs_run=0, history=[]), r"epochs_run: expected an int >= 1"),
+    ],
+)
+def test_a_record_that_cannot_be_true_is_refused(edit, message):
+    rec = make_record()
+    edit(rec["arms"][0]["runs"][0])
+    with pytest.raises(RecordError, match=message):
+        records.validate_record(rec)
+
+
+def test_one_seed_shows_no_spread():
+    rec = make_record()
+    rec["arms"][0]["runs"] = rec["arms"][0]["runs"][:1]
+    assert "(1 seed)" in records.results_table(rec) and "± 0.0" not in records.results_table(rec)

@@ -560,10 +560,11 @@ def test_two_ranks_started_by_hand_still_meet(tmp_path: Path) -> None:
 
 def test_finished_run_files_are_plain_json(tmp_path: Path) -> None:
     """What a finished-run file holds: the run and the identity it is reused under (readable without nlbook)."""
-    folder = script("longrange_sweep").FinishedRuns(tmp_path / "runs")
+    folder = script("longrange_sweep").FinishedRuns(tmp_path / "runs")  # nlbook.records.FinishedRuns
     identity = {"seed": 0, "threads": 1}
-    folder.put("cnn_rf7", 0, 2, identity, {"seed": 0})
+    folder.put("cnn_rf7__seed0__2epochs", identity, {"seed": 0})
     saved = json.loads((tmp_path / "runs" / "cnn_rf7__seed0__2epochs.json").read_text())
     assert saved == {"identity": identity, "run": {"seed": 0}}
-    assert folder.get("cnn_rf7", 0, 2, identity) == {"seed": 0} and folder.get("cnn_rf7", 0, 2, {"seed": 1}) is None
+    name = "cnn_rf7__seed0__2epochs"
+    assert folder.get(name, identity) == {"seed": 0} and folder.get(name, {"seed": 1}) is None
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cnn_rf7__seed0__2epochs.json"]  # no temporary left
