@@ -437,7 +437,7 @@ def test_plot_accuracy_vs_distance():
 # ---------------------------------------------------------------------------------------------------------
 
 _SWEEP_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "longrange_sweep.py"
-_REGENERATE = "python benchmarks/longrange_sweep.py"
+_REGENERATE = "python benchmarks/longrange_sweep.py --force"
 
 
 def _sweep_script():
